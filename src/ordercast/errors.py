@@ -1,0 +1,100 @@
+"""The one exception tree of ordercast.
+
+Every error raised by ordercast code derives from :class:`OrdercastError` and carries a
+stable, wire-independent ``code``. Nothing here knows about HTTP status codes, Pusher close
+codes or STOMP frames: each edge (``api/``, ``gateway/``) maps these classes to its own wire
+format in one table.
+
+::
+
+    OrdercastError
+    ├── ValidationError            code=validation_error      input that can never be accepted
+    ├── AuthError
+    │   ├── Unauthorized           code=unauthorized          who are you?
+    │   └── Forbidden              code=forbidden             not yours
+    ├── NotFound                   code=not_found             unknown, or another tenant's
+    ├── Conflict                   code=conflict              state does not allow it now
+    │   ├── InvalidTransition      code=invalid_transition    lifecycle move not allowed
+    │   └── WrongPhase             code=wrong_phase           POS callback for another phase
+    ├── TooOld                     code=too_old               cursor older than retention
+    ├── RateLimited                code=rate_limited
+    ├── ProtocolError              code=protocol_error        a wire peer broke the protocol
+    └── ConfigError                code=config_error          bad settings, fail fast
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrdercastError(Exception):
+    """Root of every ordercast error."""
+
+    code: str = "error"
+    title: str = "Error"
+
+    def __init__(self, detail: str, **fields: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        # Structured, JSON-safe extra fields that edges may expose (e.g. current state).
+        self.fields: dict[str, Any] = fields
+
+
+class ValidationError(OrdercastError):
+    code = "validation_error"
+    title = "Invalid request"
+
+
+class AuthError(OrdercastError):
+    code = "auth_error"
+    title = "Authentication failed"
+
+
+class Unauthorized(AuthError):
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(OrdercastError):
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(OrdercastError):
+    code = "conflict"
+    title = "Conflict"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "Invalid transition"
+
+
+class WrongPhase(Conflict):
+    code = "wrong_phase"
+    title = "Wrong phase"
+
+
+class TooOld(OrdercastError):
+    code = "too_old"
+    title = "Cursor too old"
+
+
+class RateLimited(OrdercastError):
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+class ProtocolError(OrdercastError):
+    code = "protocol_error"
+    title = "Protocol error"
+
+
+class ConfigError(OrdercastError):
+    code = "config_error"
+    title = "Configuration error"

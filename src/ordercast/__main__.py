@@ -1,0 +1,3 @@
+from ordercast.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""Request dependencies: the runtime, and who is calling."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ordercast.domain.access import Principal
+from ordercast.errors import Unauthorized
+from ordercast.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_principal(request: Request) -> Principal:
+    runtime = get_runtime(request)
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized(
+            "missing Authorization header: use HTTP Basic key:secret (apps) or "
+            "Bearer <token> (admin, users)"
+        )
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "basic":
+        try:
+            key, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise Unauthorized("malformed Basic credentials") from exc
+        if not sep:
+            raise Unauthorized("Basic credentials must be key:secret")
+        return await runtime.directory.authenticate_basic(key, secret)
+    if scheme == "bearer" and value:
+        return runtime.directory.authenticate_bearer(value)
+    raise Unauthorized("unsupported Authorization scheme; use Basic or Bearer")
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,212 @@
+"""Order routes: create, read, list, move through the lifecycle, courier jobs, events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from ordercast.api.deps import PrincipalDep, RuntimeDep
+from ordercast.api.schemas import (
+    CancellationIn,
+    ConfirmationIn,
+    CourierStatusIn,
+    DeliveryIn,
+    NoteIn,
+    NotificationIn,
+    OrderIn,
+    TransitionIn,
+    iso_or_none,
+)
+from ordercast.errors import ValidationError
+from ordercast.runtime import Runtime
+from ordercast.services.orders import CommandResult, order_resource
+
+router = APIRouter(prefix="/v1", tags=["orders"])
+
+
+def _result(rt: Runtime, result: CommandResult) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "applied": result.applied,
+        "outcome": result.outcome.value,
+        "order": order_resource(result.order, rt.settings.base_url),
+        "events": [e.to_dict() for e in result.events],
+    }
+    if result.detail:
+        body["detail"] = result.detail
+    return body
+
+
+@router.post("/orders", status_code=201)
+async def create_order(body: OrderIn, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
+    order = await rt.orders.create(principal, body.spec())
+    return order_resource(order, rt.settings.base_url)
+
+
+@router.get("/orders")
+async def list_orders(
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    location_id: str | None = None,
+    status: str | None = None,
+    updated_since: datetime | None = None,
+    limit: int = Query(50, ge=1, le=500),
+) -> dict[str, Any]:
+    orders = await rt.orders.list_orders(
+        principal,
+        location_id=location_id,
+        status=status,
+        updated_since=iso_or_none(updated_since),
+        limit=limit,
+    )
+    return {"orders": [order_resource(o, rt.settings.base_url) for o in orders]}
+
+
+@router.get("/orders/{order_id}")
+async def get_order(order_id: str, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
+    order = await rt.orders.get(principal, order_id)
+    return order_resource(order, rt.settings.base_url)
+
+
+@router.get("/orders/{order_id}/events")
+async def order_events(
+    order_id: str,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    after_seq: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    order, events = await rt.orders.events(principal, order_id, after_seq, limit)
+    last = events[-1].seq if events else after_seq
+    return {
+        "order_id": order.id,
+        "version": order.version,
+        "events": [e.to_dict() for e in events],
+        "next_after_seq": last,
+        "has_more": last < order.version,
+    }
+
+
+@router.post("/orders/{order_id}/transitions")
+async def transition(
+    order_id: str, body: TransitionIn, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    result = await rt.orders.transition(
+        principal,
+        order_id,
+        to=body.to,
+        reason=body.reason,
+        how=body.how,
+        errors=[e.model_dump() for e in body.errors] if body.errors else None,
+        occurred_at=iso_or_none(body.occurred_at),
+    )
+    return _result(rt, result)
+
+
+@router.post("/orders/{order_id}/confirmation")
+async def confirmation(
+    order_id: str, body: ConfirmationIn, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    result = await rt.orders.confirm(
+        principal,
+        order_id,
+        confirmation=body.confirmation,
+        reason=body.reason,
+        adjustment=body.adjustment.model_dump(exclude_none=True) if body.adjustment else None,
+    )
+    return _result(rt, result)
+
+
+@router.post("/orders/{order_id}/notifications")
+async def notification(
+    order_id: str, body: NotificationIn, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    result = await rt.orders.notify(principal, order_id, type=body.type, message=body.message)
+    return _result(rt, result)
+
+
+@router.post("/orders/{order_id}/notes")
+async def note(
+    order_id: str, body: NoteIn, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    return _result(rt, await rt.orders.note(principal, order_id, text=body.text))
+
+
+@router.post("/orders/{order_id}/cancellation")
+async def cancellation(
+    order_id: str, body: CancellationIn, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    result = await rt.orders.cancel(
+        principal, order_id, reason=body.reason, by=body.by, request_only=body.request_only
+    )
+    return _result(rt, result)
+
+
+@router.post("/orders/{order_id}/deliveries", status_code=201)
+async def start_delivery(
+    order_id: str, principal: PrincipalDep, rt: RuntimeDep, body: DeliveryIn | None = None
+) -> dict[str, Any]:
+    result, delivery_id = await rt.orders.start_delivery(
+        principal, order_id, provider=body.provider if body else None
+    )
+    resource = order_resource(result.order, rt.settings.base_url)
+    found = next(x for x in resource["deliveries"] if x["id"] == delivery_id)
+    return {**found, "order": resource, "events": [e.to_dict() for e in result.events]}
+
+
+@router.post("/deliveries/{delivery_id}/status", tags=["deliveries"])
+async def courier_status(
+    delivery_id: str, body: CourierStatusIn, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    result = await rt.orders.courier_update(
+        principal,
+        delivery_id,
+        status=body.status,
+        occurred_at=iso_or_none(body.occurred_at),
+        proof=body.proof,
+        refund=body.refund,
+        location=body.location,
+        eta=iso_or_none(body.eta),
+    )
+    body_out = _result(rt, result)
+    body_out["delivery"] = next(
+        x for x in body_out["order"]["deliveries"] if x["id"] == delivery_id
+    )
+    return body_out
+
+
+def _location_header(doshii: str | None, plain: str | None, order_location: str) -> None:
+    given = doshii or plain
+    if given is not None and given != order_location:
+        raise ValidationError(
+            "the location header does not match the order's location", field="doshii-location-id"
+        )
+
+
+@router.post("/orders/{order_id}/subscription", tags=["subscriptions"])
+async def subscribe(
+    order_id: str,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    doshii_location_id: str | None = Header(default=None),
+    x_location_id: str | None = Header(default=None),
+) -> dict[str, Any]:
+    order = await rt.orders.get(principal, order_id)
+    _location_header(doshii_location_id, x_location_id, order.location_id)
+    order = await rt.orders.subscribe(principal, order_id)
+    return order_resource(order, rt.settings.base_url, subscribed=True)
+
+
+@router.delete("/orders/{order_id}/subscription", status_code=204, tags=["subscriptions"])
+async def unsubscribe(
+    order_id: str,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    doshii_location_id: str | None = Header(default=None),
+    x_location_id: str | None = Header(default=None),
+) -> Response:
+    order = await rt.orders.get(principal, order_id)
+    _location_header(doshii_location_id, x_location_id, order.location_id)
+    await rt.orders.unsubscribe(principal, order_id)
+    return Response(status_code=204)

@@ -1,0 +1,91 @@
+"""Composition root for the HTTP API: ``create_app(runtime)``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ordercast import __version__, metrics
+from ordercast.api import admin, errors, orders
+from ordercast.api.errors import problem
+from ordercast.runtime import Runtime
+from ordercast.settings import Settings
+
+DESCRIPTION = """\
+ordercast keeps every order's lifecycle and pushes each change, in real time and without
+loss, to every party in the wire format it already speaks.
+
+Authentication: admin endpoints take `Authorization: Bearer <admin token>`; apps use HTTP
+Basic `key:secret`; users (customers) use `Authorization: Bearer <access_token>`.
+Errors are `application/problem+json` with a stable `code`.
+"""
+
+
+def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
+    """The ASGI app. Pass an opened runtime, or settings and the lifespan opens one."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        opened = await Runtime.open(settings or Settings())
+        app.state.runtime = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    app = FastAPI(
+        title="ordercast",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(admin.router)
+    app.include_router(orders.router)
+
+    @app.middleware("http")
+    async def _metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        metrics.HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/health", tags=["system"])
+    async def health(request: Request) -> Any:
+        rt: Runtime = request.app.state.runtime
+        problems = []
+        try:
+            await rt.store.ping()
+        except Exception as exc:
+            problems.append(f"storage: {exc.__class__.__name__}")
+        try:
+            await rt.bus.ping()
+        except Exception as exc:
+            problems.append(f"bus: {exc.__class__.__name__}")
+        if problems:
+            return problem(503, "unavailable", "Unavailable", "; ".join(problems))
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["system"])
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

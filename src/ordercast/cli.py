@@ -1,0 +1,234 @@
+"""The command line: ``ordercast run | migrate | demo | tenants | apps``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ordercast.errors import ConfigError, OrdercastError
+from ordercast.runtime import Runtime
+from ordercast.services.directory import app_dict
+from ordercast.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+cli = typer.Typer(help="ordercast: the order events hub.", no_args_is_help=True)
+apps_cli = typer.Typer(help="Manage apps.", no_args_is_help=True)
+tenants_cli = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+cli.add_typer(apps_cli, name="apps")
+cli.add_typer(tenants_cli, name="tenants")
+console = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="sqlite:///path.db or postgresql://…")
+]
+BusUrl = Annotated[str | None, typer.Option("--bus-url", help="memory:// or redis://host:6379/0")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+
+
+def _run(coro: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coro()
+
+    try:
+        import uvloop
+
+        return uvloop.run(main())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.run(main())
+
+
+async def _with_runtime(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:
+    try:
+        runtime = await Runtime.open(settings)
+    except OrdercastError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+    try:
+        return await fn(runtime)
+    finally:
+        await runtime.close()
+
+
+def _print_demo(demo: dict[str, Any], settings: Settings, admin_token: str) -> None:
+    base = settings.base_url
+    console.print("[bold]Demo credentials[/bold] (shown again by `ordercast demo`):")
+    console.print(f"  tenant_id    {demo['tenant_id']}")
+    console.print(f"  location_id  {demo['location_id']}")
+    console.print(f"  app key      {demo['app_key']}")
+    console.print(f"  app secret   {demo['app_secret']}")
+    console.print(f"  admin token  {admin_token}")
+    console.print('  shell:       eval "$(.venv/bin/ordercast demo --env)"')
+    console.print(f"  try:         curl -s -u $OC_KEY:$OC_SECRET {base}/v1/orders")
+
+
+@cli.command()
+def run(
+    host: Annotated[str | None, typer.Option("--host", help="address to bind")] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port")] = None,
+    ws_port: Annotated[int | None, typer.Option("--ws-port")] = None,
+    database_url: DatabaseUrl = None,
+    bus_url: BusUrl = None,
+) -> None:
+    """Start the HTTP API (and everything else built so far) in one process."""
+    settings = _settings(
+        host=host, http_port=http_port, ws_port=ws_port, database_url=database_url, bus_url=bus_url
+    )
+    _run(lambda: _serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from ordercast.app import create_app
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        runtime = await Runtime.open(settings)
+    except OrdercastError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+    try:
+        app = create_app(runtime)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        base = settings.base_url
+        console.print(f"[bold green]ordercast[/bold green] is starting ({settings.mode} mode)")
+        console.print(f"  storage      {settings.database_url}")
+        console.print(f"  bus          {settings.bus_url}")
+        console.print(f"  HTTP API     {base}/v1")
+        console.print(f"  API docs     {base}/docs  (OpenAPI: {base}/openapi.json)")
+        console.print(f"  health       {base}/health   metrics: {base}/metrics")
+        if settings.mode == "dev":
+            console.print(f"  admin token  {runtime.admin_token}")
+            if settings.demo:
+                demo, created = await runtime.ensure_demo()
+                if demo:
+                    if created:
+                        console.print("  created a demo tenant, location and app")
+                    _print_demo(demo, settings, runtime.admin_token)
+        sys.stdout.flush()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        await server.serve()
+    finally:
+        await runtime.close()
+
+
+@cli.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Apply database migrations (``run`` does this too)."""
+    settings = _settings(database_url=database_url)
+
+    async def go(_rt: Runtime) -> None:
+        console.print(f"database at {settings.database_url} is up to date")
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+@cli.command()
+def demo(
+    database_url: DatabaseUrl = None,
+    env: Annotated[bool, typer.Option("--env", help="print shell exports")] = False,
+) -> None:
+    """Print the demo tenant's ids and credentials (creating them if needed)."""
+    settings = _settings(database_url=database_url)
+
+    async def go(rt: Runtime) -> None:
+        if settings.mode != "dev":
+            err.print("[red]error:[/red] the demo exists only in dev mode")
+            raise typer.Exit(2)
+        info, _ = await rt.ensure_demo()
+        if env:
+            exports = {
+                "OC_URL": settings.base_url,
+                "OC_ADMIN_TOKEN": rt.admin_token,
+                "OC_TENANT": info["tenant_id"],
+                "OC_LOCATION": info["location_id"],
+                "OC_KEY": info["app_key"],
+                "OC_SECRET": info["app_secret"],
+            }
+            for name, value in exports.items():
+                print(f"export {name}={value}")
+        else:
+            _print_demo(info, settings, rt.admin_token)
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+@tenants_cli.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Option("--name")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a tenant."""
+    settings = _settings(database_url=database_url)
+
+    async def go(rt: Runtime) -> None:
+        tenant = await rt.directory.create_tenant(name)
+        print(json.dumps({"id": tenant.id, "name": tenant.name}))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+@apps_cli.command("create")
+def apps_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    name: Annotated[str, typer.Option("--name")],
+    kind: Annotated[str, typer.Option("--kind", help="channel|pos|rider|loyalty|kds")],
+    location: Annotated[
+        list[str] | None, typer.Option("--location", help="granted location id")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an app; prints its key and secret (the secret is shown once)."""
+    settings = _settings(database_url=database_url)
+
+    async def go(rt: Runtime) -> None:
+        try:
+            created = await rt.directory.create_app(
+                tenant_id=tenant, name=name, kind=kind, location_ids=location or []
+            )
+        except OrdercastError as exc:
+            err.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(2) from exc
+        print(json.dumps({**app_dict(created.app), "secret": created.secret}))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

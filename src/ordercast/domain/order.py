@@ -1,0 +1,198 @@
+"""The Order aggregate (with its courier deliveries) and the fold that evolves it.
+
+``Order`` is plain data, JSON-shaped so storage can keep it as a document. Events are
+applied by :func:`evolve`; which events a command produces is :mod:`ordercast.domain.decide`.
+Times are ISO 8601 strings in UTC; money is integer cents.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ordercast.domain import events as ev
+from ordercast.domain.lifecycle import ORDER_TERMINAL, OrderStatus
+
+
+@dataclass(slots=True)
+class Delivery:
+    id: str
+    order_id: str
+    status: str
+    provider: str | None
+    created_at: str
+    updated_at: str
+    provider_status: str | None = None
+    location: dict[str, Any] | None = None
+    eta: str | None = None
+    proof: dict[str, Any] | None = None
+    refund: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Order:
+    id: str
+    tenant_id: str
+    location_id: str
+    status: str
+    version: int
+    type: str
+    created_at: str
+    updated_at: str
+    created_by: str | None = None  # app id
+    user_id: str | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+    unapproved_items: list[dict[str, Any]] = field(default_factory=list)
+    surcounts: list[dict[str, Any]] = field(default_factory=list)
+    consumer: dict[str, Any] = field(default_factory=dict)
+    required_at: str | None = None
+    available_eta: str | None = None
+    external_order_ref: str | None = None
+    pos_ref: str | None = None
+    notes: str | None = None
+    phase: str | None = None
+    total: int = 0
+    fire_order_in_seconds: int | None = None
+    confirmation: int | None = None
+    rejection_reason: str | None = None
+    rejection_code: str | None = None
+    cancel_requested: dict[str, Any] | None = None
+    cancellation: dict[str, Any] | None = None
+    completed_how: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    previous_status: str | None = None  # the open state a terminal one replaced
+    deliveries: dict[str, Delivery] = field(default_factory=dict)
+
+    @property
+    def state(self) -> OrderStatus:
+        return OrderStatus(self.status)
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state in ORDER_TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["deliveries"] = {k: asdict(v) for k, v in self.deliveries.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Order:
+        data = dict(d)
+        deliveries = {k: Delivery(**v) for k, v in data.pop("deliveries", {}).items()}
+        return cls(**data, deliveries=deliveries)
+
+
+def item_totals(item: dict[str, Any]) -> tuple[int, int]:
+    """(total before surcounts, total after) of one line, in cents."""
+    quantity = int(item.get("quantity", 1))
+    options_price = sum(
+        int(v.get("price", 0)) for o in item.get("options", []) for v in o.get("variants", [])
+    )
+    before = (int(item.get("unit_price", 0)) + options_price) * quantity
+    after = before + sum(int(s.get("value", 0)) for s in item.get("surcounts", []))
+    return before, after
+
+
+def order_total(items: list[dict[str, Any]], surcounts: list[dict[str, Any]]) -> int:
+    return sum(item_totals(i)[1] for i in items) + sum(int(s.get("value", 0)) for s in surcounts)
+
+
+def with_totals(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        before, after = item_totals(item)
+        out.append({**item, "total_before_surcounts": before, "total_after_surcounts": after})
+    return out
+
+
+def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
+    """The order after one event. Returns a new object; the input is not changed."""
+    o = copy.deepcopy(order)
+    o.version += 1
+    o.updated_at = recorded_at
+    d = event.data
+    t = event.type
+    if t in ev.ORDER_STATE_EVENTS:
+        target = ev.ORDER_STATE_EVENTS[t]
+        if target in ORDER_TERMINAL and not o.is_closed:
+            o.previous_status = o.status
+        o.status = target.value
+        if target is OrderStatus.COMPLETED:
+            o.completed_how = d.get("how")
+        if target in (OrderStatus.REJECTED, OrderStatus.FAILED):
+            o.rejection_reason = d.get("reason") or o.rejection_reason
+            o.rejection_code = d.get("code") or o.rejection_code
+        if target is OrderStatus.CANCELLED:
+            o.cancellation = {"reason": d.get("reason"), "by": d.get("by")}
+        if d.get("errors"):
+            o.errors = list(d["errors"])
+        if "confirmation" in d:
+            o.confirmation = d["confirmation"]
+        if "total" in d:
+            o.total = int(d["total"])
+        if "fire_order_in_seconds" in d:
+            o.fire_order_in_seconds = d["fire_order_in_seconds"]
+    elif t == ev.ORDER_REOPENED:
+        o.status = d["to"]
+        o.previous_status = None
+        o.cancellation = None
+        o.completed_how = None
+    elif t == ev.ORDER_ADJUSTED:
+        o.confirmation = 2
+        removed_items = set(d.get("removed_items", []))
+        removed_options = set(d.get("removed_options", []))
+        kept = [i for i in o.items if i.get("uuid") not in removed_items]
+        for item in kept:
+            item["options"] = [
+                opt for opt in item.get("options", []) if opt.get("name") not in removed_options
+            ]
+        o.items = with_totals(kept)
+        o.total = order_total(o.items, o.surcounts)
+        if d.get("available_eta"):
+            o.available_eta = d["available_eta"]
+        if d.get("required_at"):
+            o.required_at = d["required_at"]
+    elif t == ev.ORDER_ETA_UPDATED:
+        o.available_eta = d.get("available_eta")
+    elif t == ev.ORDER_CANCEL_REQUESTED:
+        o.cancel_requested = {"reason": d.get("reason"), "by": d.get("by")}
+    elif t == ev.ORDER_NOTE:
+        o.phase = d.get("text")
+    elif t == ev.ORDER_ERROR:
+        o.errors = list(d.get("errors", []))
+    elif t in ev.COURIER_STATE_EVENTS or t in ev.DELIVERY_FACTS:
+        _evolve_delivery(o, t, d, recorded_at)
+    # order.created, order.notification, order.payment_updated, order.stale_update:
+    # recorded in the stream, no field of the resource changes beyond version.
+    return o
+
+
+def _evolve_delivery(o: Order, t: str, d: dict[str, Any], recorded_at: str) -> None:
+    delivery_id = d["delivery_id"]
+    if t == "delivery.requested" and delivery_id not in o.deliveries:
+        o.deliveries[delivery_id] = Delivery(
+            id=delivery_id,
+            order_id=o.id,
+            status="requested",
+            provider=d.get("provider"),
+            created_at=recorded_at,
+            updated_at=recorded_at,
+            provider_status=d.get("provider_status"),
+        )
+        return
+    dl = o.deliveries[delivery_id]
+    dl.updated_at = recorded_at
+    if t in ev.COURIER_STATE_EVENTS:
+        dl.status = ev.COURIER_STATE_EVENTS[t].value
+    if d.get("provider_status"):
+        dl.provider_status = d["provider_status"]
+    if t == ev.DELIVERY_LOCATION_UPDATED:
+        dl.location = d.get("location")
+    elif t == ev.DELIVERY_ETA_UPDATED:
+        dl.eta = d.get("eta")
+    elif t == ev.DELIVERY_PROOF_ADDED:
+        dl.proof = d.get("proof")
+    elif t == ev.DELIVERY_REFUND_REQUESTED:
+        dl.refund = d.get("refund")

@@ -1,0 +1,131 @@
+"""The small interfaces services depend on. Adapters in ``storage/`` and ``bus/`` implement them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    id: str
+    tenant_id: str
+    name: str
+    timezone: str
+    settings: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: str
+    tenant_id: str
+    name: str
+    kind: str
+    key: str
+    secret: str
+    settings: dict[str, Any]
+    created_at: str
+    location_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """What a command did to an order: the order after, and the events to append."""
+
+    order: Order
+    events: list[EventRecord]
+    subscribe_app_id: str | None = None  # Doshii: the acting app is subscribed implicitly
+    new_delivery_id: str | None = None
+
+
+# A hook run inside the order-write transaction (the webhook outbox plugs in here).
+# It receives the adapter's open connection, the order after the change and the new events.
+TxHook = Callable[[Any, Order, list[EventRecord]], Awaitable[None]]
+
+
+class Store(Protocol):
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    def add_tx_hook(self, hook: TxHook) -> None: ...
+
+    async def get_meta(self, key: str) -> str | None: ...
+    async def insert_meta(self, key: str, value: str) -> bool: ...
+    async def put_meta(self, key: str, value: str) -> None: ...
+
+    async def create_tenant(self, tenant: Tenant) -> None: ...
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+    async def create_location(self, location: Location) -> None: ...
+    async def get_location(self, location_id: str) -> Location | None: ...
+    async def update_location(self, location: Location) -> None: ...
+    async def create_app(self, app: App) -> None: ...
+    async def get_app(self, app_id: str) -> App | None: ...
+    async def get_app_by_key(self, key: str) -> App | None: ...
+
+    async def create_order(self, mutation: Mutation) -> None: ...
+    async def mutate_order(
+        self, order_id: str, change: Callable[[Order], Mutation | None]
+    ) -> Mutation | None: ...
+    async def get_order(self, order_id: str) -> Order | None: ...
+    async def list_orders(
+        self,
+        *,
+        tenant_id: str,
+        location_ids: frozenset[str] | None,
+        user_id: str | None,
+        status: str | None,
+        updated_since: str | None,
+        limit: int,
+    ) -> list[Order]: ...
+    async def list_events(self, order_id: str, after_seq: int, limit: int) -> list[EventRecord]: ...
+    async def order_id_for_delivery(self, delivery_id: str) -> str | None: ...
+
+    async def subscribe(self, order_id: str, app_id: str, implicit: bool, at: str) -> None: ...
+    async def unsubscribe(self, order_id: str, app_id: str) -> bool: ...
+    async def subscriber_ids(self, order_id: str) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BusMessage:
+    """A wake-up notice published after commit. ``kind`` is ``order`` or ``location``."""
+
+    kind: str
+    payload: dict[str, Any]
+
+
+class BusListener(Protocol):
+    """A bounded queue of bus messages. ``lagged`` is set when it overflowed and dropped
+    messages: the consumer must catch up from storage."""
+
+    lagged: bool
+
+    def __aiter__(self) -> AsyncIterator[BusMessage]: ...
+    async def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def publish(self, message: BusMessage) -> None: ...
+    def listen(self, maxsize: int = 10_000) -> BusListener: ...

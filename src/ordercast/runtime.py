@@ -1,0 +1,98 @@
+"""The runtime container: settings plus the opened adapters and services.
+
+Built only by the composition roots (``app.py``, ``cli.py``) and by tests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ordercast.bus import open_bus
+from ordercast.metrics import count_events
+from ordercast.ports import Bus, Clock, Store
+from ordercast.services.common import SystemClock, new_secret
+from ordercast.services.directory import Directory
+from ordercast.services.orders import OrderService
+from ordercast.services.tokens import TokenSigner
+from ordercast.settings import Settings
+from ordercast.storage import open_store
+
+DEMO_KEY = "demo"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    bus: Bus
+    clock: Clock
+    directory: Directory
+    orders: OrderService
+    admin_token: str
+
+    @classmethod
+    async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        clock = clock or SystemClock()
+        store = open_store(settings.database_url)
+        await store.migrate()
+        bus = open_bus(settings.bus_url)
+        await bus.start()
+        # Dev mode keeps generated secrets in the database so restarts keep them.
+        admin_token = settings.admin_token or await _kept(store, "admin_token", "oca_")
+        secret_key = settings.secret_key or await _kept(store, "secret_key", "")
+        signer = TokenSigner(secret_key)
+        directory = Directory(store, bus, clock, signer, admin_token)
+        orders = OrderService(store, bus, clock)
+        orders.after_commit.append(count_events)
+        return cls(settings, store, bus, clock, directory, orders, admin_token)
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.store.close()
+
+    async def demo(self) -> dict[str, Any] | None:
+        raw = await self.store.get_meta(DEMO_KEY)
+        return json.loads(raw) if raw else None
+
+    async def ensure_demo(self) -> tuple[dict[str, Any], bool]:
+        """Create the demo tenant, location and app once; returns (demo, created_now)."""
+        existing = await self.demo()
+        if existing is not None:
+            return existing, False
+        # Claim the slot first so two starting processes never both create one.
+        if not await self.store.insert_meta(DEMO_KEY, "{}"):
+            return (await self.demo()) or {}, False
+        tenant = await self.directory.create_tenant("Demo Restaurants")
+        location = await self.directory.create_location(
+            tenant_id=tenant.id,
+            name="Demo Burger Bar",
+            timezone="America/New_York",
+            settings={"tracker_labels": {"preparing": "In the kitchen", "ready": "Ready"}},
+        )
+        app = await self.directory.create_app(
+            tenant_id=tenant.id,
+            name="Demo ordering app",
+            kind="channel",
+            location_ids=[location.id],
+        )
+        demo = {
+            "tenant_id": tenant.id,
+            "location_id": location.id,
+            "app_id": app.app.id,
+            "app_key": app.app.key,
+            "app_secret": app.secret,
+        }
+        await self.store.put_meta(DEMO_KEY, json.dumps(demo))
+        return demo, True
+
+
+async def _kept(store: Store, key: str, prefix: str) -> str:
+    """A generated secret kept in the database: the same on every start."""
+    candidate = new_secret(prefix, 32)
+    if await store.insert_meta(key, candidate):
+        return candidate
+    value = await store.get_meta(key)
+    assert value is not None
+    return value

@@ -1,0 +1,241 @@
+"""Tenants, locations, apps and who is calling (authentication)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ordercast.domain.access import (
+    APP_KINDS,
+    Admin,
+    AppPrincipal,
+    Principal,
+    check_location_access,
+)
+from ordercast.errors import NotFound, Unauthorized, ValidationError
+from ordercast.ports import App, Bus, BusMessage, Clock, Location, Store, Tenant
+from ordercast.services.common import iso, new_id, new_secret
+from ordercast.services.tokens import PREFIX as TOKEN_PREFIX
+from ordercast.services.tokens import TokenSigner
+
+LOCATION_SETTING_KEYS = {"tracker_labels", "legacy_tracker"}
+
+
+def validate_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            f"unknown timezone '{name}'; use an IANA name such as 'America/New_York'",
+            field="timezone",
+        ) from exc
+    return name
+
+
+def validate_location_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    labels = settings.get("tracker_labels")
+    if labels is not None:
+        from ordercast.domain.lifecycle import OrderStatus
+
+        valid = {s.value for s in OrderStatus}
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ValidationError(
+                "settings.tracker_labels maps canonical states to display labels (strings)",
+                field="settings.tracker_labels",
+            )
+        unknown = sorted(set(labels) - valid)
+        if unknown:
+            raise ValidationError(
+                f"settings.tracker_labels has unknown states: {', '.join(unknown)}",
+                field="settings.tracker_labels",
+            )
+    legacy = settings.get("legacy_tracker")
+    if legacy is not None and not isinstance(legacy, bool):
+        raise ValidationError(
+            "settings.legacy_tracker must be true or false", field="settings.legacy_tracker"
+        )
+    return settings
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedApp:
+    app: App
+    secret: str
+
+
+class Directory:
+    def __init__(
+        self, store: Store, bus: Bus, clock: Clock, signer: TokenSigner, admin_token: str
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.signer = signer
+        self._admin_token = admin_token
+
+    # -- authentication --------------------------------------------------------------
+
+    async def authenticate_basic(self, key: str, secret: str) -> AppPrincipal:
+        app = await self.store.get_app_by_key(key)
+        if app is None or not hmac.compare_digest(app.secret.encode(), secret.encode()):
+            raise Unauthorized("unknown app key or wrong secret")
+        return app_principal(app)
+
+    def authenticate_bearer(self, token: str) -> Principal:
+        if hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            return Admin()
+        if token.startswith(TOKEN_PREFIX):
+            return self.signer.verify(token, now=int(self.clock.now().timestamp()))
+        raise Unauthorized("unknown bearer token")
+
+    # -- tenants, locations, apps ----------------------------------------------------
+
+    async def create_tenant(self, name: str, tenant_id: str | None = None) -> Tenant:
+        tenant = Tenant(id=tenant_id or new_id("ten_"), name=name, created_at=iso(self.clock.now()))
+        await self.store.create_tenant(tenant)
+        return tenant
+
+    async def require_tenant(self, tenant_id: str) -> Tenant:
+        tenant = await self.store.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        return tenant
+
+    async def create_location(
+        self, *, tenant_id: str, name: str, timezone: str, settings: dict[str, Any]
+    ) -> Location:
+        await self.require_tenant(tenant_id)
+        now = iso(self.clock.now())
+        location = Location(
+            id=new_id("loc_"),
+            tenant_id=tenant_id,
+            name=name,
+            timezone=validate_timezone(timezone),
+            settings=validate_location_settings(dict(settings)),
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.create_location(location)
+        return location
+
+    async def get_location(self, principal: Principal, location_id: str) -> Location:
+        location = await self.store.get_location(location_id)
+        if location is None:
+            raise NotFound(f"location {location_id} not found")
+        check_location_access(principal, location.id, location.tenant_id)
+        return location
+
+    async def update_location(
+        self,
+        location_id: str,
+        *,
+        name: str | None,
+        timezone: str | None,
+        settings: dict[str, Any] | None,
+    ) -> Location:
+        current = await self.store.get_location(location_id)
+        if current is None:
+            raise NotFound(f"location {location_id} not found")
+        merged = dict(current.settings)
+        if settings:
+            merged.update(settings)
+        updated = Location(
+            id=current.id,
+            tenant_id=current.tenant_id,
+            name=name or current.name,
+            timezone=validate_timezone(timezone) if timezone else current.timezone,
+            settings=validate_location_settings(merged),
+            created_at=current.created_at,
+            updated_at=iso(self.clock.now()),
+        )
+        await self.store.update_location(updated)
+        await self.bus.publish(BusMessage("location", {"location": location_dict(updated)}))
+        return updated
+
+    async def create_app(
+        self,
+        *,
+        tenant_id: str,
+        name: str,
+        kind: str,
+        location_ids: list[str],
+        settings: dict[str, Any] | None = None,
+    ) -> CreatedApp:
+        await self.require_tenant(tenant_id)
+        if kind not in APP_KINDS:
+            raise ValidationError(
+                f"unknown app kind '{kind}'; use one of: {', '.join(APP_KINDS)}", field="kind"
+            )
+        for lid in location_ids:
+            loc = await self.store.get_location(lid)
+            if loc is None or loc.tenant_id != tenant_id:
+                raise ValidationError(
+                    f"location {lid} is not a location of tenant {tenant_id}", field="location_ids"
+                )
+        secret = new_secret("ocs_", 24)
+        app = App(
+            id=new_id("app_"),
+            tenant_id=tenant_id,
+            name=name,
+            kind=kind,
+            key=new_secret("ock_", 12),
+            secret=secret,
+            settings=dict(settings or {}),
+            created_at=iso(self.clock.now()),
+            location_ids=frozenset(location_ids),
+        )
+        await self.store.create_app(app)
+        return CreatedApp(app, secret)
+
+    async def get_app(self, app_id: str) -> App:
+        app = await self.store.get_app(app_id)
+        if app is None:
+            raise NotFound(f"app {app_id} not found")
+        return app
+
+    def issue_user_token(self, principal: AppPrincipal, user_id: str, ttl: int) -> tuple[str, int]:
+        if not user_id or len(user_id) > 128:
+            raise ValidationError("user_id must be 1 to 128 characters", field="user_id")
+        token = self.signer.issue(
+            user_id=user_id,
+            tenant_id=principal.tenant_id,
+            app_id=principal.app_id,
+            now=int(self.clock.now().timestamp()),
+            ttl=ttl,
+        )
+        return token, ttl
+
+
+def app_principal(app: App) -> AppPrincipal:
+    return AppPrincipal(
+        app_id=app.id, tenant_id=app.tenant_id, kind=app.kind, location_ids=app.location_ids
+    )
+
+
+def location_dict(location: Location) -> dict[str, Any]:
+    return {
+        "id": location.id,
+        "tenant_id": location.tenant_id,
+        "name": location.name,
+        "timezone": location.timezone,
+        "settings": location.settings,
+        "created_at": location.created_at,
+        "updated_at": location.updated_at,
+    }
+
+
+def app_dict(app: App) -> dict[str, Any]:
+    return {
+        "id": app.id,
+        "tenant_id": app.tenant_id,
+        "name": app.name,
+        "kind": app.kind,
+        "key": app.key,
+        "location_ids": sorted(app.location_ids),
+        "settings": app.settings,
+        "created_at": app.created_at,
+    }

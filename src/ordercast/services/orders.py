@@ -1,0 +1,446 @@
+"""Order use cases: load → decide (pure) → one transaction → publish after commit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ordercast.domain import decide as d
+from ordercast.domain import events as ev
+from ordercast.domain.access import (
+    Admin,
+    AppPrincipal,
+    Principal,
+    UserPrincipal,
+    check_location_access,
+    check_order_access,
+    require_app,
+)
+from ordercast.domain.events import EventRecord, NewEvent
+from ordercast.domain.lifecycle import ORDER_TERMINAL, Move, OrderStatus
+from ordercast.domain.order import Order, evolve, order_total, with_totals
+from ordercast.errors import NotFound, ValidationError
+from ordercast.ports import Bus, BusMessage, Clock, Mutation, Store
+from ordercast.services.common import iso, new_id
+
+log = logging.getLogger("ordercast.orders")
+
+ORDER_TYPES = ("pickup", "delivery", "dine_in")
+CANCELLED_BY = ("customer", "venue", "platform", "courier")
+_DEFAULT_CANCELLER = {
+    "pos": "venue",
+    "kds": "venue",
+    "channel": "customer",
+    "rider": "courier",
+    "loyalty": "platform",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    order: Order
+    applied: bool
+    outcome: Move
+    detail: str | None
+    events: list[EventRecord]
+
+
+def actor_of(principal: Principal) -> dict[str, Any]:
+    if isinstance(principal, AppPrincipal):
+        return {"type": "app", "id": principal.app_id, "kind": principal.kind}
+    if isinstance(principal, UserPrincipal):
+        return {"type": "user", "id": principal.user_id}
+    if isinstance(principal, Admin):
+        return {"type": "admin"}
+    return {"type": "system"}
+
+
+SYSTEM = {"type": "system"}
+
+
+class OrderService:
+    def __init__(self, store: Store, bus: Bus, clock: Clock) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        # Called after every committed change (metrics, gateways in-process); never raises.
+        self.after_commit: list[Callable[[Order, list[EventRecord]], None]] = []
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def get(self, principal: Principal, order_id: str) -> Order:
+        order = await self.store.get_order(order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        check_order_access(principal, order.id, order.tenant_id, order.location_id, order.user_id)
+        return order
+
+    async def list_orders(
+        self,
+        principal: Principal,
+        *,
+        location_id: str | None,
+        status: str | None,
+        updated_since: str | None,
+        limit: int,
+    ) -> list[Order]:
+        if status is not None and status not in {s.value for s in OrderStatus}:
+            raise ValidationError(f"unknown status '{status}'", field="status")
+        if isinstance(principal, UserPrincipal):
+            return await self.store.list_orders(
+                tenant_id=principal.tenant_id,
+                location_ids=frozenset({location_id}) if location_id else None,
+                user_id=principal.user_id,
+                status=status,
+                updated_since=updated_since,
+                limit=limit,
+            )
+        app = require_app(principal)
+        if location_id is not None:
+            check_location_access(app, location_id, app.tenant_id)
+            locations = frozenset({location_id})
+        else:
+            locations = app.location_ids
+        return await self.store.list_orders(
+            tenant_id=app.tenant_id,
+            location_ids=locations,
+            user_id=None,
+            status=status,
+            updated_since=updated_since,
+            limit=limit,
+        )
+
+    async def events(
+        self, principal: Principal, order_id: str, after_seq: int, limit: int
+    ) -> tuple[Order, list[EventRecord]]:
+        if after_seq < 0:
+            raise ValidationError("after_seq must be 0 or more", field="after_seq")
+        order = await self.get(principal, order_id)
+        return order, await self.store.list_events(order_id, after_seq, limit)
+
+    # -- creating --------------------------------------------------------------------
+
+    async def create(self, principal: Principal, spec: dict[str, Any]) -> Order:
+        app = require_app(principal)
+        location = await self.store.get_location(spec["location_id"])
+        if location is None:
+            raise NotFound(f"location {spec['location_id']} not found")
+        check_location_access(app, location.id, location.tenant_id)
+        status = spec.get("status") or OrderStatus.SUBMITTED.value
+        allowed = [s.value for s in OrderStatus if s not in ORDER_TERMINAL]
+        if status not in allowed:
+            raise ValidationError(
+                f"a new order's status must be one of: {', '.join(allowed)}", field="status"
+            )
+        if spec.get("type", "pickup") not in ORDER_TYPES:
+            raise ValidationError(
+                f"unknown order type '{spec.get('type')}'; use one of: {', '.join(ORDER_TYPES)}",
+                field="type",
+            )
+        now = iso(self.clock.now())
+        items = [
+            {**item, "uuid": item.get("uuid") or str(uuid.uuid4())}
+            for item in spec.get("items", [])
+        ]
+        uuids = [i["uuid"] for i in items]
+        if len(set(uuids)) != len(uuids):
+            raise ValidationError("item uuids must be unique within an order", field="items")
+        items = with_totals(items)
+        surcounts = list(spec.get("surcounts") or [])
+        order = Order(
+            id=new_id("ord_"),
+            tenant_id=location.tenant_id,
+            location_id=location.id,
+            status=status,
+            version=0,
+            type=spec.get("type", "pickup"),
+            created_at=now,
+            updated_at=now,
+            created_by=app.app_id,
+            user_id=spec.get("user_id"),
+            items=items,
+            unapproved_items=list(spec.get("unapproved_items") or []),
+            surcounts=surcounts,
+            consumer=dict(spec.get("consumer") or {}),
+            required_at=spec.get("required_at"),
+            available_eta=spec.get("available_eta"),
+            external_order_ref=spec.get("external_order_ref"),
+            pos_ref=spec.get("pos_ref"),
+            notes=spec.get("notes"),
+            total=order_total(items, surcounts),
+            fire_order_in_seconds=spec.get("fire_order_in_seconds"),
+        )
+        created = NewEvent(ev.ORDER_CREATED, {"status": status, "order": order.to_dict()})
+        # The creation event is seq 1; the snapshot inside it is the order at seq 0.
+        after, records = self._number(order, [created], actor_of(principal), now)
+        mutation = Mutation(order=after, events=records, subscribe_app_id=app.app_id)
+        await self.store.create_order(mutation)
+        await self._committed(after, records)
+        return after
+
+    # -- changing --------------------------------------------------------------------
+
+    async def _run(
+        self,
+        principal: Principal,
+        order_id: str,
+        cmd: d.Command,
+        *,
+        actor: dict[str, Any] | None = None,
+        new_delivery_id: str | None = None,
+    ) -> CommandResult:
+        outcome: dict[str, Any] = {}
+
+        def change(order: Order) -> Mutation | None:
+            check_order_access(
+                principal, order.id, order.tenant_id, order.location_id, order.user_id
+            )
+            decision = d.decide(order, cmd)
+            outcome["decision"] = decision
+            outcome["before"] = order
+            if not decision.events:
+                return None
+            now = iso(self.clock.now())
+            after, records = self._number(order, decision.events, actor or actor_of(principal), now)
+            subscriber = principal.app_id if isinstance(principal, AppPrincipal) else None
+            return Mutation(
+                order=after,
+                events=records,
+                subscribe_app_id=subscriber,
+                new_delivery_id=new_delivery_id,
+            )
+
+        mutation = await self.store.mutate_order(order_id, change)
+        decision: d.Decision = outcome["decision"]
+        if mutation is None:
+            return CommandResult(
+                outcome["before"], decision.applied, decision.outcome, decision.detail, []
+            )
+        await self._committed(mutation.order, mutation.events)
+        return CommandResult(
+            mutation.order, decision.applied, decision.outcome, decision.detail, mutation.events
+        )
+
+    def _number(
+        self, order: Order, new_events: list[NewEvent], actor: dict[str, Any], now: str
+    ) -> tuple[Order, list[EventRecord]]:
+        records = []
+        for event in new_events:
+            order = evolve(order, event, now)
+            records.append(
+                EventRecord(
+                    event_id=new_id("evt_"),
+                    order_id=order.id,
+                    seq=order.version,
+                    type=event.type,
+                    status=order.status,
+                    occurred_at=event.occurred_at or now,
+                    recorded_at=now,
+                    actor=actor,
+                    data=event.data,
+                )
+            )
+        return order, records
+
+    async def _committed(self, order: Order, records: list[EventRecord]) -> None:
+        for hook in self.after_commit:
+            try:
+                hook(order, records)
+            except Exception:  # a hook must never undo a committed change
+                log.exception("after-commit hook failed")
+        try:
+            await self.bus.publish(
+                BusMessage(
+                    "order",
+                    {"order": order.to_dict(), "events": [r.to_dict() for r in records]},
+                )
+            )
+        except Exception:
+            # The log is the truth: subscribers catch up from storage by seq.
+            log.exception("bus publish failed for order %s", order.id)
+
+    async def transition(
+        self,
+        principal: Principal,
+        order_id: str,
+        *,
+        to: str,
+        reason: str | None = None,
+        how: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        occurred_at: str | None = None,
+    ) -> CommandResult:
+        require_app(principal)
+        cmd = d.Transition(to=to, reason=reason, how=how, errors=errors, occurred_at=occurred_at)
+        return await self._run(principal, order_id, cmd)
+
+    async def confirm(
+        self,
+        principal: Principal,
+        order_id: str,
+        *,
+        confirmation: int,
+        reason: str | None,
+        adjustment: dict[str, Any] | None,
+    ) -> CommandResult:
+        require_app(principal)
+        order = await self.get(principal, order_id)
+        location = await self.store.get_location(order.location_id)
+        available_eta, required_at = self._adjusted_times(
+            adjustment or {}, location.timezone if location else "UTC"
+        )
+        cmd = d.Confirm(
+            confirmation=confirmation,
+            reason=reason,
+            adjustment=adjustment,
+            available_eta=available_eta,
+            required_at=required_at,
+        )
+        return await self._run(principal, order_id, cmd)
+
+    def _adjusted_times(self, adj: dict[str, Any], tz: str) -> tuple[str | None, str | None]:
+        """Open Dining adjustments: ``time`` in minutes (ASAP), or ``order_date`` +
+        ``eta`` (advance, wall-clock time at the location)."""
+        now = self.clock.now()
+        if adj.get("time") is not None:
+            minutes = adj["time"]
+            if not isinstance(minutes, int) or not 0 < minutes <= 24 * 60:
+                raise ValidationError(
+                    "adjustment.time is the new ASAP time in minutes (1 to 1440)",
+                    field="adjustment.time",
+                )
+            return iso(now + timedelta(minutes=minutes)), None
+        if adj.get("order_date") or adj.get("eta"):
+            if not (adj.get("order_date") and adj.get("eta")):
+                raise ValidationError(
+                    "an advance-order adjustment needs both order_date (MM/DD/YYYY) "
+                    "and eta (like '9:45 PM')",
+                    field="adjustment",
+                )
+            try:
+                local = datetime.strptime(
+                    f"{adj['order_date']} {adj['eta']}", "%m/%d/%Y %I:%M %p"
+                ).replace(tzinfo=ZoneInfo(tz))
+            except ValueError as exc:
+                raise ValidationError(
+                    "adjustment.order_date must be MM/DD/YYYY and adjustment.eta like '9:45 PM'",
+                    field="adjustment",
+                ) from exc
+            when = iso(local)
+            return when, when
+        return None, None
+
+    async def notify(
+        self, principal: Principal, order_id: str, *, type: str, message: str
+    ) -> CommandResult:
+        require_app(principal)
+        cmd = d.Notify(notification_id=str(uuid.uuid4()), type=type, message=message)
+        return await self._run(principal, order_id, cmd)
+
+    async def note(self, principal: Principal, order_id: str, *, text: str) -> CommandResult:
+        require_app(principal)
+        return await self._run(principal, order_id, d.AddNote(text=text))
+
+    async def cancel(
+        self,
+        principal: Principal,
+        order_id: str,
+        *,
+        reason: str | None,
+        by: str | None,
+        request_only: bool = False,
+    ) -> CommandResult:
+        if by is not None and by not in CANCELLED_BY:
+            raise ValidationError(
+                f"unknown canceller '{by}'; use one of: {', '.join(CANCELLED_BY)}", field="by"
+            )
+        if isinstance(principal, UserPrincipal):
+            # A customer asks; the venue (or the platform) decides.
+            cmd = d.Cancel(reason=reason, by="customer", request_only=True)
+        else:
+            default = (
+                _DEFAULT_CANCELLER.get(principal.kind, "platform")
+                if isinstance(principal, AppPrincipal)
+                else "platform"
+            )
+            cmd = d.Cancel(reason=reason, by=by or default, request_only=request_only)
+        return await self._run(principal, order_id, cmd)
+
+    async def record_error(
+        self, principal: Principal, order_id: str, errors: list[dict[str, Any]]
+    ) -> CommandResult:
+        return await self._run(principal, order_id, d.RecordError(errors=errors))
+
+    async def start_delivery(
+        self, principal: Principal, order_id: str, *, provider: str | None
+    ) -> tuple[CommandResult, str]:
+        require_app(principal)
+        delivery_id = new_id("dlv_")
+        result = await self._run(
+            principal,
+            order_id,
+            d.StartDelivery(delivery_id=delivery_id, provider=provider),
+            new_delivery_id=delivery_id,
+        )
+        return result, delivery_id
+
+    async def courier_update(
+        self,
+        principal: Principal,
+        delivery_id: str,
+        *,
+        status: str | None,
+        occurred_at: str | None = None,
+        proof: dict[str, Any] | None = None,
+        refund: dict[str, Any] | None = None,
+        location: dict[str, Any] | None = None,
+        eta: str | None = None,
+    ) -> CommandResult:
+        require_app(principal)
+        order_id = await self.store.order_id_for_delivery(delivery_id)
+        if order_id is None:
+            raise NotFound(f"delivery {delivery_id} not found")
+        cmd = d.CourierUpdate(
+            delivery_id=delivery_id,
+            status=status,
+            occurred_at=occurred_at,
+            proof=proof,
+            refund=refund,
+            location=location,
+            eta=eta,
+        )
+        try:
+            return await self._run(principal, order_id, cmd)
+        except NotFound as exc:
+            # Do not reveal the order behind a delivery the caller may not see.
+            raise NotFound(f"delivery {delivery_id} not found") from exc
+
+    # -- Doshii-style subscriptions ---------------------------------------------------
+
+    async def subscribe(self, principal: Principal, order_id: str) -> Order:
+        app = require_app(principal)
+        order = await self.get(principal, order_id)
+        await self.store.subscribe(order.id, app.app_id, False, iso(self.clock.now()))
+        return order
+
+    async def unsubscribe(self, principal: Principal, order_id: str) -> bool:
+        app = require_app(principal)
+        order = await self.get(principal, order_id)
+        return await self.store.unsubscribe(order.id, app.app_id)
+
+
+def order_resource(order: Order, base_url: str, subscribed: bool | None = None) -> dict[str, Any]:
+    """The public Order resource (snake_case; Doshii's fields that make sense)."""
+    doc = order.to_dict()
+    doc.pop("previous_status", None)
+    doc["deliveries"] = sorted(doc["deliveries"].values(), key=lambda x: x["created_at"])
+    doc["uri"] = f"{base_url}/v1/orders/{order.id}"
+    doc["log"] = f"{base_url}/v1/orders/{order.id}/events"
+    if subscribed is not None:
+        doc["subscribed"] = subscribed
+    return doc

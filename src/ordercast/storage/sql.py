@@ -1,0 +1,405 @@
+"""The SQL store: SQLite (default, WAL) and PostgreSQL (asyncpg), one implementation.
+
+Order writes are one transaction each: the order row, its new events and whatever the
+registered transaction hooks add (the webhook outbox). Per-order ``seq`` stays gap-free
+under concurrent writers because the order row is locked (``FOR UPDATE`` on PostgreSQL;
+SQLite has one writer per process, serialised by a lock here), the update is guarded by
+the version read, and ``(order_id, seq)`` is unique: a writer that loses any race retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
+from ordercast.errors import ConfigError, Conflict, NotFound
+from ordercast.ports import App, Location, Mutation, Tenant, TxHook
+from ordercast.storage import schema as s
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_MAX_RETRIES = 20
+
+
+def engine_url(url: str) -> str:
+    """Map the user-facing URL to an async driver URL (fail fast on anything else)."""
+    if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return url
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ConfigError(
+        f"unsupported database URL '{url}': use sqlite:///path.db or postgresql://user@host/db"
+    )
+
+
+class _Retry(Exception):
+    pass
+
+
+class SqlStore:
+    def __init__(self, url: str) -> None:
+        self.url = engine_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            path = self.url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: AsyncEngine = create_async_engine(self.url)
+            sa_event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(self.url, pool_size=10, max_overflow=20)
+        # SQLite allows one writer: serialise writes in-process instead of hitting SQLITE_BUSY.
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        self._hooks: list[TxHook] = []
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+
+        def upgrade(sync_conn: sa.Connection) -> None:
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # Two processes starting at once must not both migrate.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262730001)"))
+            await conn.run_sync(upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    def add_tx_hook(self, hook: TxHook) -> None:
+        self._hooks.append(hook)
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction (serialised on SQLite)."""
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock, self.engine.begin() as conn:
+            yield conn
+
+    # -- meta ----------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            row = await conn.execute(sa.select(s.meta.c.value).where(s.meta.c.key == key))
+            return row.scalar_one_or_none()
+
+    async def insert_meta(self, key: str, value: str) -> bool:
+        """Insert unless present; True when this call inserted it."""
+        try:
+            async with self.write() as conn:
+                await conn.execute(s.meta.insert().values(key=key, value=value))
+        except IntegrityError:
+            return False
+        return True
+
+    async def put_meta(self, key: str, value: str) -> None:
+        async with self.write() as conn:
+            await conn.execute(s.meta.delete().where(s.meta.c.key == key))
+            await conn.execute(s.meta.insert().values(key=key, value=value))
+
+    # -- tenants, locations, apps --------------------------------------------------
+
+    async def create_tenant(self, tenant: Tenant) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                s.tenants.insert().values(
+                    id=tenant.id, name=tenant.name, created_at=tenant.created_at
+                )
+            )
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(s.tenants).where(s.tenants.c.id == tenant_id))
+            ).first()
+        return Tenant(row.id, row.name, row.created_at) if row else None
+
+    async def create_location(self, location: Location) -> None:
+        async with self.write() as conn:
+            await conn.execute(s.locations.insert().values(**_location_row(location)))
+
+    async def update_location(self, location: Location) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                s.locations.update()
+                .where(s.locations.c.id == location.id)
+                .values(**_location_row(location))
+            )
+
+    async def get_location(self, location_id: str) -> Location | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(s.locations).where(s.locations.c.id == location_id))
+            ).first()
+        if row is None:
+            return None
+        return Location(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            name=row.name,
+            timezone=row.timezone,
+            settings=dict(row.settings),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def create_app(self, app: App) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                s.apps.insert().values(
+                    id=app.id,
+                    tenant_id=app.tenant_id,
+                    name=app.name,
+                    kind=app.kind,
+                    key=app.key,
+                    secret=app.secret,
+                    settings=app.settings,
+                    created_at=app.created_at,
+                )
+            )
+            if app.location_ids:
+                await conn.execute(
+                    s.app_locations.insert(),
+                    [{"app_id": app.id, "location_id": lid} for lid in sorted(app.location_ids)],
+                )
+
+    async def get_app(self, app_id: str) -> App | None:
+        return await self._load_app(s.apps.c.id == app_id)
+
+    async def get_app_by_key(self, key: str) -> App | None:
+        return await self._load_app(s.apps.c.key == key)
+
+    async def _load_app(self, where: sa.ColumnElement[bool]) -> App | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(s.apps).where(where))).first()
+            if row is None:
+                return None
+            locs = await conn.execute(
+                sa.select(s.app_locations.c.location_id).where(s.app_locations.c.app_id == row.id)
+            )
+            return App(
+                id=row.id,
+                tenant_id=row.tenant_id,
+                name=row.name,
+                kind=row.kind,
+                key=row.key,
+                secret=row.secret,
+                settings=dict(row.settings),
+                created_at=row.created_at,
+                location_ids=frozenset(locs.scalars()),
+            )
+
+    # -- orders and events ---------------------------------------------------------
+
+    async def create_order(self, mutation: Mutation) -> None:
+        order = mutation.order
+        try:
+            async with self.write() as conn:
+                await conn.execute(s.orders.insert().values(**_order_row(order)))
+                await self._append(conn, mutation)
+        except IntegrityError as exc:
+            raise Conflict(f"order {order.id} already exists") from exc
+
+    async def mutate_order(
+        self, order_id: str, change: Callable[[Order], Mutation | None]
+    ) -> Mutation | None:
+        for _ in range(_MAX_RETRIES):
+            try:
+                async with self.write() as conn:
+                    query = sa.select(s.orders.c.doc).where(s.orders.c.id == order_id)
+                    if not self.is_sqlite:
+                        query = query.with_for_update()
+                    doc = (await conn.execute(query)).scalar_one_or_none()
+                    if doc is None:
+                        raise NotFound(f"order {order_id} not found")
+                    before = Order.from_dict(doc)
+                    mutation = change(before)  # pure; raises to refuse, rolling back
+                    if mutation is None or not mutation.events:
+                        return mutation
+                    updated = await conn.execute(
+                        s.orders.update()
+                        .where(s.orders.c.id == order_id, s.orders.c.version == before.version)
+                        .values(**_order_row(mutation.order))
+                    )
+                    if updated.rowcount != 1:
+                        raise _Retry()
+                    await self._append(conn, mutation)
+                    return mutation
+            except (_Retry, IntegrityError):
+                await asyncio.sleep(0)
+            except OperationalError as exc:  # SQLite "database is locked" from another process
+                if "locked" not in str(exc):
+                    raise
+                await asyncio.sleep(0.01)
+        raise Conflict(f"order {order_id} is being changed by too many writers; try again")
+
+    async def _append(self, conn: AsyncConnection, mutation: Mutation) -> None:
+        order = mutation.order
+        await conn.execute(
+            s.events.insert(),
+            [
+                {
+                    **rec.to_dict(),
+                    "tenant_id": order.tenant_id,
+                    "location_id": order.location_id,
+                }
+                for rec in mutation.events
+            ],
+        )
+        if mutation.new_delivery_id:
+            await conn.execute(
+                s.deliveries.insert().values(id=mutation.new_delivery_id, order_id=order.id)
+            )
+        if mutation.subscribe_app_id:
+            await self._subscribe(conn, order.id, mutation.subscribe_app_id, True, order.updated_at)
+        for hook in self._hooks:
+            await hook(conn, order, mutation.events)
+
+    async def get_order(self, order_id: str) -> Order | None:
+        async with self.engine.connect() as conn:
+            doc = (
+                await conn.execute(sa.select(s.orders.c.doc).where(s.orders.c.id == order_id))
+            ).scalar_one_or_none()
+        return Order.from_dict(doc) if doc is not None else None
+
+    async def list_orders(
+        self,
+        *,
+        tenant_id: str,
+        location_ids: frozenset[str] | None,
+        user_id: str | None,
+        status: str | None,
+        updated_since: str | None,
+        limit: int,
+    ) -> list[Order]:
+        q = sa.select(s.orders.c.doc).where(s.orders.c.tenant_id == tenant_id)
+        if location_ids is not None:
+            q = q.where(s.orders.c.location_id.in_(sorted(location_ids)))
+        if user_id is not None:
+            q = q.where(s.orders.c.user_id == user_id)
+        if status is not None:
+            q = q.where(s.orders.c.status == status)
+        if updated_since is not None:
+            q = q.where(s.orders.c.updated_at >= updated_since)
+        q = q.order_by(s.orders.c.updated_at.desc(), s.orders.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [Order.from_dict(doc) for doc in (await conn.execute(q)).scalars()]
+
+    async def list_events(self, order_id: str, after_seq: int, limit: int) -> list[EventRecord]:
+        q = (
+            sa.select(s.events)
+            .where(s.events.c.order_id == order_id, s.events.c.seq > after_seq)
+            .order_by(s.events.c.seq)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        return [EventRecord.from_dict(dict(r)) for r in rows]
+
+    async def order_id_for_delivery(self, delivery_id: str) -> str | None:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(s.deliveries.c.order_id).where(s.deliveries.c.id == delivery_id)
+                )
+            ).scalar_one_or_none()
+
+    # -- Doshii-style subscriptions -----------------------------------------------
+
+    async def subscribe(self, order_id: str, app_id: str, implicit: bool, at: str) -> None:
+        async with self.write() as conn:
+            await self._subscribe(conn, order_id, app_id, implicit, at)
+
+    async def _subscribe(
+        self, conn: AsyncConnection, order_id: str, app_id: str, implicit: bool, at: str
+    ) -> None:
+        exists = (
+            await conn.execute(
+                sa.select(s.subscriptions.c.app_id).where(
+                    s.subscriptions.c.order_id == order_id, s.subscriptions.c.app_id == app_id
+                )
+            )
+        ).first()
+        if exists is None:
+            await conn.execute(
+                s.subscriptions.insert().values(
+                    order_id=order_id, app_id=app_id, implicit=implicit, created_at=at
+                )
+            )
+
+    async def unsubscribe(self, order_id: str, app_id: str) -> bool:
+        async with self.write() as conn:
+            result = await conn.execute(
+                s.subscriptions.delete().where(
+                    s.subscriptions.c.order_id == order_id, s.subscriptions.c.app_id == app_id
+                )
+            )
+            return bool(result.rowcount)
+
+    async def subscriber_ids(self, order_id: str) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.subscriptions.c.app_id)
+                .where(s.subscriptions.c.order_id == order_id)
+                .order_by(s.subscriptions.c.app_id)
+            )
+            return list(rows.scalars())
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _location_row(location: Location) -> dict[str, Any]:
+    return {
+        "id": location.id,
+        "tenant_id": location.tenant_id,
+        "name": location.name,
+        "timezone": location.timezone,
+        "settings": location.settings,
+        "created_at": location.created_at,
+        "updated_at": location.updated_at,
+    }
+
+
+def _order_row(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "tenant_id": order.tenant_id,
+        "location_id": order.location_id,
+        "status": order.status,
+        "version": order.version,
+        "user_id": order.user_id,
+        "external_order_ref": order.external_order_ref,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "doc": order.to_dict(),
+    }

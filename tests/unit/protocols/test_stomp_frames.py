@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ordercast.errors import ProtocolError
@@ -16,7 +18,7 @@ from ordercast.protocols.stomp import (
 )
 
 
-def parse_all(*chunks: bytes | str, **kwargs: int) -> list[Frame]:
+def parse_all(*chunks: bytes | str, **kwargs: Any) -> list[Frame]:
     parser = FrameParser(**kwargs)
     frames: list[Frame] = []
     for chunk in chunks:

@@ -87,6 +87,7 @@ def test_connect_event_and_connected_frame() -> None:
     assert session.state is SessionState.AWAITING_CONNECT
     session.receive_data(STOMPJS_CONNECT, now=1.0)
     [event] = session.events_received()
+    assert isinstance(event, ConnectRequested)
     assert event == ConnectRequested(
         command="CONNECT",
         login="eyJ.token.sig",
@@ -98,7 +99,7 @@ def test_connect_event_and_connected_frame() -> None:
         headers=event.headers,
     )
     assert event.headers["heart-beat"] == "4000,4000"
-    assert session.state is SessionState.CONNECTING
+    assert session.state.value == "connecting"
     assert session.awaiting is event
     assert session.data_to_send() == []
 
@@ -114,7 +115,7 @@ def test_connect_event_and_connected_frame() -> None:
             ("user-name", "u1"),
         ],
     )
-    assert session.state is SessionState.CONNECTED
+    assert session.state.value == "connected"
     assert session.version == "1.2"
     assert session.heartbeat == (10000, 10000)
     assert not session.should_close
@@ -785,11 +786,11 @@ def test_heartbeat_negotiation_table(
     assert negotiate_heartbeat(client, server) == expected
     session = StompSession(SessionConfig(heart_beat=server))
     session.receive_data(
-        raw("CONNECT", ("accept-version", "1.2"), ("heart-beat", "%d,%d" % client))
+        raw("CONNECT", ("accept-version", "1.2"), ("heart-beat", f"{client[0]},{client[1]}"))
     )
     session.accept_connect(now=0.0)
     [frame] = sent_frames(session)
-    assert frame.get("heart-beat") == "%d,%d" % server
+    assert frame.get("heart-beat") == f"{server[0]},{server[1]}"
     assert session.heartbeat == expected
 
 

@@ -224,6 +224,8 @@ def test_presence_channel_data_without_user_info() -> None:
     ("channel_data", "message"),
     [
         (None, "need channel_data"),
+        ('{"user_id":"a","user_info":{"n":"\\ud800"}}', "not valid JSON"),
+        ('{"user_id":"a","user_info":NaN}', "not valid JSON"),
         ("not json", "not valid JSON"),
         ("[1]", "JSON object"),
         ("{}", "user_id is required"),
@@ -266,6 +268,7 @@ def test_user_data_parses_fields() -> None:
     ("user_data", "message"),
     [
         ("nope", "not valid JSON"),
+        ('{"id":"a","user_info":"\\udfff"}', "not valid JSON"),
         ('{"id":5}', "non-empty string"),
         ('{"id":""}', "non-empty string"),
         ('{"id":"a b"}', "characters"),

@@ -133,6 +133,7 @@ def test_timestamp_window_rejects(skew: int, word: str) -> None:
         ({"auth_timestamp": None}, "auth_timestamp"),
         ({"auth_timestamp": "12.5"}, "auth_timestamp"),
         ({"auth_timestamp": "-5"}, "auth_timestamp"),
+        ({"auth_timestamp": "\u00b2"}, "auth_timestamp"),
         ({"auth_signature": None}, "missing auth_signature"),
         ({"body_md5": None}, "missing body_md5"),
         ({"body_md5": "0" * 32}, "body_md5 does not match"),
@@ -258,6 +259,8 @@ def test_custom_limits() -> None:
     [
         (b"not json", "not valid JSON"),
         (b"[]", "JSON object"),
+        (b'{"name":"e","channel":"c","data":"\\ud800"}', "not valid JSON"),
+        (b'{"name":"e","channel":"c","data":"x","n":Infinity}', "not valid JSON"),
         (trigger_body(name=""), "name"),
         (trigger_body(name="n" * 201), "limit is 200"),
         (trigger_body(data=None), "data must be a string"),

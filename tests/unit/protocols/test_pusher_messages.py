@@ -189,6 +189,14 @@ def test_parse_unknown_pusher_event() -> None:
         '{"event":"pusher:signin","data":{"auth":"k:s"}}',
         '{"event":"client-x","channel":7,"data":{}}',
         "[" * 100_000,
+        '{"event":"client-x","channel":"private-a","data":{"n":NaN}}',
+        '{"event":"client-x","channel":"private-a","data":"\\ud800"}',
+        '{"event":"client-x","channel":"private-a","data":{"a":"\\udfff"}}',
+        '{"event":"client-\\ud800","channel":"private-a","data":{}}',
+        '{"event":"client-x","channel":"private-\\ud800","data":{}}',
+        '{"event":"pusher:subscribe","data":{"channel":"a","auth":"k:\\ud800"}}',
+        '{"event":"pusher:signin","data":{"auth":"k:s","user_data":"{\\"id\\":\\"\\ud800\\"}"}}',
+        '{"event":"pusher:signin","data":{"auth":"k:s","user_data":"\\ud800"}}',
     ],
 )
 def test_parse_rejects(text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -42,7 +43,9 @@ def frames(session: PusherSession) -> list[dict[str, Any]]:
     return out
 
 
-def send(session: PusherSession, event: str, data: Any = None, now: float = T0, **extra: Any) -> None:
+def send(
+    session: PusherSession, event: str, data: Any = None, now: float = T0, **extra: Any
+) -> None:
     message: dict[str, Any] = {"event": event, **extra}
     if data is not None:
         message["data"] = data
@@ -50,7 +53,11 @@ def send(session: PusherSession, event: str, data: Any = None, now: float = T0, 
 
 
 def subscribe(
-    session: PusherSession, channel: str, *, channel_data: str | None = None, auth: str | None = None
+    session: PusherSession,
+    channel: str,
+    *,
+    channel_data: str | None = None,
+    auth: str | None = None,
 ) -> None:
     data: dict[str, Any] = {"channel": channel}
     if channel.startswith(("private-", "presence-")) and auth is None:
@@ -110,7 +117,9 @@ def test_ping_is_answered_with_pong() -> None:
     assert session.data_to_send() == []
 
 
-@pytest.mark.parametrize("text", ["", "garbage", "[]", '{"event":"pusher:subscribe"}', "{" * 50_000])
+@pytest.mark.parametrize(
+    "text", ["", "garbage", "[]", '{"event":"pusher:subscribe"}', "{" * 50_000]
+)
 def test_receive_text_never_raises(text: str) -> None:
     session = make()
     session.data_to_send()
@@ -431,13 +440,11 @@ def test_client_event_on_presence_channel_carries_user_id() -> None:
         ("client-" + "x" * 200, "private-o-1", "private-o-1", "too long"),
     ],
 )
-def test_client_event_rejections(
-    event: str, channel: str | None, setup: str, message: str
-) -> None:
+def test_client_event_rejections(event: str, channel: str | None, setup: str, message: str) -> None:
     session = make(client_events=True)
     session.data_to_send()
     joined(session, setup)
-    extra = {} if channel is None else {"channel": channel}
+    extra: dict[str, Any] = {} if channel is None else {"channel": channel}
     send(session, event, {}, **extra)
     assert session.events_received() == []
     error = error_of(session)
@@ -607,3 +614,69 @@ def test_send_error_is_not_fatal() -> None:
     session.send_error(4100, "Presence channel is full")
     assert error_of(session) == {"message": "Presence channel is full", "code": 4100}
     assert not session.closed
+
+
+# ------------------------------------------------------------------- robustness
+
+
+def _maybe(sign: Any, *args: Any) -> str | None:
+    """A valid signature when the inputs are signable strings, else None."""
+    if not all(isinstance(a, str) for a in args):
+        return None
+    try:
+        return str(sign(KEY, SECRET, SOCKET, *args))
+    except UnicodeEncodeError:
+        return None
+
+
+def test_fuzzed_frames_never_raise_and_output_is_valid_utf8_json() -> None:
+    rnd = random.Random(20240601)
+    surrogate = "\ud800"
+    atoms: list[Any] = [
+        None, 0, 1.5, True, "", "x", surrogate, [], {}, {"a": surrogate}, "private-o-1",
+        "presence-r-1", "#server-to-user-u", "client-x", "a" * 300, "cache-a", "private-o-1",
+        "presence-r-1", "{\"x\": 1}",
+        '{"user_id":"u","user_info":{"n":"\\ud800"}}', '{"user_id":"u"}', '{"id":"u"}',
+        '{"id":"u","user_info":"\\udfff"}',
+    ]  # fmt: skip
+    events = ["pusher:subscribe", "pusher:signin", "pusher:unsubscribe", "client-x",
+              "pusher:ping", "pusher:pong", *atoms]  # fmt: skip
+    config = SessionConfig(app_key=KEY, app_secret=SECRET, client_events=True)
+    for _ in range(3000):
+        session = PusherSession(SOCKET, config, now=T0)
+        for step in range(6):
+            channel, channel_data, user_data = (rnd.choice(atoms) for _ in range(3))
+            if rnd.random() < 0.6:
+                channel = rnd.choice(["private-o-1", "presence-r-1", "#server-to-user-u"])
+                channel_data = rnd.choice([channel_data, '{"user_id":"u"}'])
+                user_data = rnd.choice([user_data, '{"id":"u"}'])
+            presence = isinstance(channel, str) and channel.startswith("presence-")
+            channel_auth = (
+                _maybe(sign_channel, channel, channel_data)
+                if presence
+                else _maybe(sign_channel, channel)
+            )
+            subscribe_data = {
+                "channel": channel,
+                "auth": rnd.choice([channel_auth, rnd.choice(atoms)]),
+                "channel_data": channel_data,
+            }
+            signin_data = {"auth": _maybe(sign_user, user_data), "user_data": user_data}
+            name = rnd.choice([*events, "client-x", "pusher:subscribe", "pusher:signin"])
+            data = rnd.choice(atoms)
+            if rnd.random() < 0.8 and name in ("pusher:subscribe", "pusher:unsubscribe"):
+                data = subscribe_data
+            elif rnd.random() < 0.8 and name == "pusher:signin":
+                data = signin_data
+            message: dict[str, Any] = {"event": name, "data": data}
+            if rnd.random() < 0.7:
+                message["channel"] = channel
+            session.receive_text(json.dumps(message), now=T0 + step)
+            for event in session.events_received():
+                if isinstance(event, SubscribeRequested):
+                    member = event.member
+                    members = {member.user_id: member.user_info} if member else None
+                    session.subscription_succeeded(event.channel, members)
+            for text in session.data_to_send():
+                text.encode()  # must be sendable as a UTF-8 text frame
+                assert isinstance(json.loads(text)["data"], str)

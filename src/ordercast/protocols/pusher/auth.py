@@ -170,11 +170,17 @@ def _user_id(value: object, *, field: str, max_length: int) -> str:
     return text
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_object(text: str, what: str) -> dict[str, Any]:
+    """Strict JSON object whose strings can be re-sent as UTF-8 (no NaN, no lone surrogates)."""
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ValidationError(f"{what} is not valid JSON") from None
+        value = json.loads(text, parse_constant=_reject_constant)
+        json_compact(value).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        raise ValidationError(f"{what} is not valid JSON text") from None
     if not isinstance(value, dict):
         raise ValidationError(f"{what} must be a JSON object")
     return value

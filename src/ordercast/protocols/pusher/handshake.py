@@ -57,7 +57,7 @@ def parse_connection_request(
     raw_protocol = query.get("protocol", [""])[-1]
     if not raw_protocol:
         raise _reject(CloseCode.NO_PROTOCOL_VERSION, "No protocol version supplied")
-    if not raw_protocol.isdigit():
+    if not (raw_protocol.isascii() and raw_protocol.isdigit()):
         raise _reject(
             CloseCode.INVALID_VERSION_FORMAT, f"Invalid version string format: {raw_protocol!r}"
         )

@@ -29,6 +29,7 @@ from ordercast.protocols.pusher.messages import (
     ChannelKind,
     channel_kind,
     is_cache_channel,
+    json_compact,
     validate_channel_name,
     validate_event_name,
 )
@@ -156,7 +157,7 @@ def verify_request(
     if params.get("auth_version") != "1.0":
         raise Unauthorized("auth_version must be 1.0")
     raw_timestamp = params.get("auth_timestamp", "")
-    if not raw_timestamp.isdigit():
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit()):
         raise Unauthorized("auth_timestamp must be a Unix time in seconds")
     skew = int(raw_timestamp) - now
     if abs(skew) > window:
@@ -199,12 +200,20 @@ class TriggerEvent:
     info: frozenset[str] = frozenset()
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_body(body: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(body, Mapping):
-        return body
+    """The body as a JSON object; NaN/Infinity and lone surrogates are refused."""
     try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
+        value = (
+            dict(body)
+            if isinstance(body, Mapping)
+            else json.loads(body, parse_constant=_reject_constant)
+        )
+        json_compact(value).encode()
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise ValidationError("request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ValidationError("request body must be a JSON object")

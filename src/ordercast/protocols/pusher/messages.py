@@ -220,11 +220,29 @@ class UnknownEvent:
 ClientMessage = Ping | Pong | Subscribe | Unsubscribe | Signin | ClientEvent | UnknownEvent
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON: NaN/Infinity refused; ValueError or RecursionError on bad input."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _text(value: str, what: str) -> str:
+    """Refuse strings that cannot be sent back as UTF-8 (lone surrogates from ``\\ud800``)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ProtocolError(f"{what} is not valid Unicode text") from None
+    return value
+
+
 def _object_data(event: str, raw: object) -> dict[str, Any]:
     """The ``data`` of a ``pusher:`` message as a dict; accepts an object or a JSON string."""
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = _loads(raw)
         except (ValueError, RecursionError):
             raise ProtocolError(f"{event}: data is a string but not valid JSON") from None
     if not isinstance(raw, dict):
@@ -236,7 +254,7 @@ def _required_str(event: str, data: Mapping[str, Any], field: str) -> str:
     value = data.get(field)
     if not isinstance(value, str) or not value:
         raise ProtocolError(f"{event}: data.{field} must be a non-empty string")
-    return value
+    return _text(value, f"{event}: data.{field}")
 
 
 def _optional_str(event: str, data: Mapping[str, Any], field: str) -> str | None:
@@ -245,7 +263,7 @@ def _optional_str(event: str, data: Mapping[str, Any], field: str) -> str | None
         return None
     if not isinstance(value, str):
         raise ProtocolError(f"{event}: data.{field} must be a string")
-    return value
+    return _text(value, f"{event}: data.{field}")
 
 
 def parse_client_message(text: str) -> ClientMessage:
@@ -255,7 +273,7 @@ def parse_client_message(text: str) -> ClientMessage:
     channel); event names of client events are checked for type only.
     """
     try:
-        message = json.loads(text)
+        message = _loads(text)
     except (ValueError, RecursionError):
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(message, dict):
@@ -263,6 +281,7 @@ def parse_client_message(text: str) -> ClientMessage:
     event = message.get("event")
     if not isinstance(event, str) or not event:
         raise ProtocolError("message.event must be a non-empty string")
+    _text(event, "message.event")
 
     if event == "pusher:ping":
         return Ping()
@@ -290,9 +309,11 @@ def parse_client_message(text: str) -> ClientMessage:
     channel = message.get("channel")
     if channel is not None and not isinstance(channel, str):
         raise ProtocolError("message.channel must be a string")
+    if channel is not None:
+        _text(channel, "message.channel")
     raw = message.get("data")
     data_text = raw if isinstance(raw, str) else json_compact(raw)
-    return ClientEvent(event=event, channel=channel, data=data_text)
+    return ClientEvent(event=event, channel=channel, data=_text(data_text, "message.data"))
 
 
 # --------------------------------------------------------------------------------------------

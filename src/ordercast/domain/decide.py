@@ -305,6 +305,11 @@ def _courier(order: Order, cmd: CourierUpdate) -> Decision:
                         cmd.occurred_at,
                     )
                 )
+            elif provider_status and provider_status != delivery.provider_status:
+                # Same courier state, new provider detail ("Heading To Pickup" after
+                # "Assigned"): record it so trackers can show it.
+                applied = True
+                out.append(ev.NewEvent(ev.DELIVERY_UPDATED, {**base, **extra}, cmd.occurred_at))
             else:
                 detail = f"delivery is already '{current.value}'"
     facts = (

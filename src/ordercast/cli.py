@@ -119,6 +119,13 @@ async def _serve(settings: Settings) -> None:
             access_log=False,
         )
         server = uvicorn.Server(config)
+        try:
+            await runtime.gateway.start()
+        except OSError as exc:
+            err.print(
+                f"[red]error:[/red] cannot listen on {settings.host}:{settings.ws_port}: {exc}"
+            )
+            raise typer.Exit(2) from exc
         base = settings.base_url
         console.print(f"[bold green]ordercast[/bold green] is starting ({settings.mode} mode)")
         console.print(f"  storage      {settings.database_url}")
@@ -126,6 +133,9 @@ async def _serve(settings: Settings) -> None:
         console.print(f"  HTTP API     {base}/v1")
         console.print(f"  API docs     {base}/docs  (OpenAPI: {base}/openapi.json)")
         console.print(f"  health       {base}/health   metrics: {base}/metrics")
+        console.print(f"  WebSocket    {runtime.gateway.url()}")
+        console.print(f"  Pusher       {runtime.gateway.url('/app/{app_key}')}")
+        console.print(f"  STOMP        {runtime.gateway.url('/ws')}")
         if settings.mode == "dev":
             console.print(f"  admin token  {runtime.admin_token}")
             if settings.demo:

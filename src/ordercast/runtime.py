@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordercast.bus import open_bus
+from ordercast.gateway.hub import Hub
+from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Store
 from ordercast.services.common import SystemClock, new_secret
@@ -31,6 +33,10 @@ class Runtime:
     directory: Directory
     orders: OrderService
     admin_token: str
+    # The WebSocket gateway (routes registered here; listening only after ``gateway.start()``)
+    # and its one bus listener. See ``gateway/server.py`` for how a protocol plugs in.
+    hub: Hub
+    gateway: GatewayServer
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -46,9 +52,12 @@ class Runtime:
         directory = Directory(store, bus, clock, signer, admin_token)
         orders = OrderService(store, bus, clock)
         orders.after_commit.append(count_events)
-        return cls(settings, store, bus, clock, directory, orders, admin_token)
+        hub = Hub(bus)
+        gateway = GatewayServer(hub, settings.host, settings.ws_port)
+        return cls(settings, store, bus, clock, directory, orders, admin_token, hub, gateway)
 
     async def close(self) -> None:
+        await self.gateway.stop()
         await self.bus.close()
         await self.store.close()
 

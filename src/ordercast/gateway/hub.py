@@ -1,0 +1,96 @@
+"""One bus listener per process, dispatching every :class:`BusMessage` to the gateways.
+
+Each WebSocket gateway (Pusher, STOMP) registers a consumer::
+
+    class MyConsumer:
+        def on_message(self, message: BusMessage) -> Awaitable[None] | None: ...
+        def on_lagged(self) -> Awaitable[None] | None: ...
+
+    runtime.hub.add_consumer(MyConsumer())
+
+``on_message`` is called for every message in bus order. Keep it cheap: render, encode
+once, write to sockets without awaiting. If it returns an awaitable (e.g. it needs to load
+a location from storage) the hub awaits it before the next message, so per-order order is
+kept. ``on_lagged`` is called when the bounded listener overflowed and dropped messages (or
+the Redis connection dropped): the consumer must catch up from storage (the event log is the
+truth; the bus is only a wake-up path). An exception in a consumer is logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable
+from typing import Protocol
+
+from ordercast.ports import Bus, BusListener, BusMessage
+
+__all__ = ["Hub", "HubConsumer"]
+
+log = logging.getLogger("ordercast.gateway.hub")
+
+
+class HubConsumer(Protocol):
+    def on_message(self, message: BusMessage) -> Awaitable[None] | None: ...
+    def on_lagged(self) -> Awaitable[None] | None: ...
+
+
+class Hub:
+    """Owns the process's single bus listener for the gateways."""
+
+    def __init__(self, bus: Bus, maxsize: int = 10_000) -> None:
+        self.bus = bus
+        self.maxsize = maxsize
+        self.consumers: list[HubConsumer] = []
+        self._listener: BusListener | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def add_consumer(self, consumer: HubConsumer) -> None:
+        self.consumers.append(consumer)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._listener = self.bus.listen(self.maxsize)
+        self._task = asyncio.create_task(self._pump(self._listener), name="gateway-hub")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def dispatch(self, message: BusMessage) -> None:
+        """Hand one message to every consumer (also used by tests)."""
+        for consumer in self.consumers:
+            await _call(consumer.on_message, message)
+
+    async def _pump(self, listener: BusListener) -> None:
+        async for message in listener:
+            await self.dispatch(message)
+            if listener.lagged:
+                listener.lagged = False
+                for consumer in self.consumers:
+                    await _call(consumer.on_lagged)
+
+
+async def _call(fn: object, *args: object) -> None:
+    try:
+        result = fn(*args)  # type: ignore[operator]
+        if inspect.isawaitable(result):
+            await result
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("gateway consumer failed")

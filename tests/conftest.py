@@ -102,7 +102,9 @@ async def runtime(sqlite_url: str) -> AsyncIterator[Runtime]:
 @pytest.fixture
 async def any_runtime(database_url: str) -> AsyncIterator[Runtime]:
     """The same tests on SQLite and on PostgreSQL."""
-    rt = await Runtime.open(Settings(database_url=database_url, admin_token="admin-token-for-tests"))
+    rt = await Runtime.open(
+        Settings(database_url=database_url, admin_token="admin-token-for-tests")
+    )
     try:
         yield rt
     finally:

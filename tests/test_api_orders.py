@@ -97,7 +97,10 @@ async def test_open_dining_confirmations(world: World) -> None:
     r = await w.http.post(
         f"/v1/orders/{order['id']}/confirmation",
         headers=w.auth,
-        json={"confirmation": 2, "adjustment": {"time": 45, "items": [fries], "options": ["Extras"]}},
+        json={
+            "confirmation": 2,
+            "adjustment": {"time": 45, "items": [fries], "options": ["Extras"]},
+        },
     )
     assert r.status_code == 200, r.text
     body = r.json()
@@ -189,7 +192,9 @@ async def test_user_tokens_see_only_their_orders(world: World) -> None:
     events = await w.http.get(f"/v1/orders/{mine['id']}/events", headers=alice)
     assert events.status_code == 200
     # Users read; they do not move orders.
-    r = await w.http.post(f"/v1/orders/{mine['id']}/transitions", headers=alice, json={"to": "ready"})
+    r = await w.http.post(
+        f"/v1/orders/{mine['id']}/transitions", headers=alice, json={"to": "ready"}
+    )
     problem(r, 403, "forbidden")
     problem(await w.http.get("/v1/orders", headers=bearer("oct_forged.sig")), 401, "unauthorized")
     # Only channel apps issue tokens.
@@ -223,7 +228,12 @@ async def test_tenant_and_location_isolation(world: World) -> None:
         await w.http.post(
             "/v1/apps",
             headers=w.admin,
-            json={"tenant_id": t2["id"], "name": "o", "kind": "channel", "location_ids": [l2["id"]]},
+            json={
+                "tenant_id": t2["id"],
+                "name": "o",
+                "kind": "channel",
+                "location_ids": [l2["id"]],
+            },
         )
     ).json()
     h = basic(other["key"], other["secret"])
@@ -236,7 +246,12 @@ async def test_tenant_and_location_isolation(world: World) -> None:
     hu = basic(ungranted["key"], ungranted["secret"])
     problem(await w.http.get(f"/v1/orders/{order['id']}", headers=hu), 404, "not_found")
     r = await w.http.post(
-        "/v1/orders", headers=hu, json={"location_id": w.location_id, "items": [{"name": "a", "quantity": 1, "unit_price": 1}]}
+        "/v1/orders",
+        headers=hu,
+        json={
+            "location_id": w.location_id,
+            "items": [{"name": "a", "quantity": 1, "unit_price": 1}],
+        },
     )
     problem(r, 404, "not_found")
     # Admin endpoints need the admin token.
@@ -257,7 +272,9 @@ async def test_doshii_subscriptions(world: World) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["id"] == order["id"] and r.json()["subscribed"] is True
-    assert sorted(await runtime.store.subscriber_ids(order["id"])) == sorted([w.app["id"], pos["id"]])
+    assert sorted(await runtime.store.subscriber_ids(order["id"])) == sorted(
+        [w.app["id"], pos["id"]]
+    )
     r = await w.http.post(
         f"/v1/orders/{order['id']}/subscription", headers={**h, "X-Location-Id": "loc_wrong"}
     )
@@ -379,5 +396,9 @@ async def test_health_metrics_openapi(world: World) -> None:
     metrics = (await w.http.get("/metrics")).text
     assert 'ordercast_events_appended_total{type="order.created"}' in metrics
     spec = (await w.http.get("/openapi.json")).json()
-    for path in ("/v1/orders", "/v1/orders/{order_id}/transitions", "/v1/orders/{order_id}/subscription"):
+    for path in (
+        "/v1/orders",
+        "/v1/orders/{order_id}/transitions",
+        "/v1/orders/{order_id}/subscription",
+    ):
         assert path in spec["paths"]

@@ -39,9 +39,7 @@ def _modules(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 FILES = [
-    (layer, path)
-    for layer in ALLOWED_ORDERCAST
-    for path in sorted((SRC / layer).rglob("*.py"))
+    (layer, path) for layer in ALLOWED_ORDERCAST for path in sorted((SRC / layer).rglob("*.py"))
 ]
 
 

@@ -211,7 +211,10 @@ def test_courier_facts_proof_refund_location() -> None:
     decision = d.decide(
         order,
         d.CourierUpdate(
-            "d1", proof={"photo_url": "https://x/p.jpg"}, refund={"amount": 300}, location={"lat": 1}
+            "d1",
+            proof={"photo_url": "https://x/p.jpg"},
+            refund={"amount": 300},
+            location={"lat": 1},
         ),
     )
     assert [e.type for e in decision.events] == [
@@ -236,4 +239,4 @@ def test_courier_update_errors() -> None:
 
 
 def test_order_status_enum_and_ranks_agree_with_design() -> None:
-    assert [s.value for s in OrderStatus][:9] == OPEN + ["completed"]
+    assert [s.value for s in OrderStatus][:9] == [*OPEN, "completed"]

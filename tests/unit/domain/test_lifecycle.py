@@ -78,8 +78,6 @@ def test_order_move(current: str, target: str, expected: Move) -> None:
     assert classify_order_move(OrderStatus(current), OrderStatus(target)) is expected
 
 
-@pytest.mark.parametrize(
-    ("current", "target", "expected"), _pairs(COURIER_MATRIX, COURIER_COLUMNS)
-)
+@pytest.mark.parametrize(("current", "target", "expected"), _pairs(COURIER_MATRIX, COURIER_COLUMNS))
 def test_courier_move(current: str, target: str, expected: Move) -> None:
     assert classify_courier_move(CourierStatus(current), CourierStatus(target)) is expected

@@ -1,0 +1,90 @@
+"""One contract suite for the store, run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conftest import World
+from ordercast.domain.access import AppPrincipal
+from ordercast.errors import Conflict, NotFound
+
+
+def principal(w: World) -> AppPrincipal:
+    return AppPrincipal(
+        app_id=w.app["id"],
+        tenant_id=w.tenant_id,
+        kind="channel",
+        location_ids=frozenset({w.location_id}),
+    )
+
+
+async def test_concurrent_writers_never_break_the_sequence(any_world: World) -> None:
+    w = any_world
+    orders = w.runtime.orders
+    p = principal(w)
+    oid = (await w.order())["id"]
+
+    async def note(i: int) -> None:
+        await orders.note(p, oid, text=f"note {i}")
+
+    async def move(to: str) -> None:
+        await orders.transition(p, oid, to=to)
+
+    writers = [note(i) for i in range(40)]
+    writers += [move(to) for to in ("accepted", "preparing", "ready", "accepted", "ready") * 4]
+    await asyncio.gather(*writers)
+
+    order = await w.runtime.store.get_order(oid)
+    assert order is not None
+    events = await w.runtime.store.list_events(oid, 0, 1000)
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(1, len(events) + 1)), "gap or duplicate in seq"
+    assert order.version == len(events)
+    assert len({e.event_id for e in events}) == len(events)
+    assert sum(1 for e in events if e.type == "order.note") == 40
+    assert order.status == "ready"
+    # Each event records the status the order had right after it.
+    assert events[-1].status == order.status
+
+
+async def test_concurrent_orders_in_parallel(any_world: World) -> None:
+    w = any_world
+    p = principal(w)
+    ids = [(await w.order())["id"] for _ in range(5)]
+    await asyncio.gather(
+        *[w.runtime.orders.note(p, oid, text=str(i)) for i in range(10) for oid in ids]
+    )
+    for oid in ids:
+        events = await w.runtime.store.list_events(oid, 0, 100)
+        assert [e.seq for e in events] == list(range(1, 12))
+
+
+async def test_refused_command_writes_nothing(any_world: World) -> None:
+    w = any_world
+    p = principal(w)
+    oid = (await w.order())["id"]
+    await w.runtime.orders.transition(p, oid, to="cancelled")
+    with pytest.raises(Conflict):
+        await w.runtime.orders.transition(p, oid, to="ready")
+    events = await w.runtime.store.list_events(oid, 0, 100)
+    assert [e.type for e in events] == ["order.created", "order.cancelled"]
+
+
+async def test_unknown_order_and_delivery(any_world: World) -> None:
+    store = any_world.runtime.store
+    assert await store.get_order("ord_nope") is None
+    assert await store.order_id_for_delivery("dlv_nope") is None
+    assert await store.list_events("ord_nope", 0, 10) == []
+    with pytest.raises(NotFound, match="ord_nope"):
+        await store.mutate_order("ord_nope", lambda o: None)
+
+
+async def test_meta_is_kept(any_world: World) -> None:
+    store = any_world.runtime.store
+    assert await store.insert_meta("k-contract", "one") is True
+    assert await store.insert_meta("k-contract", "two") is False
+    assert await store.get_meta("k-contract") == "one"
+    await store.put_meta("k-contract", "three")
+    assert await store.get_meta("k-contract") == "three"

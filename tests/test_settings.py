@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from ordercast.errors import ConfigError
+from ordercast.settings import load_settings
+
+
+def test_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HOST", "HTTP_PORT", "WS_PORT", "DATABASE_URL", "BUS_URL", "MODE"):
+        monkeypatch.delenv(f"ORDERCAST_{name}", raising=False)
+    s = load_settings()
+    assert (s.host, s.http_port, s.ws_port) == ("127.0.0.1", 8080, 6001)
+    assert (s.database_url, s.bus_url) == ("sqlite:///./ordercast.db", "memory://")
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERCAST_HTTP_PORT", "9000")
+    assert load_settings().http_port == 9000
+    assert load_settings(http_port=9100).http_port == 9100
+
+
+def test_production_needs_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERCAST_MODE", "production")
+    monkeypatch.delenv("ORDERCAST_ADMIN_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="ORDERCAST_ADMIN_TOKEN"):
+        load_settings()
+    monkeypatch.setenv("ORDERCAST_ADMIN_TOKEN", "a" * 32)
+    monkeypatch.setenv("ORDERCAST_SECRET_KEY", "b" * 32)
+    assert load_settings().mode == "production"
+
+
+def test_bad_port_fails_fast() -> None:
+    with pytest.raises(ConfigError, match="http_port"):
+        load_settings(http_port=70000)

@@ -126,6 +126,12 @@ async def _serve(settings: Settings) -> None:
                 f"[red]error:[/red] cannot listen on {settings.host}:{settings.ws_port}: {exc}"
             )
             raise typer.Exit(2) from exc
+        if settings.webhook_worker:
+            try:
+                await runtime.start_delivery()
+            except OrdercastError as exc:
+                err.print(f"[red]error:[/red] {exc.detail}")
+                raise typer.Exit(2) from exc
         base = settings.base_url
         console.print(f"[bold green]ordercast[/bold green] is starting ({settings.mode} mode)")
         console.print(f"  storage      {settings.database_url}")
@@ -133,6 +139,8 @@ async def _serve(settings: Settings) -> None:
         console.print(f"  HTTP API     {base}/v1")
         console.print(f"  API docs     {base}/docs  (OpenAPI: {base}/openapi.json)")
         console.print(f"  health       {base}/health   metrics: {base}/metrics")
+        if runtime.delivery is not None:
+            console.print(f"  webhooks     delivering ({base}/v1/apps/{{app_id}}/endpoints)")
         console.print(f"  WebSocket    {runtime.gateway.url()}")
         console.print(f"  Pusher       {runtime.gateway.url('/app/{app_key}')}")
         console.print(f"  STOMP        {runtime.gateway.url('/ws')}")

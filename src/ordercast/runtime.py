@@ -10,16 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordercast.bus import open_bus
+from ordercast.delivery.outbox import OutboxHook
+from ordercast.delivery.service import WebhookService
+from ordercast.delivery.worker import DeliveryWorker
+from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Store
+from ordercast.protocols.netguard import parse_allow_cidrs
 from ordercast.services.common import SystemClock, new_secret
 from ordercast.services.directory import Directory
 from ordercast.services.orders import OrderService
 from ordercast.services.tokens import TokenSigner
 from ordercast.settings import Settings
 from ordercast.storage import open_store
+from ordercast.storage.outbox import SqlOutbox
+from ordercast.storage.sql import SqlStore
 
 DEMO_KEY = "demo"
 
@@ -37,6 +44,9 @@ class Runtime:
     # and its one bus listener. See ``gateway/server.py`` for how a protocol plugs in.
     hub: Hub
     gateway: GatewayServer
+    # Webhooks: endpoint management, and the delivery worker once ``start_delivery()`` ran.
+    webhooks: WebhookService | None = None
+    delivery: DeliveryWorker | None = None
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -54,9 +64,50 @@ class Runtime:
         orders.after_commit.append(count_events)
         hub = Hub(bus)
         gateway = GatewayServer(hub, settings.host, settings.ws_port)
-        return cls(settings, store, bus, clock, directory, orders, admin_token, hub, gateway)
+        runtime = cls(settings, store, bus, clock, directory, orders, admin_token, hub, gateway)
+        runtime._open_webhooks()
+        return runtime
+
+    def _open_webhooks(self) -> None:
+        """Register the webhook outbox hook (every process that writes orders enqueues)."""
+        if not isinstance(self.store, SqlStore):  # pragma: no cover - one store today
+            return
+        allow = parse_allow_cidrs(self.settings.webhook_allow_cidrs)
+        outbox = SqlOutbox(self.store)
+        self.store.add_tx_hook(OutboxHook(self.settings.base_url))
+        self.webhooks = WebhookService(self.store, outbox, allow)
+
+    async def start_delivery(self) -> DeliveryWorker:
+        """Start the webhook delivery worker in this process (``ordercast run`` does)."""
+        from ordercast.delivery.sender import Sender
+        from ordercast.delivery.worker import WorkerConfig, policy_from_schedule
+
+        if self.delivery is not None:
+            return self.delivery
+        assert self.webhooks is not None
+        s = self.settings
+        try:
+            policy = policy_from_schedule(s.webhook_retry_schedule)
+        except (ValueError, OrdercastError) as exc:
+            raise ConfigError(f"bad ORDERCAST_WEBHOOK_RETRY_SCHEDULE: {exc}") from exc
+        config = WorkerConfig(
+            lease_seconds=s.webhook_lease_seconds,
+            poll_seconds=s.webhook_poll_seconds,
+            max_in_flight=s.webhook_max_in_flight,
+            policy=policy,
+        )
+        sender = Sender(self.webhooks.allow_cidrs, timeout=s.webhook_timeout)
+        worker = DeliveryWorker(self.webhooks.outbox, sender, config)
+        self.orders.after_commit.append(worker.wake)
+        self.webhooks.on_replay.append(worker.wake)
+        await worker.start()
+        self.delivery = worker
+        return worker
 
     async def close(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.stop()
+            self.delivery = None
         await self.gateway.stop()
         await self.bus.close()
         await self.store.close()

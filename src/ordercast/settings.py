@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = False
     webhook_allow_cidrs: str = ""
+    # Webhook delivery (see docs: durable, signed delivery).
+    webhook_timeout: float = Field(15.0, gt=0, le=120)  # seconds per attempt
+    webhook_lease_seconds: float = Field(30.0, gt=0, le=3600)  # claim lease, renewed while alive
+    webhook_poll_seconds: float = Field(0.5, gt=0, le=60)
+    webhook_max_in_flight: int = Field(512, ge=1, le=100_000)  # per worker process
+    # Retry delays in seconds, comma-separated; empty = Svix's (5s 5m 30m 2h 5h 10h 10h).
+    webhook_retry_schedule: str = ""
+    webhook_worker: bool = True  # `ordercast run` delivers webhooks in-process
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

@@ -104,3 +104,83 @@ subscriptions = sa.Table(
     sa.Column("implicit", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+
+# -- webhooks (migration 0002) -------------------------------------------------------
+
+# Integer on SQLite (so it aliases the rowid and autoincrements), BIGINT elsewhere.
+_BIGPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("app_id", sa.String(40), sa.ForeignKey("apps.id"), nullable=False, index=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("dialect", sa.String(16), nullable=False),
+    sa.Column("event_types", sa.JSON, nullable=True),  # None = every event
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    # Rotated-out secrets still signing: [{"secret": "whsec_…", "expires_at": unix seconds}]
+    sa.Column("old_secrets", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.String(500), nullable=True),
+    sa.Column("fifo", sa.Boolean, nullable=False),
+    sa.Column("max_concurrency", sa.Integer, nullable=False),
+    sa.Column("failing_since", sa.Float, nullable=True),  # unix seconds; None after a success
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+# The outbox: one row per wire message per endpoint, written in the order's transaction.
+# ``id`` is the Standard Webhooks ``webhook-id`` (stable across retries and replays).
+webhook_messages = sa.Table(
+    "webhook_messages",
+    metadata,
+    sa.Column("pos", _BIGPK, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("order_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("part", sa.Integer, nullable=False),  # index among the event's wire messages
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),  # canonical
+    sa.Column("wire_type", sa.String(64), nullable=False),  # the dialect's name for it
+    sa.Column("body", sa.Text, nullable=False),  # the exact JSON bytes sent (UTF-8)
+    # pending | delivering | delivered | failed (dead letter) | skipped (endpoint disabled)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("claimed_by", sa.String(40), nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("trigger", sa.String(16), nullable=False),  # scheduled | replay
+    sa.Column("event_at", sa.String(32), nullable=False),  # the event's recorded_at
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("endpoint_id", "event_id", "part", name="uq_webhook_messages_event"),
+    sa.Index("ix_webhook_messages_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_messages_order", "endpoint_id", "order_id", "pos"),
+    sa.Index("ix_webhook_messages_endpoint_time", "endpoint_id", "event_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("pos", _BIGPK, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("message_id", sa.String(40), nullable=False, index=True),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),  # scheduled | replay
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("webhook_timestamp", sa.BigInteger, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # delivered | failed
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("response_body", sa.Text, nullable=True),  # first 20 KB
+    sa.Column("next_attempt_at", sa.Float, nullable=True),
+    sa.Index("ix_webhook_attempts_endpoint", "endpoint_id", "pos"),
+)

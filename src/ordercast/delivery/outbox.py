@@ -1,0 +1,82 @@
+"""The outbox hook: runs inside every order-write transaction and writes one message row
+per wire message per matching webhook endpoint.
+
+Rendering happens here, at commit time, through each endpoint's dialect: the body is the
+order as it was at that change, encoded once (``encode_body``) and stored, so every retry
+and replay sends the same bytes under the same ``webhook-id``. Endpoints that are disabled
+still get their rows, marked ``skipped``: nothing is dropped silently, and ``replay`` can
+send them later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ordercast.dialects import Target, matches, renderer
+from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
+from ordercast.protocols.webhooks import encode_body
+from ordercast.services.common import new_id
+from ordercast.services.orders import order_resource
+from ordercast.storage import outbox as q
+
+
+class OutboxHook:
+    """``async (conn, order, events)``: register with ``store.add_tx_hook``."""
+
+    def __init__(self, base_url: str, clock: Callable[[], float] = time.time) -> None:
+        self.base_url = base_url
+        self.clock = clock
+        # Called with the number of rows written, after they are queued in the transaction.
+        self.on_enqueue: list[Callable[[int], None]] = []
+
+    async def __call__(
+        self, conn: AsyncConnection, order: Order, events: list[EventRecord]
+    ) -> None:
+        endpoints = await q.endpoints_for_location(conn, order.tenant_id, order.location_id)
+        if not endpoints or not events:
+            return
+        subscribed: set[str] = set()
+        if any(ep.dialect == "doshii" for ep in endpoints):
+            subscribed = await q.subscribers(conn, order.id)
+        resource = order_resource(order, self.base_url)
+        now = self.clock()
+        rows: list[dict[str, Any]] = []
+        for ep in endpoints:
+            render = renderer(ep.dialect)
+            target = Target(ep.app_id, ep.kind, ep.app_id in subscribed)
+            filters = list(ep.event_types) if ep.event_types else None
+            for event in events:
+                for part, wire in enumerate(render(event, resource, target)):
+                    if not matches(filters, event.type, wire.type):
+                        continue
+                    rows.append(
+                        {
+                            "id": new_id("msg_"),
+                            "endpoint_id": ep.id,
+                            "order_id": event.order_id,
+                            "event_id": event.event_id,
+                            "part": part,
+                            "seq": event.seq,
+                            "event_type": event.type,
+                            "wire_type": wire.type,
+                            "body": encode_body(wire.payload).decode("utf-8"),
+                            "status": "pending" if ep.enabled else "skipped",
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "lease_until": None,
+                            "claimed_by": None,
+                            "last_error": None if ep.enabled else "endpoint disabled",
+                            "trigger": "scheduled",
+                            "event_at": event.recorded_at,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+        await q.insert_messages(conn, rows)
+        for callback in self.on_enqueue:
+            callback(len(rows))

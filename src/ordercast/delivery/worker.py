@@ -1,0 +1,287 @@
+"""The delivery worker: claim due outbox rows, sign, POST, record, schedule retries.
+
+One asyncio task claims batches (short transactions, no lock held while sending), one
+task per claimed message sends it, and one task writes the outcomes back in batches. Per
+endpoint, at most ``max_concurrency`` messages are in flight, and an endpoint at its limit
+is skipped by the claim query, so a slow or dead endpoint only ever delays itself. FIFO
+endpoints get one message per order at a time, oldest first (the claim query only exposes
+the head of each order's queue). Claims carry a lease the worker renews while it lives; if
+the process dies, the lease expires and any worker takes the messages again: at-least-once,
+with the same ``webhook-id``, which receivers dedupe on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ordercast.delivery.sender import Sender, SendResult
+from ordercast.protocols.webhooks import (
+    DEFAULT_POLICY,
+    Action,
+    FailureKind,
+    RetryPolicy,
+    build_headers,
+    decide,
+)
+from ordercast.services.common import iso, new_id
+from ordercast.storage.outbox import Claimed, Outcome, SqlOutbox
+
+log = logging.getLogger("ordercast.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    lease_seconds: float = 30.0
+    poll_seconds: float = 0.5
+    batch: int = 256
+    max_in_flight: int = 512  # messages held by this worker at once, across endpoints
+    flush_max: int = 512
+    policy: RetryPolicy = DEFAULT_POLICY
+
+
+def policy_from_schedule(text: str) -> RetryPolicy:
+    """``ORDERCAST_WEBHOOK_RETRY_SCHEDULE``: comma-separated delays in seconds; empty = Svix's."""
+    text = text.strip()
+    if not text:
+        return DEFAULT_POLICY
+    delays = tuple(float(x) for x in text.split(",") if x.strip())
+    return RetryPolicy(schedule=delays, overload_floor=min(60.0, max(delays, default=0.0)))
+
+
+def active_secrets(secret: str, old: list[dict[str, object]], now: float) -> list[str]:
+    """The current secret plus rotated-out ones still inside their grace period."""
+    out = [secret]
+    for item in old:
+        expires = item.get("expires_at")
+        value = item.get("secret")
+        if isinstance(value, str) and isinstance(expires, int | float) and expires > now:
+            out.append(value)
+    return out
+
+
+@dataclass
+class _Stats:
+    delivered: int = 0
+    failed_attempts: int = 0
+    claimed: int = 0
+    by_endpoint: dict[str, int] = field(default_factory=dict)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        outbox: SqlOutbox,
+        sender: Sender,
+        config: WorkerConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.outbox = outbox
+        self.sender = sender
+        self.config = config or WorkerConfig()
+        self.clock = clock
+        self.jitter = jitter
+        self.worker_id = new_id("wrk_")
+        self.stats = _Stats()
+        self._wake = asyncio.Event()
+        self._flush_wake = asyncio.Event()
+        self._in_flight: dict[str, int] = {}
+        self._limits: dict[str, int] = {}
+        self._total = 0
+        self._results: list[Outcome] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def wake(self, *_args: object) -> None:
+        """Look for due messages now (called after an order change commits)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self.outbox.reap(self.clock())
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="webhooks-claim"),
+            asyncio.create_task(self._flush_loop(), name="webhooks-flush"),
+            asyncio.create_task(self._lease_loop(), name="webhooks-lease"),
+        ]
+        log.info("webhook delivery worker %s started", self.worker_id)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._flush()
+        with contextlib.suppress(Exception):
+            await self.outbox.release(self.worker_id, self.clock())
+        await self.sender.close()
+
+    # -- loops -------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        cfg = self.config
+        while not self._stopping:
+            room = cfg.max_in_flight - self._total
+            claimed: list[Claimed] = []
+            if room > 0:
+                saturated = [
+                    eid for eid, n in self._in_flight.items() if n >= self._limits.get(eid, 1)
+                ]
+                now = self.clock()
+                try:
+                    claimed = await self.outbox.claim(
+                        self.worker_id,
+                        now=now,
+                        lease_until=now + cfg.lease_seconds,
+                        limit=min(cfg.batch, room),
+                        in_flight=self._in_flight,
+                        saturated=saturated,
+                    )
+                except Exception:
+                    log.exception("claiming webhook messages failed; retrying")
+                    await asyncio.sleep(cfg.poll_seconds)
+                    continue
+            for msg in claimed:
+                self._limits[msg.endpoint_id] = msg.max_concurrency
+                self._in_flight[msg.endpoint_id] = self._in_flight.get(msg.endpoint_id, 0) + 1
+                self._total += 1
+                task = asyncio.create_task(self._deliver(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self.stats.claimed += len(claimed)
+            if claimed and len(claimed) >= min(cfg.batch, max(room, 1)):
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), cfg.poll_seconds)
+
+    async def _flush_loop(self) -> None:
+        while not self._stopping:
+            if not self._results:
+                self._flush_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_wake.wait(), 1.0)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("recording webhook attempts failed; retrying")
+                await asyncio.sleep(0.5)
+
+    async def _flush(self) -> None:
+        if not self._results:
+            return
+        batch = self._results[: self.config.flush_max]
+        del self._results[: len(batch)]
+        try:
+            await self.outbox.record(self.worker_id, batch)
+        except Exception:
+            self._results[:0] = batch  # keep them; the lease keeps the rows ours
+            raise
+        for outcome in batch:
+            eid = outcome.endpoint_id
+            left = self._in_flight.get(eid, 1) - 1
+            if left <= 0:
+                self._in_flight.pop(eid, None)
+            else:
+                self._in_flight[eid] = left
+            self._total -= 1
+        self._wake.set()  # capacity freed; FIFO successors may be due
+
+    async def _lease_loop(self) -> None:
+        lease = self.config.lease_seconds
+        while not self._stopping:
+            await asyncio.sleep(max(lease / 3.0, 0.05))
+            now = self.clock()
+            try:
+                if self._total:
+                    await self.outbox.renew(self.worker_id, now + lease)
+                reaped = await self.outbox.reap(now)
+                if reaped:
+                    log.warning("took back %d webhook messages whose claim expired", reaped)
+                    self._wake.set()
+            except Exception:
+                log.exception("renewing webhook leases failed")
+
+    # -- one message ---------------------------------------------------------------------
+
+    async def _deliver(self, msg: Claimed) -> None:
+        now = self.clock()
+        timestamp = int(now)
+        attempt = msg.attempts + 1
+        try:
+            secrets = active_secrets(msg.secret, msg.old_secrets, now)
+            headers = build_headers(msg.id, timestamp, msg.body, secrets)
+            result = await self.sender.post(msg.url, msg.body, headers)
+        except Exception as exc:  # never leave a claimed row without an outcome
+            log.exception("webhook attempt for %s failed unexpectedly", msg.id)
+            result = SendResult(
+                None, FailureKind.CONNECTION, f"internal error: {exc!r}"[:300], None, None, 0.0
+            )
+        done = self.clock()
+        decision = decide(
+            attempt=attempt,
+            now=done,
+            jitter=self.jitter(),
+            status=result.status,
+            failure=result.failure,
+            retry_after=result.retry_after,
+            endpoint_failing_since=msg.failing_since,
+            policy=self.config.policy,
+        )
+        delivered = decision.action is Action.DELIVERED
+        if delivered:
+            status, next_at = "delivered", None
+            self.stats.delivered += 1
+        elif decision.action is Action.RETRY:
+            status, next_at = "pending", decision.retry_at
+            self.stats.failed_attempts += 1
+        else:
+            status, next_at = "failed", None
+            self.stats.failed_attempts += 1
+        reason = decision.reason
+        if result.error:
+            reason = f"{decision.reason}: {result.error}"
+        self._results.append(
+            Outcome(
+                message_id=msg.id,
+                endpoint_id=msg.endpoint_id,
+                attempt_id=new_id("att_"),
+                attempt=attempt,
+                trigger=msg.trigger,
+                url=msg.url,
+                at=iso_from_unix(now),
+                webhook_timestamp=timestamp,
+                status_code=result.status,
+                delivered=delivered,
+                reason=reason,
+                latency_ms=result.latency_ms,
+                response_body=result.body,
+                message_status=status,
+                next_attempt_at=next_at,
+                disable_endpoint=decision.reason
+                if decision.action is Action.DISABLE_ENDPOINT
+                else None,
+                now=done,
+            )
+        )
+        self._flush_wake.set()
+
+
+def iso_from_unix(ts: float) -> str:
+    return iso(datetime.fromtimestamp(ts, UTC))

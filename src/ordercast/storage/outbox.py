@@ -1,0 +1,443 @@
+"""SQL for webhook delivery: endpoints, the outbox of messages and the attempts log.
+
+The outbox rows are inserted by :func:`insert_messages` on the connection of the order's
+own write transaction (the store's transaction hook), so an order change and its webhook
+messages commit or roll back together.
+
+Claiming: a worker takes due ``pending`` rows and marks them ``delivering`` with a lease
+and its id, in one short transaction — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so many
+workers share the table; on SQLite the store's single-writer lock serialises claims. No lock
+is held during the HTTP call. Outcomes are written in batches, fenced by ``claimed_by`` so
+a worker whose lease expired cannot overwrite the row's new owner. Leases are renewed while
+a worker lives; a crashed worker's claims expire and :meth:`SqlOutbox.reap` makes them due
+again. FIFO endpoints only ever expose the oldest undelivered message of each order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ordercast.storage import schema as s
+from ordercast.storage.sql import SqlStore
+
+E = s.webhook_endpoints
+M = s.webhook_messages
+A = s.webhook_attempts
+
+OPEN_STATUSES = ("pending", "delivering")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed message with what the worker needs to send it."""
+
+    id: str
+    endpoint_id: str
+    order_id: str
+    event_id: str
+    seq: int
+    wire_type: str
+    body: bytes
+    attempts: int
+    trigger: str
+    url: str
+    secret: str
+    old_secrets: list[dict[str, Any]]
+    failing_since: float | None
+    max_concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, ready to record."""
+
+    message_id: str
+    endpoint_id: str
+    attempt_id: str
+    attempt: int
+    trigger: str
+    url: str
+    at: str
+    webhook_timestamp: int
+    status_code: int | None
+    delivered: bool
+    reason: str
+    latency_ms: float
+    response_body: str | None
+    # What becomes of the message: pending (retry at next_attempt_at), delivered, failed.
+    message_status: str
+    next_attempt_at: float | None
+    disable_endpoint: str | None  # reason, when the endpoint must be disabled
+    now: float
+
+
+async def endpoints_for_location(
+    conn: AsyncConnection, tenant_id: str, location_id: str
+) -> list[Any]:
+    """Endpoints of the apps that may see orders at ``location_id`` (with the app's kind)."""
+    q = (
+        sa.select(
+            E.c.id,
+            E.c.app_id,
+            E.c.dialect,
+            E.c.event_types,
+            E.c.enabled,
+            s.apps.c.kind,
+        )
+        .select_from(
+            E.join(s.apps, s.apps.c.id == E.c.app_id).join(
+                s.app_locations, s.app_locations.c.app_id == E.c.app_id
+            )
+        )
+        .where(s.app_locations.c.location_id == location_id, s.apps.c.tenant_id == tenant_id)
+        .order_by(E.c.id)
+    )
+    return list((await conn.execute(q)).all())
+
+
+async def subscribers(conn: AsyncConnection, order_id: str) -> set[str]:
+    q = sa.select(s.subscriptions.c.app_id).where(s.subscriptions.c.order_id == order_id)
+    return set((await conn.execute(q)).scalars())
+
+
+async def insert_messages(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(M.insert(), rows)
+
+
+def _endpoint_dict(row: Any) -> dict[str, Any]:
+    d = dict(row._mapping)
+    d["event_types"] = list(d["event_types"]) if d["event_types"] is not None else None
+    d["old_secrets"] = list(d["old_secrets"] or [])
+    return d
+
+
+class SqlOutbox:
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.is_sqlite = store.is_sqlite
+
+    # -- endpoints -------------------------------------------------------------------
+
+    async def create_endpoint(self, values: dict[str, Any]) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(E.insert().values(**values))
+
+    async def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(E).where(E.c.id == endpoint_id))).first()
+        return _endpoint_dict(row) if row is not None else None
+
+    async def list_endpoints(self, app_id: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(E).order_by(E.c.created_at, E.c.id)
+        if app_id is not None:
+            q = q.where(E.c.app_id == app_id)
+        async with self.engine.connect() as conn:
+            return [_endpoint_dict(r) for r in (await conn.execute(q)).all()]
+
+    async def update_endpoint(self, endpoint_id: str, values: dict[str, Any]) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(E.update().where(E.c.id == endpoint_id).values(**values))
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(A.delete().where(A.c.endpoint_id == endpoint_id))
+            await conn.execute(M.delete().where(M.c.endpoint_id == endpoint_id))
+            await conn.execute(E.delete().where(E.c.id == endpoint_id))
+
+    # -- claiming ----------------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        in_flight: dict[str, int],
+        saturated: Sequence[str] = (),
+    ) -> list[Claimed]:
+        """Claim up to ``limit`` due messages, at most ``max_concurrency - in_flight`` per
+        endpoint (``in_flight`` counts what this worker already holds). Endpoints in
+        ``saturated`` are skipped in SQL, so a backlog on one endpoint never fills the
+        window and hides the others' due messages."""
+        p = M.alias("p")
+        earlier = (
+            sa.select(p.c.pos)
+            .where(
+                p.c.endpoint_id == M.c.endpoint_id,
+                p.c.order_id == M.c.order_id,
+                p.c.pos < M.c.pos,
+                p.c.status.in_(OPEN_STATUSES),
+            )
+            .exists()
+        )
+        q = (
+            sa.select(
+                M.c.pos,
+                M.c.id,
+                M.c.endpoint_id,
+                M.c.order_id,
+                M.c.event_id,
+                M.c.seq,
+                M.c.wire_type,
+                M.c.body,
+                M.c.attempts,
+                M.c.trigger,
+                E.c.url,
+                E.c.secret,
+                E.c.old_secrets,
+                E.c.failing_since,
+                E.c.max_concurrency,
+            )
+            .select_from(M.join(E, E.c.id == M.c.endpoint_id))
+            .where(
+                M.c.status == "pending",
+                M.c.next_attempt_at <= now,
+                E.c.enabled.is_(True),
+                sa.or_(E.c.fifo.is_(False), ~earlier),
+            )
+            .order_by(M.c.next_attempt_at, M.c.pos)
+            .limit(limit)
+        )
+        if saturated:
+            q = q.where(M.c.endpoint_id.not_in(list(saturated)))
+        if not self.is_sqlite:
+            q = q.with_for_update(of=M, skip_locked=True)
+        async with self.store.write() as conn:
+            rows = (await conn.execute(q)).all()
+            taken: dict[str, int] = {}
+            chosen: list[Claimed] = []
+            for r in rows:
+                used = in_flight.get(r.endpoint_id, 0) + taken.get(r.endpoint_id, 0)
+                if used >= r.max_concurrency:
+                    continue
+                taken[r.endpoint_id] = taken.get(r.endpoint_id, 0) + 1
+                chosen.append(
+                    Claimed(
+                        id=r.id,
+                        endpoint_id=r.endpoint_id,
+                        order_id=r.order_id,
+                        event_id=r.event_id,
+                        seq=r.seq,
+                        wire_type=r.wire_type,
+                        body=r.body.encode("utf-8"),
+                        attempts=r.attempts,
+                        trigger=r.trigger,
+                        url=r.url,
+                        secret=r.secret,
+                        old_secrets=list(r.old_secrets or []),
+                        failing_since=r.failing_since,
+                        max_concurrency=r.max_concurrency,
+                    )
+                )
+            if chosen:
+                await conn.execute(
+                    M.update()
+                    .where(M.c.id.in_([c.id for c in chosen]))
+                    .values(
+                        status="delivering",
+                        claimed_by=worker_id,
+                        lease_until=lease_until,
+                        updated_at=now,
+                    )
+                )
+        return chosen
+
+    async def renew(self, worker_id: str, lease_until: float) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(
+                M.update()
+                .where(M.c.status == "delivering", M.c.claimed_by == worker_id)
+                .values(lease_until=lease_until)
+            )
+
+    async def reap(self, now: float) -> int:
+        """Make messages whose claim lease expired (their worker died) due again."""
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                M.update()
+                .where(M.c.status == "delivering", M.c.lease_until < now)
+                .values(status="pending", claimed_by=None, lease_until=None, next_attempt_at=now)
+            )
+            return int(result.rowcount or 0)
+
+    async def release(self, worker_id: str, now: float) -> None:
+        """On clean shutdown: hand back claims not yet attempted."""
+        async with self.store.write() as conn:
+            await conn.execute(
+                M.update()
+                .where(M.c.status == "delivering", M.c.claimed_by == worker_id)
+                .values(status="pending", claimed_by=None, lease_until=None, next_attempt_at=now)
+            )
+
+    # -- recording -----------------------------------------------------------------------
+
+    async def record(self, worker_id: str, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        attempts = [
+            {
+                "id": o.attempt_id,
+                "message_id": o.message_id,
+                "endpoint_id": o.endpoint_id,
+                "attempt": o.attempt,
+                "trigger": o.trigger,
+                "url": o.url,
+                "at": o.at,
+                "webhook_timestamp": o.webhook_timestamp,
+                "status_code": o.status_code,
+                "outcome": "delivered" if o.delivered else "failed",
+                "reason": o.reason[:500],
+                "latency_ms": o.latency_ms,
+                "response_body": o.response_body,
+                "next_attempt_at": o.next_attempt_at,
+            }
+            for o in outcomes
+        ]
+        updates = [
+            {
+                "b_id": o.message_id,
+                "b_worker": worker_id,
+                "b_status": o.message_status,
+                "b_attempts": o.attempt,
+                "b_next": o.next_attempt_at if o.next_attempt_at is not None else o.now,
+                "b_error": None if o.delivered else o.reason[:500],
+                "b_now": o.now,
+            }
+            for o in outcomes
+        ]
+        # The endpoint's failure streak, from its latest outcome in this batch.
+        last: dict[str, Outcome] = {}
+        for o in outcomes:
+            last[o.endpoint_id] = o
+        ok = sorted(eid for eid, o in last.items() if o.delivered)
+        failing = [(eid, o.now) for eid, o in sorted(last.items()) if not o.delivered]
+        disable = {o.endpoint_id: o.disable_endpoint for o in outcomes if o.disable_endpoint}
+        async with self.store.write() as conn:
+            await conn.execute(A.insert(), attempts)
+            await conn.execute(
+                M.update()
+                .where(M.c.id == sa.bindparam("b_id"), M.c.claimed_by == sa.bindparam("b_worker"))
+                .values(
+                    status=sa.bindparam("b_status"),
+                    attempts=sa.bindparam("b_attempts"),
+                    next_attempt_at=sa.bindparam("b_next"),
+                    last_error=sa.bindparam("b_error"),
+                    updated_at=sa.bindparam("b_now"),
+                    claimed_by=None,
+                    lease_until=None,
+                ),
+                updates,
+            )
+            if ok:
+                await conn.execute(
+                    E.update()
+                    .where(E.c.id.in_(ok), E.c.failing_since.is_not(None))
+                    .values(failing_since=None)
+                )
+            for eid, at in failing:
+                await conn.execute(
+                    E.update()
+                    .where(E.c.id == eid, E.c.failing_since.is_(None))
+                    .values(failing_since=at)
+                )
+            for eid, reason in disable.items():
+                await conn.execute(
+                    E.update()
+                    .where(E.c.id == eid)
+                    .values(enabled=False, disabled_reason=(reason or "")[:500])
+                )
+
+    # -- reading and replay --------------------------------------------------------------
+
+    async def list_attempts(
+        self,
+        endpoint_id: str,
+        *,
+        limit: int,
+        before: int | None = None,
+        message_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        q = sa.select(A).where(A.c.endpoint_id == endpoint_id)
+        if before is not None:
+            q = q.where(A.c.pos < before)
+        if message_id is not None:
+            q = q.where(A.c.message_id == message_id)
+        q = q.order_by(A.c.pos.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def list_messages(
+        self,
+        endpoint_id: str,
+        *,
+        status: str | None,
+        order_id: str | None,
+        limit: int,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        q = sa.select(M).where(M.c.endpoint_id == endpoint_id)
+        if status is not None:
+            q = q.where(M.c.status == status)
+        if order_id is not None:
+            q = q.where(M.c.order_id == order_id)
+        if before is not None:
+            q = q.where(M.c.pos < before)
+        q = q.order_by(M.c.pos.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def count_messages(self, endpoint_id: str) -> dict[str, int]:
+        q = (
+            sa.select(M.c.status, sa.func.count())
+            .where(M.c.endpoint_id == endpoint_id)
+            .group_by(M.c.status)
+        )
+        async with self.engine.connect() as conn:
+            return {row[0]: int(row[1]) for row in (await conn.execute(q)).all()}
+
+    async def replay(
+        self,
+        endpoint_id: str,
+        *,
+        now: float,
+        since: str | None,
+        until: str | None,
+        order_id: str | None,
+        event_id: str | None,
+        statuses: Iterable[str],
+    ) -> int:
+        """Make matching messages due again (same ``webhook-id``, a fresh retry schedule).
+        Messages being delivered right now are left alone."""
+        q = M.update().where(M.c.endpoint_id == endpoint_id, M.c.status.in_(list(statuses)))
+        if since is not None:
+            q = q.where(M.c.event_at >= since)
+        if until is not None:
+            q = q.where(M.c.event_at < until)
+        if order_id is not None:
+            q = q.where(M.c.order_id == order_id)
+        if event_id is not None:
+            q = q.where(M.c.event_id == event_id)
+        q = q.values(
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            trigger="replay",
+            last_error=None,
+            updated_at=now,
+        )
+        async with self.store.write() as conn:
+            result = await conn.execute(q)
+            return int(result.rowcount or 0)
+
+    async def open_count(self) -> int:
+        q = sa.select(sa.func.count()).select_from(M).where(M.c.status.in_(OPEN_STATUSES))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())

@@ -1,0 +1,540 @@
+"""The STOMP-over-WebSocket gateway: ``/ws`` and ``/websocket`` on the gateway port.
+
+A thin adapter. Bytes go through the sans-I/O :class:`~ordercast.protocols.stomp.StompSession`;
+who may subscribe to what and what the messages look like is
+:mod:`ordercast.dialects.orderingstack`; this module does only the I/O and the decisions that
+need storage or a clock:
+
+* **CONNECT / STOMP**: ``login`` = a user access token (``passcode`` empty, absent or the
+  literal ``null``), or an app key with its secret as ``passcode``. Failed logins are counted
+  per client address; past ``max_failed_logins`` within ``login_window`` seconds further
+  CONNECTs from that address are refused without checking credentials. A user session ends
+  with ERROR ``access token expired`` at the token's ``exp`` (the session's timer).
+* **SUBSCRIBE**: authorized by the dialect (deny by default), plus the order-ownership check
+  for ``/order-changes/{user}/{order}`` and a fresh expiry check. ``x-since-seq: N`` on that
+  destination replays the order's events after N from storage, then live: the subscription
+  is registered for live messages *before* the backlog is read, live messages are held while
+  replaying, and any live message with ``seq`` ≤ the last one sent is dropped. No gaps, no
+  duplicates.
+* **Fan-out** (:meth:`StompGateway.on_message`, a hub consumer): each message is encoded once
+  per destination (:func:`~ordercast.protocols.stomp.encode_message`) and spliced after each
+  subscription's prefix, written with ``transport.send`` and no await. A connection whose
+  socket write buffer exceeds ``max_buffered_bytes`` is a slow consumer: it gets an ERROR
+  and is closed.
+* Every ERROR frame (built by the session: ``message``, ``content-type``,
+  ``content-length``) is written, then a WebSocket close frame, then the socket is closed
+  once the write buffer has drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from ordercast.dialects import orderingstack as dialect
+from ordercast.domain.access import AppPrincipal, UserPrincipal
+from ordercast.domain.events import EventRecord
+from ordercast.errors import Forbidden, OrdercastError
+from ordercast.gateway.server import Upgrade, UpgradeRequest, accept
+from ordercast.ports import BusMessage
+from ordercast.protocols.stomp import (
+    AckReceived,
+    ConnectRequested,
+    DisconnectRequested,
+    EncodedMessage,
+    ErrorSent,
+    NackReceived,
+    SessionConfig,
+    StompSession,
+    SubscribeRequested,
+    Subscription,
+    UnsubscribeRequested,
+    encode_message,
+    select_subprotocol,
+)
+
+if TYPE_CHECKING:
+    import re
+
+    from ordercast.runtime import Runtime
+
+__all__ = ["PATHS", "StompConfig", "StompConnection", "StompGateway", "install"]
+
+log = logging.getLogger("ordercast.gateway.stomp")
+
+PATHS = ("/ws", "/websocket")
+# ErrorSent.reason → WebSocket close code after the ERROR frame (default 1002).
+_CLOSE_CODES = {
+    "rejected": WSCloseCode.POLICY_VIOLATION,
+    "expired": WSCloseCode.POLICY_VIOLATION,
+    "error": WSCloseCode.POLICY_VIOLATION,
+    "frame_too_large": WSCloseCode.MESSAGE_TOO_BIG,
+    "heartbeat_timeout": WSCloseCode.GOING_AWAY,
+    "connect_timeout": WSCloseCode.POLICY_VIOLATION,
+    "internal_error": WSCloseCode.INTERNAL_ERROR,
+}
+_NULL_PASSCODES = frozenset({"", "null"})
+
+
+@dataclass(frozen=True, slots=True)
+class StompConfig:
+    session: SessionConfig = field(
+        default_factory=lambda: SessionConfig(max_frame_size=64 * 1024, max_subscriptions=64)
+    )
+    max_buffered_bytes: int = 1024 * 1024
+    """Socket write buffer above which a connection is dropped as a slow consumer."""
+    max_failed_logins: int = 10
+    login_window: float = 60.0
+    replay_limit: int = 100_000
+    """Most events read to replay one order (the whole stream is folded)."""
+    close_timeout: float = 5.0
+    """Seconds a closing socket may take to flush before it is aborted."""
+
+
+class _Sub:
+    """One accepted subscription in the destination registry."""
+
+    __slots__ = ("active", "conn", "held", "last_seq", "prefix_tail", "sub")
+
+    def __init__(self, conn: StompConnection, sub: Subscription) -> None:
+        self.conn = conn
+        self.sub = sub
+        # Hot path for ack:auto: prefix + message.tail (or raw_tail for STOMP 1.0).
+        self.prefix_tail = sub.ack == "auto"
+        self.last_seq = -1
+        self.held: list[tuple[EncodedMessage, int | None]] | None = None
+        self.active = True
+
+
+class StompGateway:
+    """Destination registry, fan-out consumer and connection factory for one runtime."""
+
+    def __init__(self, runtime: Runtime, config: StompConfig | None = None) -> None:
+        self.runtime = runtime
+        self.config = config or StompConfig()
+        self.subscribers: dict[str, set[_Sub]] = {}
+        self.connections: set[StompConnection] = set()
+        self._failures: dict[str, deque[float]] = {}
+        self._ids = itertools.count(1)
+        self.delivered = 0
+        self.dropped_slow = 0
+
+    # -- routing (runs in picows' handshake callback) -----------------------------------------
+
+    def factory(self, request: UpgradeRequest, match: re.Match[str] | None = None) -> Upgrade:
+        subprotocol = select_subprotocol(request.subprotocols)
+        return accept(StompConnection(self), subprotocol=subprotocol)
+
+    # -- login rate limit ----------------------------------------------------------------------
+
+    def login_blocked(self, address: str, now: float) -> bool:
+        failures = self._failures.get(address)
+        if not failures:
+            return False
+        while failures and failures[0] <= now - self.config.login_window:
+            failures.popleft()
+        if not failures:
+            del self._failures[address]
+            return False
+        return len(failures) >= self.config.max_failed_logins
+
+    def login_failed(self, address: str, now: float) -> None:
+        failures = self._failures.setdefault(address, deque())
+        failures.append(now)
+        while len(failures) > self.config.max_failed_logins:
+            failures.popleft()
+        if len(self._failures) > 100_000:  # bound memory under a spray of addresses
+            self._failures.pop(next(iter(self._failures)))
+
+    # -- registry ------------------------------------------------------------------------------
+
+    def register(self, entry: _Sub) -> None:
+        self.subscribers.setdefault(entry.sub.destination, set()).add(entry)
+
+    def unregister(self, entry: _Sub) -> None:
+        entry.active = False
+        subs = self.subscribers.get(entry.sub.destination)
+        if subs is not None:
+            subs.discard(entry)
+            if not subs:
+                del self.subscribers[entry.sub.destination]
+
+    # -- fan-out (hub consumer) ----------------------------------------------------------------
+
+    def on_message(self, message: BusMessage) -> None:
+        if not self.subscribers:
+            return
+        if message.kind == "order":
+            payload = message.payload
+            events = [EventRecord.from_dict(e) for e in payload.get("events", [])]
+            rendered = dialect.render_order_change(
+                payload["order"], events, wanted=self.subscribers.__contains__
+            )
+        elif message.kind == "location":
+            rendered = [
+                m
+                for m in dialect.render_location_change(message.payload["location"])
+                if m.destination in self.subscribers
+            ]
+        else:
+            return
+        for out in rendered:
+            self.publish(out)
+
+    def publish(self, out: dialect.StompMessage) -> None:
+        """Encode once, splice to every subscriber of ``out.destination``."""
+        subs = self.subscribers.get(out.destination)
+        if not subs:
+            return
+        encoded = encode_message(out.destination, out.message_id, out.body, headers=out.headers)
+        seq = out.seq
+        for entry in list(subs):
+            entry.conn.deliver(entry, encoded, seq)
+
+    def on_lagged(self) -> None:
+        # The bus dropped messages: live subscribers may have missed some. Order streams can
+        # resume exactly (x-since-seq), so tell every connection to reconnect.
+        log.warning("bus listener lagged; closing STOMP connections so clients resume")
+        for conn in list(self.connections):
+            conn.fail("events were missed", "the server fell behind; reconnect and resume")
+
+    async def stop(self) -> None:
+        for conn in list(self.connections):
+            conn.fail("server shutting down", "reconnect later", code=WSCloseCode.GOING_AWAY)
+
+
+def _peer(transport: WSTransport) -> str:
+    try:
+        peer = transport.underlying_transport.get_extra_info("peername")
+    except Exception:  # pragma: no cover - transport already gone
+        return "unknown"
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "unknown")
+
+
+class StompConnection(WSListener):
+    """One WebSocket connection: drives a StompSession, writes its output."""
+
+    def __init__(self, gateway: StompGateway) -> None:
+        self.gateway = gateway
+        self.loop = asyncio.get_running_loop()
+        self.transport: WSTransport | None = None
+        self.session = StompSession(gateway.config.session, now=self.loop.time())
+        self.address = "unknown"
+        self.principal: AppPrincipal | UserPrincipal | None = None
+        self.entries: dict[str, _Sub] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._close_code = WSCloseCode.OK
+
+    # -- picows callbacks ----------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.address = _peer(transport)
+        self.gateway.connections.add(self)
+        self._schedule()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+            self.session.receive_data(frame.get_payload_as_bytes(), self.loop.time())
+            self._pump()
+        elif msg_type == WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._closed = True
+        self.session.connection_lost()
+        self.gateway.connections.discard(self)
+        for entry in self.entries.values():
+            self.gateway.unregister(entry)
+        self.entries.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- session driving -----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Handle the session's events, write its output, close if it is done."""
+        if self._closed:
+            return
+        for event in self.session.events_received():
+            if isinstance(event, ConnectRequested):
+                self._spawn(self._connect(event))
+            elif isinstance(event, SubscribeRequested):
+                self._spawn(self._subscribe(event))
+            elif isinstance(event, UnsubscribeRequested):
+                entry = self.entries.pop(event.id, None)
+                if entry is not None:
+                    self.gateway.unregister(entry)
+            elif isinstance(event, ErrorSent):
+                log.info("STOMP ERROR to %s: %s (%s)", self.address, event.reason, event.message)
+                self._close_code = _CLOSE_CODES.get(event.reason, WSCloseCode.PROTOCOL_ERROR)
+            elif isinstance(event, AckReceived | NackReceived | DisconnectRequested):
+                pass
+        self._flush()
+        if self.session.should_close:
+            self._close(self._close_code)
+        else:
+            self._schedule()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data in self.session.data_to_send():
+            transport.send(WSMsgType.TEXT, data)
+
+    def _close(self, code: WSCloseCode) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.gateway.connections.discard(self)
+        for entry in self.entries.values():
+            self.gateway.unregister(entry)
+        self.entries.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self.transport
+        if transport is None:
+            return
+        if not transport.is_close_frame_sent:
+            transport.send_close(code)
+        # A graceful disconnect lets asyncio flush the ERROR and close frame before closing;
+        # a peer that stopped reading is aborted after close_timeout.
+        transport.disconnect(graceful=True)
+        self.loop.call_later(self.gateway.config.close_timeout, transport.disconnect, False)
+
+    def fail(self, message: str, detail: str = "", *, code: WSCloseCode | None = None) -> None:
+        """Send an ERROR frame and close (server-initiated)."""
+        if self._closed:
+            return
+        self.session.send_error(message, detail)
+        self._flush()
+        self._close(code or WSCloseCode.POLICY_VIOLATION)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("STOMP connection task failed", exc_info=exc)
+            self.fail("internal server error", "")
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None and not self._closed:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.session.on_timer(self.loop.time())
+        self._pump()
+
+    # -- decisions -----------------------------------------------------------------------------
+
+    def _wall(self) -> float:
+        return self.gateway.runtime.clock.now().timestamp()
+
+    async def _connect(self, request: ConnectRequested) -> None:
+        gateway = self.gateway
+        now = time.monotonic()
+        if gateway.login_blocked(self.address, now):
+            self.session.reject(
+                "too many failed logins", "wait a minute before trying again from this address"
+            )
+            self._pump()
+            return
+        try:
+            principal = await self._authenticate(request)
+        except OrdercastError as exc:
+            gateway.login_failed(self.address, now)
+            self.session.reject("authentication failed", exc.detail)
+            self._pump()
+            return
+        if self._closed or self.session.should_close:
+            return
+        self.principal = principal
+        expires_at: float | None = None
+        headers: list[tuple[str, str]] = []
+        if isinstance(principal, UserPrincipal):
+            expires_at = self.loop.time() + max(0.0, principal.expires_at - self._wall())
+            headers.append(("user-name", principal.user_id))
+        else:
+            headers.append(("user-name", f"app:{principal.app_id}"))
+        self.session.accept_connect(
+            now=self.loop.time(),
+            session_id=f"stomp-{next(gateway._ids)}",
+            headers=headers,
+            expires_at=expires_at,
+            expiry_message="access token expired",
+        )
+        self._pump()
+
+    async def _authenticate(self, request: ConnectRequested) -> AppPrincipal | UserPrincipal:
+        login = request.login
+        if not login:
+            raise Forbidden(
+                "CONNECT needs a login header: a user access token, or an app key "
+                "with its secret as passcode"
+            )
+        directory = self.gateway.runtime.directory
+        passcode = request.passcode
+        if passcode is None or passcode in _NULL_PASSCODES:
+            return directory.signer.verify(login, now=int(self._wall()))
+        return await directory.authenticate_basic(login, passcode)
+
+    async def _subscribe(self, request: SubscribeRequested) -> None:
+        principal = self.principal
+        session = self.session
+        assert principal is not None
+        if isinstance(principal, UserPrincipal) and principal.expires_at <= self._wall():
+            session.reject("access token expired", "reconnect with a fresh access token")
+            self._pump()
+            return
+        try:
+            route = dialect.route(request.destination, principal)
+        except Forbidden as exc:
+            session.reject("forbidden", exc.detail)
+            self._pump()
+            return
+        since: int | None = None
+        raw_since = request.headers.get("x-since-seq")
+        if raw_since is not None:
+            if not route.resumable:
+                session.reject(
+                    "x-since-seq not supported here",
+                    "x-since-seq resumes /order-changes/{user_uuid}/{order_id} only",
+                )
+                self._pump()
+                return
+            if not raw_since.isdigit() or len(raw_since) > 18:
+                session.reject("invalid x-since-seq", "x-since-seq must be a sequence number ≥ 0")
+                self._pump()
+                return
+            since = int(raw_since)
+        if route.kind == dialect.ORDER:
+            assert isinstance(principal, UserPrincipal)
+            order = await self.gateway.runtime.store.get_order(route.order_id or "")
+            if (
+                order is None
+                or order.tenant_id != principal.tenant_id
+                or (order.user_id != principal.user_id)
+            ):
+                session.reject(
+                    "forbidden", f"not allowed to subscribe to {request.destination[:200]!r}"
+                )
+                self._pump()
+                return
+        if self._closed or session.should_close:
+            return
+        sub = session.accept_subscription(request.id)
+        if sub is None:
+            self._pump()
+            return
+        entry = _Sub(self, sub)
+        if since is not None:
+            entry.held = []
+            entry.last_seq = since
+        self.entries[sub.id] = entry
+        self.gateway.register(entry)  # live first, then the backlog
+        self._pump()  # RECEIPT, then frames that waited for this decision
+        if since is not None:
+            await self._replay(entry, route.order_id or "", since)
+
+    async def _replay(self, entry: _Sub, order_id: str, since: int) -> None:
+        events = await self.gateway.runtime.store.list_events(
+            order_id, 0, self.gateway.config.replay_limit
+        )
+        if not entry.active or self._closed:
+            return
+        for out in dialect.replay_order_messages(entry.sub.destination, events, since):
+            encoded = encode_message(out.destination, out.message_id, out.body, headers=out.headers)
+            self._write(entry, encoded, out.seq)
+            if self._closed:
+                return
+        held, entry.held = entry.held or [], None
+        for encoded, seq in held:
+            self.deliver(entry, encoded, seq)
+
+    # -- fan-out -------------------------------------------------------------------------------
+
+    def deliver(self, entry: _Sub, message: EncodedMessage, seq: int | None) -> None:
+        if entry.held is not None:
+            entry.held.append((message, seq))
+            if len(entry.held) > 10_000:
+                self.fail("slow consumer", "too many messages while replaying")
+            return
+        if seq is not None and seq <= entry.last_seq:
+            return
+        self._write(entry, message, seq)
+
+    def _write(self, entry: _Sub, message: EncodedMessage, seq: int | None) -> None:
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        sub = entry.sub
+        if entry.prefix_tail:
+            data: bytes | None = sub.prefix + (message.tail if sub.escape else message.raw_tail)
+        else:
+            data = self.session.message_frame(sub.id, message)
+            if data is None:
+                self._pump()  # e.g. too many unacknowledged messages: ERROR and close
+                return
+        if seq is not None:
+            entry.last_seq = seq
+        transport.send(WSMsgType.TEXT, data)
+        self.gateway.delivered += 1
+        if (
+            transport.underlying_transport.get_write_buffer_size()
+            > self.gateway.config.max_buffered_bytes
+        ):
+            self.gateway.dropped_slow += 1
+            self.fail(
+                "slow consumer",
+                "the connection could not keep up with its messages; reconnect and resume",
+                code=WSCloseCode.TRY_AGAIN_LATER,
+            )
+
+
+def install(runtime: Runtime, config: StompConfig | None = None) -> StompGateway:
+    """Register ``/ws`` and ``/websocket`` on the runtime's gateway and the hub consumer."""
+    gateway = StompGateway(runtime, config)
+    for path in PATHS:
+        runtime.gateway.add_route(path, gateway.factory)
+    runtime.hub.add_consumer(gateway)
+    runtime.gateway.on_stop(gateway.stop)
+    return gateway

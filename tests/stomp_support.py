@@ -61,10 +61,10 @@ class RawClient:
     ) -> None:
         await self.ws.send(frame(command, headers, body))
 
-    async def recv(self, timeout: float = 10) -> Frame:
+    async def recv(self, wait: float = 10) -> Frame:
         """The next frame, skipping heart-beats."""
         while True:
-            data = await asyncio.wait_for(self.ws.recv(), timeout)
+            data = await asyncio.wait_for(self.ws.recv(), wait)
             raw = data.encode() if isinstance(data, str) else data
             parsed = parse(raw)
             if parsed is None:
@@ -73,16 +73,16 @@ class RawClient:
             self.frames.append(parsed)
             return parsed
 
-    async def expect(self, command: str, timeout: float = 10) -> Frame:
-        got = await self.recv(timeout)
+    async def expect(self, command: str, wait: float = 10) -> Frame:
+        got = await self.recv(wait)
         assert got.command == command, (got.command, got.headers, got.body)
         return got
 
-    async def closed(self, timeout: float = 10) -> int | None:
+    async def closed(self, wait: float = 10) -> int | None:
         """Wait for the server to close; the close code."""
         with contextlib.suppress(websockets.ConnectionClosed):
             while True:
-                await asyncio.wait_for(self.ws.recv(), timeout)
+                await asyncio.wait_for(self.ws.recv(), wait)
         return self.ws.close_code
 
     async def connect(self, login: str, passcode: str | None = None, **extra: str) -> Frame:

@@ -10,11 +10,11 @@ import asyncio
 import json
 
 import pytest
-from stomp_support import raw_client, start_stomp, user_token
 
 from conftest import World
 from ordercast.gateway.stomp import StompConfig
 from ordercast.protocols.stomp import SessionConfig
+from stomp_support import raw_client, start_stomp, user_token
 
 
 async def test_user_token_connect_subscribe_and_order_changes(world: World) -> None:
@@ -300,7 +300,7 @@ async def test_heart_beats_both_ways(world: World) -> None:
             if await with_timeout in ("\n", b"\n"):
                 c.heartbeats += 1
         # Then the client goes silent: the server gives up on it.
-        err = await c.expect("ERROR", timeout=30)
+        err = await c.expect("ERROR", wait=30)
         assert err.headers["message"] == "heart-beat timeout"
 
 
@@ -310,7 +310,7 @@ async def test_token_expiry_closes_the_session(world: World) -> None:
     token = await user_token(rt, world.app, "u-1", ttl=1)
     async with raw_client(rt.gateway.url("/ws")) as c:
         assert (await c.connect(token)).command == "CONNECTED"
-        err = await c.expect("ERROR", timeout=30)
+        err = await c.expect("ERROR", wait=30)
         assert err.headers["message"] == "access token expired"
         assert await c.closed() == 1008
 

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from ordercast.errors import ConfigError, OrdercastError
+from ordercast.gateway import stomp as stomp_gateway
 from ordercast.runtime import Runtime
 from ordercast.services.directory import app_dict
 from ordercast.settings import Settings, load_settings
@@ -119,6 +120,7 @@ async def _serve(settings: Settings) -> None:
             access_log=False,
         )
         server = uvicorn.Server(config)
+        stomp_gateway.install(runtime)  # STOMP at /ws and /websocket
         try:
             await runtime.gateway.start()
         except OSError as exc:

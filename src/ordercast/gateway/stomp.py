@@ -531,7 +531,14 @@ class StompConnection(WSListener):
 
 
 def install(runtime: Runtime, config: StompConfig | None = None) -> StompGateway:
-    """Register ``/ws`` and ``/websocket`` on the runtime's gateway and the hub consumer."""
+    """Register ``/ws`` and ``/websocket`` on the runtime's gateway and the hub consumer.
+
+    Idempotent: a second call returns the installed gateway (with ``config`` if given)."""
+    for consumer in runtime.hub.consumers:
+        if isinstance(consumer, StompGateway) and consumer.runtime is runtime:
+            if config is not None:
+                consumer.config = config
+            return consumer
     gateway = StompGateway(runtime, config)
     for path in PATHS:
         runtime.gateway.add_route(path, gateway.factory)

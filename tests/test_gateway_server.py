@@ -46,11 +46,11 @@ async def test_routes_by_path_and_negotiates_subprotocols(runtime: Runtime) -> N
 
     gw = runtime.gateway
     gw.add_route("/ws", stomp)  # type: ignore[arg-type]
-    gw.add_route(re.compile(r"/app/(?P<key>[^/]+)"), app)  # type: ignore[arg-type]
+    gw.add_route(re.compile(r"/echo/(?P<key>[^/]+)"), app)  # type: ignore[arg-type]
     await gw.start(port=0)
     try:
         transport, client = await ws_connect(
-            Client, gw.url("/app/k1?protocol=7"), extra_headers={"X": "y"}
+            Client, gw.url("/echo/k1?protocol=7"), extra_headers={"X": "y"}
         )
         transport.send(WSMsgType.TEXT, b"hi")
         assert await asyncio.wait_for(client.frames.get(), 5) == b"echo:hi"

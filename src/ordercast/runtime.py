@@ -15,6 +15,7 @@ from ordercast.delivery.service import WebhookService
 from ordercast.delivery.worker import DeliveryWorker
 from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway.hub import Hub
+from ordercast.gateway.pusher import PusherGateway
 from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Store
@@ -64,6 +65,7 @@ class Runtime:
         orders.after_commit.append(count_events)
         hub = Hub(bus)
         gateway = GatewayServer(hub, settings.host, settings.ws_port)
+        PusherGateway(store).install(gateway)
         runtime = cls(settings, store, bus, clock, directory, orders, admin_token, hub, gateway)
         runtime._open_webhooks()
         return runtime

@@ -174,6 +174,8 @@ class GatewayServer:
     _on_start: list[Hook] = field(default_factory=list)
     _on_stop: list[Hook] = field(default_factory=list)
     _server: asyncio.Server | None = None
+    #: Protocol gateways installed on this server, by name (``"pusher"``, ``"stomp"``).
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     def add_route(self, matcher: Matcher, factory: ListenerFactory) -> None:
         """Route upgrade requests whose path matches ``matcher`` to ``factory``."""

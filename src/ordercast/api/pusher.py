@@ -1,0 +1,377 @@
+"""Pusher over HTTP: the channel-authorization endpoints and the Pusher HTTP API.
+
+* ``GET|POST /api/v1/pusher/auth`` — Open Dining's endpoint (seed 000). ``key`` + ``secret``
+  (restaurant staff: ``presence-r-{location}`` and ``private-o-{order}`` of the app's
+  locations) or ``key`` + ``access_token`` (a customer: only ``private-o-{their order}``),
+  plus pusher-js's ``socket_id`` and ``channel_name`` (query string or form body). Without
+  ``channel_name`` it answers a user sign-in (``pusher:signin``) request.
+* ``POST /pusher/auth`` and ``POST /pusher/user-auth`` — the standard endpoints, same rules,
+  credentials in the ``Authorization`` header (Basic ``key:secret`` or Bearer token).
+* ``/apps/{app_id}/events|batch_events|channels…|users/{id}/terminate_connections`` —
+  the Pusher HTTP API, signed as the official server SDKs sign it. The app id is the
+  ordercast app id, the key and secret are the app's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ordercast.api.deps import get_runtime
+from ordercast.dialects.opendining import LOCATION_CHANNEL_PREFIX, ORDER_CHANNEL_PREFIX
+from ordercast.domain.access import UserPrincipal
+from ordercast.errors import Forbidden, NotFound, OrdercastError, Unauthorized, ValidationError
+from ordercast.gateway.pusher import AppState, PusherGateway, pusher_of
+from ordercast.ports import App
+from ordercast.protocols.pusher import (
+    ChannelKind,
+    channel_kind,
+    httpapi,
+    sign_channel,
+    sign_user,
+    validate_channel_name,
+    validate_socket_id,
+)
+from ordercast.runtime import Runtime
+
+router = APIRouter(tags=["pusher"])
+
+_MAX_BODY = 64 * 1024
+
+
+class _Staff:
+    def __init__(self, app: App, user_id: str | None, name: str | None) -> None:
+        self.app = app
+        self.user_id = user_id
+        self.name = name
+
+
+class _Customer:
+    def __init__(self, app: App, principal: UserPrincipal) -> None:
+        self.app = app
+        self.principal = principal
+
+
+Caller = _Staff | _Customer
+
+
+def _pusher_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+async def _params(request: Request) -> dict[str, str]:
+    """Query parameters plus a form or JSON body (pusher-js posts a form)."""
+    params: dict[str, str] = {k: v for k, v in request.query_params.items()}
+    if request.method == "POST":
+        body = await request.body()
+        if len(body) > _MAX_BODY:
+            raise ValidationError("request body too large")
+        ctype = request.headers.get("content-type", "")
+        text = body.decode("utf-8", errors="replace")
+        if "json" in ctype:
+            try:
+                decoded = json.loads(text) if text.strip() else {}
+            except ValueError as exc:
+                raise ValidationError("request body is not valid JSON") from exc
+            if isinstance(decoded, dict):
+                params.update({k: str(v) for k, v in decoded.items() if v is not None})
+        elif text:
+            params.update(dict(parse_qsl(text, keep_blank_values=True)))
+    return params
+
+
+async def _app_by_key(rt: Runtime, key: str | None) -> App:
+    if not key:
+        raise Unauthorized("missing 'key' (the app key)")
+    app = await rt.store.get_app_by_key(key)
+    if app is None:
+        raise Unauthorized("unknown app key")
+    return app
+
+
+def _verify_token(rt: Runtime, token: str) -> UserPrincipal:
+    principal = rt.directory.signer.verify(token, now=int(rt.clock.now().timestamp()))
+    return principal
+
+
+async def _caller_from_params(rt: Runtime, params: Mapping[str, str]) -> Caller:
+    app = await _app_by_key(rt, params.get("key"))
+    secret = params.get("secret")
+    token = params.get("access_token")
+    if secret:
+        if not hmac.compare_digest(secret.encode(), app.secret.encode()):
+            raise Unauthorized("wrong secret for this app key")
+        return _Staff(app, params.get("user_id"), params.get("name"))
+    if token:
+        principal = _verify_token(rt, token)
+        if principal.tenant_id != app.tenant_id:
+            raise Forbidden("this access token belongs to another tenant than the app key")
+        return _Customer(app, principal)
+    raise Unauthorized("give 'secret' (restaurant staff) or 'access_token' (a customer)")
+
+
+async def _caller_from_headers(rt: Runtime, request: Request, params: Mapping[str, str]) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            key, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise Unauthorized("malformed Basic credentials") from exc
+        return await _caller_from_params(
+            rt, {**params, "key": key, "secret": secret if sep else ""}
+        )
+    if scheme.lower() == "bearer" and value:
+        principal = _verify_token(rt, value)
+        app = await rt.store.get_app(principal.app_id)
+        if app is None:
+            raise Unauthorized("the app that issued this token no longer exists")
+        return _Customer(app, principal)
+    raise Unauthorized("use Authorization: Basic key:secret (staff) or Bearer <access_token>")
+
+
+async def _check_channel(rt: Runtime, caller: Caller, channel: str) -> None:
+    """Raise Forbidden unless ``caller`` may subscribe to ``channel``."""
+    app = caller.app
+    if channel.startswith(ORDER_CHANNEL_PREFIX):
+        order_id = channel[len(ORDER_CHANNEL_PREFIX) :]
+        order = await rt.store.get_order(order_id)
+        if order is None or order.tenant_id != app.tenant_id:
+            raise Forbidden(f"no order {order_id} for this app")
+        if isinstance(caller, _Staff):
+            if order.location_id not in app.location_ids:
+                raise Forbidden(f"order {order_id} belongs to a location this app is not granted")
+            return
+        if order.user_id is None or order.user_id != caller.principal.user_id:
+            raise Forbidden(f"order {order_id} is not an order of this customer")
+        if order.location_id not in app.location_ids:
+            raise Forbidden(f"order {order_id} belongs to a location this app is not granted")
+        return
+    if channel.startswith(LOCATION_CHANNEL_PREFIX):
+        if isinstance(caller, _Customer):
+            raise Forbidden("restaurant channels need the restaurant's secret, not a user token")
+        location_id = channel[len(LOCATION_CHANNEL_PREFIX) :]
+        if location_id not in app.location_ids:
+            raise Forbidden(f"this app is not granted location {location_id}")
+        return
+    raise Forbidden(
+        f"channel {channel!r} cannot be authorized here: use private-o-{{order_id}} or "
+        "presence-r-{location_id}"
+    )
+
+
+def _member(caller: Caller, socket_id: str) -> dict[str, Any]:
+    if isinstance(caller, _Customer):
+        return {"user_id": caller.principal.user_id, "user_info": {"role": "customer"}}
+    user_id = caller.user_id or f"staff-{socket_id}"
+    info: dict[str, Any] = {"role": "staff", "app_id": caller.app.id}
+    if caller.name:
+        info["name"] = caller.name[:100]
+    return {"user_id": user_id, "user_info": info}
+
+
+async def _authorize(rt: Runtime, caller: Caller, params: Mapping[str, str]) -> dict[str, Any]:
+    socket_id = validate_socket_id(params.get("socket_id"))
+    channel_name = params.get("channel_name")
+    app = caller.app
+    if not channel_name:  # user authentication (pusher:signin)
+        member = _member(caller, socket_id)
+        user = {"id": member["user_id"], "user_info": member["user_info"]}
+        user_data = json.dumps(user, separators=(",", ":"))
+        return {
+            "auth": sign_user(app.key, app.secret, socket_id, user_data),
+            "user_data": user_data,
+        }
+    channel = validate_channel_name(channel_name)
+    kind = channel_kind(channel)
+    if kind not in (ChannelKind.PRIVATE, ChannelKind.PRESENCE):
+        raise Forbidden(f"channel {channel!r} is not a private or presence channel")
+    await _check_channel(rt, caller, channel)
+    if kind is ChannelKind.PRESENCE:
+        channel_data = json.dumps(_member(caller, socket_id), separators=(",", ":"))
+        auth = sign_channel(app.key, app.secret, socket_id, channel, channel_data)
+        return {"auth": auth, "channel_data": channel_data}
+    return {"auth": sign_channel(app.key, app.secret, socket_id, channel)}
+
+
+def _auth_failure(exc: OrdercastError) -> JSONResponse:
+    status = 403 if isinstance(exc, Forbidden) else 401 if isinstance(exc, Unauthorized) else 400
+    if isinstance(exc, Unauthorized):
+        status = 403  # pusher-js treats any non-200 as refused; 403 is what Pusher docs use
+    return JSONResponse(
+        {"error": exc.detail, "code": exc.code, "status": status}, status_code=status
+    )
+
+
+@router.api_route("/api/v1/pusher/auth", methods=["GET", "POST"])
+async def opendining_auth(request: Request) -> JSONResponse:
+    """Open Dining channel authorization: ``key`` + ``secret`` or ``key`` + ``access_token``."""
+    rt = get_runtime(request)
+    try:
+        params = await _params(request)
+        caller = await _caller_from_params(rt, params)
+        return JSONResponse(await _authorize(rt, caller, params))
+    except OrdercastError as exc:
+        return _auth_failure(exc)
+
+
+@router.post("/pusher/auth")
+async def standard_auth(request: Request) -> JSONResponse:
+    """Standard Pusher channel authorization, credentials in the Authorization header."""
+    rt = get_runtime(request)
+    try:
+        params = await _params(request)
+        caller = await _caller_from_headers(rt, request, params)
+        return JSONResponse(await _authorize(rt, caller, params))
+    except OrdercastError as exc:
+        return _auth_failure(exc)
+
+
+@router.post("/pusher/user-auth")
+async def standard_user_auth(request: Request) -> JSONResponse:
+    """Standard Pusher user authentication (``pusher:signin``)."""
+    rt = get_runtime(request)
+    try:
+        params = dict(await _params(request))
+        params.pop("channel_name", None)
+        caller = await _caller_from_headers(rt, request, params)
+        return JSONResponse(await _authorize(rt, caller, params))
+    except OrdercastError as exc:
+        return _auth_failure(exc)
+
+
+# --------------------------------------------------------------------------------------------
+# The Pusher HTTP API
+
+
+async def _signed(request: Request, app_id: str | None) -> tuple[PusherGateway, AppState, bytes]:
+    rt = get_runtime(request)
+    gateway = pusher_of(rt.gateway)
+    query = parse_qsl(request.url.query, keep_blank_values=True)
+    if app_id is None:  # pusher-http-python's unprefixed terminate_connections
+        state = await gateway.app_state(httpapi.auth_key_of(query))
+    else:
+        state = await gateway.app_state_by_id(app_id)
+    if state is None:
+        raise NotFound(f"app {app_id} not found")
+    body = await request.body()
+    httpapi.verify_request(
+        method=request.method,
+        path=request.url.path,
+        query=query,
+        body=body,
+        app_key=state.app.key,
+        secret=state.app.secret,
+        now=time.time(),
+    )
+    return gateway, state, body
+
+
+def _api_error(exc: OrdercastError) -> JSONResponse:
+    if isinstance(exc, Unauthorized):
+        return _pusher_error(401, exc.detail)
+    if isinstance(exc, NotFound):
+        return _pusher_error(404, exc.detail)
+    if isinstance(exc, Forbidden):
+        return _pusher_error(403, exc.detail)
+    if exc.fields.get("too_large"):
+        return _pusher_error(413, exc.detail)
+    return _pusher_error(400, exc.detail)
+
+
+@router.post("/apps/{app_id}/events")
+async def trigger(app_id: str, request: Request) -> JSONResponse:
+    try:
+        gateway, state, body = await _signed(request, app_id)
+        event = httpapi.parse_trigger(body)
+    except OrdercastError as exc:
+        return _api_error(exc)
+    info = gateway.trigger(state, event)
+    return JSONResponse({"channels": info} if event.info else {})
+
+
+@router.post("/apps/{app_id}/batch_events")
+async def trigger_batch(app_id: str, request: Request) -> JSONResponse:
+    try:
+        gateway, state, body = await _signed(request, app_id)
+        events = httpapi.parse_batch(body)
+    except OrdercastError as exc:
+        return _api_error(exc)
+    results = [gateway.trigger(state, event) for event in events]
+    if any(event.info for event in events):
+        return JSONResponse(
+            {
+                "batch": [
+                    info.get(ev.channels[0], {}) for info, ev in zip(results, events, strict=True)
+                ]
+            }
+        )
+    return JSONResponse({})
+
+
+@router.get("/apps/{app_id}/channels")
+async def channels(app_id: str, request: Request) -> JSONResponse:
+    try:
+        gateway, state, _ = await _signed(request, app_id)
+        query = httpapi.parse_channels_query(parse_qsl(request.url.query))
+    except OrdercastError as exc:
+        return _api_error(exc)
+    out: dict[str, Any] = {}
+    for name in sorted(state.channels):
+        if query.filter_by_prefix and not name.startswith(query.filter_by_prefix):
+            continue
+        out[name] = gateway.channel_info(state, name, query.info)
+    return JSONResponse({"channels": out})
+
+
+@router.get("/apps/{app_id}/channels/{channel_name}")
+async def channel(app_id: str, channel_name: str, request: Request) -> JSONResponse:
+    try:
+        gateway, state, _ = await _signed(request, app_id)
+        info = httpapi.parse_channel_info(channel_name, parse_qsl(request.url.query))
+    except OrdercastError as exc:
+        return _api_error(exc)
+    body: dict[str, Any] = {"occupied": channel_name in state.channels}
+    body.update(gateway.channel_info(state, channel_name, info))
+    return JSONResponse(body)
+
+
+@router.get("/apps/{app_id}/channels/{channel_name}/users")
+async def channel_users(app_id: str, channel_name: str, request: Request) -> JSONResponse:
+    try:
+        _, state, _ = await _signed(request, app_id)
+        httpapi.validate_users_channel(channel_name)
+    except OrdercastError as exc:
+        return _api_error(exc)
+    return JSONResponse({"users": [{"id": uid} for uid in state.roster.user_ids(channel_name)]})
+
+
+@router.post("/apps/{app_id}/users/{user_id}/terminate_connections")
+async def terminate(app_id: str, user_id: str, request: Request) -> JSONResponse:
+    try:
+        gateway, state, _ = await _signed(request, app_id)
+    except OrdercastError as exc:
+        return _api_error(exc)
+    gateway.terminate_user(state, user_id)
+    return JSONResponse({})
+
+
+@router.post("/users/{user_id}/terminate_connections", include_in_schema=False)
+async def terminate_unprefixed(user_id: str, request: Request) -> JSONResponse:
+    """pusher-http-python 3.3.x posts here, without the ``/apps/{id}`` prefix."""
+    try:
+        gateway, state, _ = await _signed(request, None)
+    except OrdercastError as exc:
+        return _api_error(exc)
+    gateway.terminate_user(state, user_id)
+    return JSONResponse({})

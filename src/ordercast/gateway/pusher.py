@@ -1,0 +1,738 @@
+"""Pusher-protocol connections at ``/app/{key}`` and the fan-out registry. Thin adapter.
+
+Protocol rules live in :mod:`ordercast.protocols.pusher` (sans I/O); this module owns the
+sockets, the channel registry per app, presence rosters, the Open Dining order channels
+(rendered by :mod:`ordercast.dialects.opendining`) and the HTTP API's trigger path.
+
+Hot path (:meth:`PusherGateway.fanout`): each message is JSON-encoded once into one
+``bytes`` frame and written to every subscribed socket with ``transport.send`` — no await
+per socket. A socket whose kernel+asyncio write buffer is past ``max_buffer`` is closed with
+4100 (over capacity; pusher-js reconnects after 1 s and catches up by ``seq``) instead of
+buffering without bound.
+
+Per-app isolation: channels, presence rosters and users are kept per app (``/app/{key}``).
+Order events go to the ``private-o-{order_id}`` channel of every app of the order's tenant
+that is granted the order's location; ``presence-r-{location_id}`` likewise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+from ordercast.dialects import opendining
+from ordercast.dialects.opendining import LocationView
+from ordercast.domain.events import EventRecord
+from ordercast.errors import ProtocolError
+from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
+from ordercast.ports import App, BusMessage, Store
+from ordercast.protocols.pusher import (
+    ChannelKind,
+    ClientEventReceived,
+    CloseCode,
+    JoinResult,
+    PresenceRoster,
+    PusherSession,
+    SessionConfig,
+    SignedIn,
+    SubscribeRequested,
+    UnsubscribeRequested,
+    encode_event,
+    encode_member_added,
+    encode_member_removed,
+    is_cache_channel,
+    parse_connection_request,
+)
+from ordercast.protocols.pusher import messages as pm
+from ordercast.protocols.pusher.httpapi import TriggerEvent
+
+__all__ = ["PusherConnection", "PusherGateway", "WebhookSink", "pusher_of"]
+
+log = logging.getLogger("ordercast.gateway.pusher")
+
+TEXT: Final = WSMsgType.TEXT
+PATH: Final = re.compile(r"/app/(?P<key>[^/]+)/?")
+#: Past this many bytes waiting in a socket's write buffer, the socket is closed with 4100.
+DEFAULT_MAX_BUFFER: Final = 1024 * 1024
+APP_CACHE_SECONDS: Final = 30.0
+LAST_STATE_ENTRIES: Final = 10_000
+#: How far back to look for an order channel's last event when it is not cached.
+LAST_STATE_LOOKBACK: Final = 50
+
+#: ``async (app, events)``: Pusher server webhooks (channel_occupied, …) for one app.
+WebhookSink = Callable[[App, list[dict[str, Any]]], Awaitable[None]]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class Channel:
+    name: str
+    subs: dict[str, PusherConnection] = field(default_factory=dict)
+    _targets: tuple[PusherConnection, ...] | None = None
+
+    @property
+    def targets(self) -> tuple[PusherConnection, ...]:
+        """A snapshot of subscribers, rebuilt only after a change (safe to iterate)."""
+        if self._targets is None:
+            self._targets = tuple(self.subs.values())
+        return self._targets
+
+    def add(self, conn: PusherConnection) -> None:
+        self.subs[conn.socket_id] = conn
+        self._targets = None
+
+    def remove(self, conn: PusherConnection) -> bool:
+        if self.subs.pop(conn.socket_id, None) is None:
+            return False
+        self._targets = None
+        return True
+
+
+@dataclass(slots=True)
+class AppState:
+    app: App
+    config: SessionConfig
+    loaded_at: float
+    channels: dict[str, Channel] = field(default_factory=dict)
+    roster: PresenceRoster = field(default_factory=PresenceRoster)
+    users: dict[str, set[PusherConnection]] = field(default_factory=dict)
+    cache: dict[str, bytes] = field(default_factory=dict)  # cache channels: last frame
+    connections: int = 0
+
+
+class PusherConnection(WSListener):
+    """One socket. Frames before the app is known are queued."""
+
+    def __init__(self, gateway: PusherGateway, target: str) -> None:
+        self.gateway = gateway
+        self.target = target
+        self.socket_id = gateway.new_socket_id()
+        self.transport: WSTransport | None = None
+        self.raw: asyncio.Transport | None = None
+        self.session: PusherSession | None = None
+        self.state: AppState | None = None
+        self.pending: list[str] | None = []
+        self.paused = False
+        self.dead = False
+
+    # -- picows callbacks -----------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.raw = transport.underlying_transport
+        self.gateway.connected(self)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == TEXT:
+            try:
+                text = frame.get_payload_as_utf8_text()
+            except UnicodeDecodeError:
+                self.close(1007, "invalid UTF-8")
+                return
+            if self.session is None:
+                if self.pending is not None and len(self.pending) < 100:
+                    self.pending.append(text)
+                return
+            self.session.receive_text(text, time.monotonic())
+            self.gateway.after_input(self)
+        elif kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif kind in (WSMsgType.PING, WSMsgType.PONG):
+            if self.session is not None:
+                self.session.note_activity(time.monotonic())
+        elif kind == WSMsgType.BINARY and self.session is not None:
+            self.session.send_error(None, "Binary frames are not supported")
+            self.flush()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.dead = True
+        self.gateway.disconnected(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
+    # -- output ----------------------------------------------------------------------
+
+    def send_text(self, text: str | bytes) -> None:
+        if not self.dead and self.transport is not None:
+            self.transport.send(TEXT, text)
+
+    def flush(self) -> None:
+        """Write what the session queued; perform its close request."""
+        session = self.session
+        if session is None:
+            return
+        for text in session.data_to_send():
+            self.send_text(text)
+        if session.close_request is not None and not self.dead:
+            self.close(session.close_request.code, session.close_request.reason)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.dead or self.transport is None:
+            return
+        self.dead = True
+        with contextlib.suppress(Exception):
+            self.transport.send_close(code, reason.encode()[:123])  # type: ignore[arg-type]
+        self.transport.disconnect()
+        raw = self.raw
+        if raw is not None:
+            # A peer that never reads would keep the socket forever: abort after a grace.
+            asyncio.get_running_loop().call_later(2.0, _abort, raw)
+        # The registry forgets us now (on_ws_disconnected may come later).
+        self.gateway.disconnected(self)
+
+
+def _abort(raw: asyncio.Transport) -> None:
+    if not raw.is_closing():
+        raw.abort()
+    else:
+        with contextlib.suppress(Exception):
+            raw.abort()
+
+
+class PusherGateway:
+    """Pusher connections, channels and fan-out for every app. One per process."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        activity_timeout: int = 120,
+        pong_timeout: float = 30.0,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        max_presence_members: int = 100,
+        webhooks: WebhookSink | None = None,
+    ) -> None:
+        self.store = store
+        self.activity_timeout = activity_timeout
+        self.pong_timeout = pong_timeout
+        self.max_buffer = max_buffer
+        self.max_presence_members = max_presence_members
+        self.webhooks = webhooks
+        self.apps: dict[str, AppState] = {}  # by app id
+        self._keys: dict[str, str] = {}  # app key -> app id
+        self.by_name: dict[str, set[str]] = {}  # channel name -> app ids with subscribers
+        self.connections: dict[str, PusherConnection] = {}
+        self.locations: dict[str, LocationView] = {}
+        self.last_state: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self.sent_seq: dict[str, int] = {}  # order id -> highest seq delivered
+        self._ids = itertools.count(1)
+        self._prefix = secrets.randbelow(10**9)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.closed_slow = 0
+
+    # -- wiring ----------------------------------------------------------------------
+
+    def install(self, server: GatewayServer) -> None:
+        server.extensions["pusher"] = self
+        server.add_route(PATH, self.factory)
+        server.hub.add_consumer(self)
+        server.on_start(self.start)
+        server.on_stop(self.stop)
+
+    def factory(self, request: UpgradeRequest, match: re.Match[str] | None) -> Upgrade:
+        return PusherConnection(self, request.target)
+
+    async def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="pusher-timers")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for conn in list(self.connections.values()):
+            # 4200: reconnect now (a restarting server); pusher-js retries at once.
+            if conn.session is not None:
+                conn.session.close(CloseCode.GENERIC_RECONNECT, "Server is shutting down")
+                conn.flush()
+            else:
+                conn.close(CloseCode.GENERIC_RECONNECT, "Server is shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+
+    def new_socket_id(self) -> str:
+        return f"{self._prefix}.{next(self._ids)}"
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pusher task failed", exc_info=task.exception())
+
+    # -- apps ------------------------------------------------------------------------
+
+    def _state_for(self, app: App) -> AppState:
+        state = self.apps.get(app.id)
+        config = SessionConfig(
+            app_key=app.key,
+            app_secret=app.secret,
+            activity_timeout=self.activity_timeout,
+            pong_timeout=self.pong_timeout,
+            client_events=bool(app.settings.get("client_events")),
+        )
+        if state is None:
+            state = AppState(app, config, time.monotonic())
+            state.roster = PresenceRoster(self.max_presence_members)
+            self.apps[app.id] = state
+        else:
+            state.app, state.config, state.loaded_at = app, config, time.monotonic()
+        self._keys[app.key] = app.id
+        return state
+
+    def cached_app(self, key: str) -> AppState | None:
+        app_id = self._keys.get(key)
+        state = self.apps.get(app_id) if app_id else None
+        if state is None or time.monotonic() - state.loaded_at > APP_CACHE_SECONDS:
+            return None
+        return state
+
+    async def app_state(self, key: str) -> AppState | None:
+        state = self.cached_app(key)
+        if state is not None:
+            return state
+        app = await self.store.get_app_by_key(key)
+        return None if app is None else self._state_for(app)
+
+    async def app_state_by_id(self, app_id: str) -> AppState | None:
+        state = self.apps.get(app_id)
+        if state is not None and time.monotonic() - state.loaded_at <= APP_CACHE_SECONDS:
+            return state
+        app = await self.store.get_app(app_id)
+        return None if app is None else self._state_for(app)
+
+    # -- connection lifecycle ----------------------------------------------------------
+
+    def connected(self, conn: PusherConnection) -> None:
+        try:
+            request = parse_connection_request(conn.target)
+        except ProtocolError as exc:
+            code = int(exc.fields.get("close_code", CloseCode.PATH_NOT_FOUND))
+            conn.send_text(pm.encode_error(exc.detail, code))
+            conn.close(code, exc.detail)
+            return
+        self.connections[conn.socket_id] = conn
+        state = self.cached_app(request.app_key)
+        if state is not None:
+            self._open(conn, state, request.protocol)
+        else:
+            self._spawn(self._load_and_open(conn, request.app_key, request.protocol))
+
+    async def _load_and_open(self, conn: PusherConnection, key: str, protocol: int) -> None:
+        try:
+            state = await self.app_state(key)
+        except Exception:
+            log.exception("app lookup failed")
+            conn.send_text(pm.encode_error("Server error", CloseCode.GENERIC_RECONNECT))
+            conn.close(CloseCode.GENERIC_RECONNECT, "Server error")
+            return
+        if conn.dead:
+            return
+        if state is None:
+            message = f"App key {key} not in this cluster. Did you forget to specify the cluster?"
+            conn.send_text(pm.encode_error(message, CloseCode.APP_NOT_FOUND))
+            conn.close(CloseCode.APP_NOT_FOUND, "App not found")
+            return
+        self._open(conn, state, protocol)
+
+    def _open(self, conn: PusherConnection, state: AppState, protocol: int) -> None:
+        conn.state = state
+        state.connections += 1
+        conn.session = PusherSession(
+            conn.socket_id, state.config, now=time.monotonic(), protocol=protocol
+        )
+        pending, conn.pending = conn.pending or [], None
+        for text in pending:
+            conn.session.receive_text(text, time.monotonic())
+        self.after_input(conn)
+
+    def disconnected(self, conn: PusherConnection) -> None:
+        if self.connections.pop(conn.socket_id, None) is None:
+            return
+        state, session = conn.state, conn.session
+        if state is None or session is None:
+            return
+        state.connections -= 1
+        for name in session.channels:
+            self._leave(state, conn, name)
+        if session.user is not None:
+            sockets = state.users.get(session.user.id)
+            if sockets is not None:
+                sockets.discard(conn)
+                if not sockets:
+                    del state.users[session.user.id]
+
+    async def _sweep(self) -> None:
+        """Ping idle sockets, close unanswered ones (4201). One timer for all sockets."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                session = conn.session
+                if session is None:
+                    continue
+                deadline = session.next_deadline()
+                if deadline is not None and deadline <= now:
+                    session.on_timer(now)
+                    conn.flush()
+
+    # -- client input ----------------------------------------------------------------
+
+    def after_input(self, conn: PusherConnection) -> None:
+        session, state = conn.session, conn.state
+        if session is None or state is None:
+            return
+        for event in session.events_received():
+            try:
+                if isinstance(event, SubscribeRequested):
+                    self._subscribe(state, conn, event)
+                elif isinstance(event, UnsubscribeRequested):
+                    self._leave(state, conn, event.channel)
+                elif isinstance(event, ClientEventReceived):
+                    self._client_event(state, conn, event)
+                elif isinstance(event, SignedIn):
+                    state.users.setdefault(event.user.id, set()).add(conn)
+            except Exception:  # a bug must not take the connection down silently
+                log.exception("pusher event handling failed")
+                session.send_error(None, "Server error")
+        conn.flush()
+
+    def _channel(self, state: AppState, name: str) -> Channel:
+        channel = state.channels.get(name)
+        if channel is None:
+            channel = state.channels[name] = Channel(name)
+            self.by_name.setdefault(name, set()).add(state.app.id)
+            self._webhook(state, {"name": "channel_occupied", "channel": name})
+        return channel
+
+    def _subscribe(self, state: AppState, conn: PusherConnection, req: SubscribeRequested) -> None:
+        session = conn.session
+        assert session is not None
+        name = req.channel
+        members = None
+        if req.kind is ChannelKind.PRESENCE:
+            assert req.member is not None
+            joined = state.roster.join(name, conn.socket_id, req.member)
+            if joined is JoinResult.FULL:
+                session.subscription_error(
+                    name,
+                    "LimitReached",
+                    f"The presence channel {name} is full ({self.max_presence_members} members)",
+                    4100,
+                )
+                return
+            channel = self._channel(state, name)
+            if joined is JoinResult.ADDED:
+                frame = encode_member_added(name, req.member.user_id, req.member.user_info)
+                self.fanout(channel, frame.encode(), exclude=conn)
+                self._webhook(
+                    state,
+                    {"name": "member_added", "channel": name, "user_id": req.member.user_id},
+                )
+            members = state.roster.members(name)
+        else:
+            channel = self._channel(state, name)
+        channel.add(conn)
+        if not session.subscription_succeeded(name, members):
+            self._leave(state, conn, name)
+            return
+        if req.is_cache:
+            cached = state.cache.get(name)
+            if cached is not None:
+                conn.flush()  # subscription_succeeded first, then the cached event
+                conn.send_text(cached)
+            else:
+                session.cache_miss(name)
+        elif name.startswith(opendining.ORDER_CHANNEL_PREFIX):
+            self._send_last_state(state, conn, name)
+
+    def _leave(self, state: AppState, conn: PusherConnection, name: str) -> None:
+        channel = state.channels.get(name)
+        if channel is None or not channel.remove(conn):
+            return
+        if channel_is_presence(name):
+            user_id = state.roster.leave(name, conn.socket_id)
+            if user_id is not None:
+                self.fanout(channel, encode_member_removed(name, user_id).encode())
+                self._webhook(
+                    state, {"name": "member_removed", "channel": name, "user_id": user_id}
+                )
+        if not channel.subs:
+            del state.channels[name]
+            apps = self.by_name.get(name)
+            if apps is not None:
+                apps.discard(state.app.id)
+                if not apps:
+                    del self.by_name[name]
+            self._webhook(state, {"name": "channel_vacated", "channel": name})
+
+    def _client_event(
+        self, state: AppState, conn: PusherConnection, event: ClientEventReceived
+    ) -> None:
+        channel = state.channels.get(event.channel)
+        if channel is None:
+            return
+        frame = encode_event(event.event, event.channel, event.data, event.user_id)
+        self.fanout(channel, frame.encode(), exclude=conn)
+        hook: dict[str, Any] = {
+            "name": "client_event",
+            "channel": event.channel,
+            "event": event.event,
+            "data": event.data,
+            "socket_id": conn.socket_id,
+        }
+        if event.user_id is not None:
+            hook["user_id"] = event.user_id
+        self._webhook(state, hook)
+
+    def _webhook(self, state: AppState, event: dict[str, Any]) -> None:
+        if self.webhooks is not None:
+            self._spawn(self.webhooks(state.app, [event]))
+
+    # -- fan-out (the hot path) --------------------------------------------------------
+
+    def fanout(
+        self, channel: Channel, frame: bytes, exclude: PusherConnection | None = None
+    ) -> int:
+        """Write one encoded frame to every subscriber of ``channel``; never awaits."""
+        sent = 0
+        limit = self.max_buffer
+        for conn in channel.targets:
+            if conn is exclude or conn.dead:
+                continue
+            if conn.paused and conn.raw is not None and conn.raw.get_write_buffer_size() > limit:
+                self.closed_slow += 1
+                conn.close(CloseCode.OVER_CAPACITY, "Over capacity: the client reads too slowly")
+                continue
+            conn.transport.send(TEXT, frame)  # type: ignore[union-attr]
+            sent += 1
+        return sent
+
+    def publish(
+        self,
+        app_ids: Iterable[str],
+        channel_name: str,
+        frame: bytes,
+        exclude_socket: str | None = None,
+    ) -> None:
+        for app_id in app_ids:
+            state = self.apps.get(app_id)
+            if state is None:
+                continue
+            channel = state.channels.get(channel_name)
+            if channel is None:
+                continue
+            exclude = self.connections.get(exclude_socket) if exclude_socket else None
+            self.fanout(channel, frame, exclude)
+
+    def trigger(self, state: AppState, event: TriggerEvent) -> dict[str, dict[str, int]]:
+        """The HTTP API's trigger: encode once per channel, write, report ``info``."""
+        info: dict[str, dict[str, int]] = {}
+        exclude = self.connections.get(event.socket_id) if event.socket_id else None
+        for name in event.channels:
+            frame = encode_event(event.name, name, event.data).encode()
+            if is_cache_channel(name):
+                state.cache[name] = frame
+            channel = state.channels.get(name)
+            if channel is not None:
+                self.fanout(channel, frame, exclude)
+            if event.info:
+                info[name] = self.channel_info(state, name, event.info)
+        return info
+
+    def channel_info(self, state: AppState, name: str, wanted: Iterable[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        channel = state.channels.get(name)
+        presence = channel_is_presence(name)
+        for attribute in wanted:
+            if attribute == "user_count" and presence:
+                out["user_count"] = state.roster.user_count(name)
+            elif attribute == "subscription_count" and not presence:
+                out["subscription_count"] = len(channel.subs) if channel else 0
+            elif attribute == "cache" and name in state.cache:
+                out["cache"] = {"data": json.loads(state.cache[name])["data"], "ttl": 1800}
+        return out
+
+    def terminate_user(self, state: AppState, user_id: str) -> int:
+        sockets = list(state.users.get(user_id, ()))
+        for conn in sockets:
+            if conn.session is not None:
+                conn.session.close(CloseCode.UNAUTHORIZED, "Connection terminated by the app")
+                conn.flush()
+        return len(sockets)
+
+    # -- order events from the bus (Open Dining dialect) -------------------------------
+
+    def on_message(self, message: BusMessage) -> Awaitable[None] | None:
+        if message.kind == "order":
+            order = message.payload.get("order") or {}
+            location = self.locations.get(order.get("location_id", ""))
+            if location is None:
+                return self._with_location(message)
+            self._deliver_order(message.payload, location)
+        elif message.kind == "location":
+            loc = message.payload.get("location") or {}
+            if loc.get("id"):
+                self.locations[loc["id"]] = LocationView(
+                    loc["id"], loc.get("timezone") or "UTC", dict(loc.get("settings") or {})
+                )
+        return None
+
+    async def _with_location(self, message: BusMessage) -> None:
+        order = message.payload.get("order") or {}
+        location = await self.location(order.get("location_id", ""))
+        self._deliver_order(message.payload, location)
+
+    async def location(self, location_id: str) -> LocationView:
+        view = self.locations.get(location_id)
+        if view is None:
+            loc = await self.store.get_location(location_id)
+            view = (
+                LocationView(location_id)
+                if loc is None
+                else LocationView(loc.id, loc.timezone, dict(loc.settings))
+            )
+            self.locations[location_id] = view
+        return view
+
+    def _apps_for(self, channel_name: str, order: dict[str, Any]) -> list[str]:
+        """Apps with subscribers on ``channel_name`` that may see this order."""
+        out = []
+        for app_id in self.by_name.get(channel_name, ()):
+            state = self.apps.get(app_id)
+            if state is None:
+                continue
+            app = state.app
+            if app.tenant_id == order.get("tenant_id") and (
+                order.get("location_id") in app.location_ids
+            ):
+                out.append(app_id)
+        return out
+
+    def _deliver_order(self, payload: dict[str, Any], location: LocationView) -> None:
+        order = payload.get("order") or {}
+        order_id = order.get("id")
+        if not order_id:
+            return
+        already = self.sent_seq.get(order_id, 0)
+        for raw in payload.get("events") or []:
+            record = EventRecord.from_dict(raw)
+            if record.seq <= already:
+                continue  # delivered by a catch-up already
+            self._render_and_send(record, order, location)
+        self.sent_seq[order_id] = max(already, int(order.get("version") or 0))
+
+    def _render_and_send(
+        self, record: EventRecord, order: dict[str, Any], location: LocationView
+    ) -> None:
+        for out in opendining.render(record, order, location):
+            frame = encode_event(out.event, out.channel, _json(out.data)).encode()
+            if out.channel.startswith(opendining.ORDER_CHANNEL_PREFIX):
+                self._remember(out.channel, record.seq, frame)
+            apps = self._apps_for(out.channel, order)
+            if apps:
+                self.publish(apps, out.channel, frame)
+
+    def _remember(self, channel: str, seq: int, frame: bytes) -> None:
+        self.last_state[channel] = (seq, frame)
+        self.last_state.move_to_end(channel)
+        while len(self.last_state) > LAST_STATE_ENTRIES:
+            self.last_state.popitem(last=False)
+
+    def _send_last_state(self, state: AppState, conn: PusherConnection, name: str) -> None:
+        """Cache-channel style: the order channel's last event right after subscribing."""
+        conn.flush()
+        cached = self.last_state.get(name)
+        if cached is not None:
+            conn.send_text(cached[1])
+            return
+        self._spawn(self._load_last_state(state, conn, name))
+
+    async def _load_last_state(self, state: AppState, conn: PusherConnection, name: str) -> None:
+        order_id = name[len(opendining.ORDER_CHANNEL_PREFIX) :]
+        order = await self.store.get_order(order_id)
+        if order is None or order.tenant_id != state.app.tenant_id:
+            return
+        if order.location_id not in state.app.location_ids:
+            return
+        location = await self.location(order.location_id)
+        start = max(0, order.version - LAST_STATE_LOOKBACK)
+        records = await self.store.list_events(order_id, start, LAST_STATE_LOOKBACK)
+        order_dict = order.to_dict()
+        last: tuple[int, bytes] | None = None
+        for record in records:
+            for out in opendining.render(record, order_dict, location):
+                if out.channel == name:
+                    frame = encode_event(out.event, out.channel, _json(out.data)).encode()
+                    last = (record.seq, frame)
+        self.sent_seq.setdefault(order_id, order.version)
+        if last is None:
+            return
+        if name not in self.last_state or self.last_state[name][0] < last[0]:
+            self._remember(name, *last)
+        live = not conn.dead and conn.session is not None and conn.session.is_subscribed(name)
+        if live and self.last_state[name][0] == last[0]:
+            conn.send_text(last[1])
+
+    def on_lagged(self) -> Awaitable[None] | None:
+        return self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """The bus dropped messages: replay every watched order from its last sent seq."""
+        watched = [
+            name[len(opendining.ORDER_CHANNEL_PREFIX) :]
+            for name in list(self.by_name)
+            if name.startswith(opendining.ORDER_CHANNEL_PREFIX)
+        ]
+        for order_id in watched:
+            order = await self.store.get_order(order_id)
+            if order is None:
+                continue
+            after = self.sent_seq.get(order_id, order.version)
+            if after >= order.version:
+                continue
+            location = await self.location(order.location_id)
+            records = await self.store.list_events(order_id, after, 1000)
+            order_dict = order.to_dict()
+            for record in records:
+                self._render_and_send(record, order_dict, location)
+            self.sent_seq[order_id] = order.version
+
+
+def channel_is_presence(name: str) -> bool:
+    return name.startswith("presence-")
+
+
+def pusher_of(server: GatewayServer) -> PusherGateway:
+    """The Pusher gateway installed on ``server`` (``runtime.gateway``)."""
+    gateway = server.extensions.get("pusher")
+    if not isinstance(gateway, PusherGateway):
+        raise RuntimeError("the Pusher gateway is not installed on this server")
+    return gateway

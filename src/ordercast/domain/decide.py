@@ -23,6 +23,7 @@ from ordercast.domain.lifecycle import (
     order_status_from_text,
 )
 from ordercast.domain.order import Order
+from ordercast.domain.pos_flow import POS_COMMANDS, PosCommand, decide_pos
 from ordercast.domain.provider_codes import lookup_provider_code
 from ordercast.errors import InvalidTransition, NotFound, ValidationError
 
@@ -88,7 +89,15 @@ class RecordError:
 
 
 Command = (
-    Transition | Confirm | Notify | AddNote | Cancel | StartDelivery | CourierUpdate | RecordError
+    Transition
+    | Confirm
+    | Notify
+    | AddNote
+    | Cancel
+    | StartDelivery
+    | CourierUpdate
+    | RecordError
+    | PosCommand  # the POS flow's commands: domain/pos_flow.py
 )
 
 
@@ -327,6 +336,8 @@ def _courier(order: Order, cmd: CourierUpdate) -> Decision:
 
 def decide(order: Order, cmd: Command) -> Decision:
     """The events ``cmd`` produces on ``order``; raises an OrdercastError when refused."""
+    if isinstance(cmd, POS_COMMANDS):
+        return Decision(*decide_pos(order, cmd))
     if isinstance(cmd, Transition):
         return _transition(order, cmd)
     if isinstance(cmd, Confirm):

@@ -17,6 +17,7 @@ ORDER_NOTE: Final = "order.note"
 ORDER_NOTIFICATION: Final = "order.notification"
 ORDER_ERROR: Final = "order.error"
 ORDER_REOPENED: Final = "order.reopened"
+ORDER_FIRE_REQUESTED: Final = "order.fire_requested"  # POS flow: send the fire webhook
 
 DELIVERY_STALE_UPDATE: Final = "delivery.stale_update"
 DELIVERY_UPDATED: Final = "delivery.updated"  # provider status that moves no state
@@ -53,6 +54,7 @@ ORDER_FACTS: Final[frozenset[str]] = frozenset(
         ORDER_NOTIFICATION,
         ORDER_ERROR,
         ORDER_REOPENED,
+        ORDER_FIRE_REQUESTED,
     }
 )
 DELIVERY_FACTS: Final[frozenset[str]] = frozenset(

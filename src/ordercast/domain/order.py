@@ -13,6 +13,7 @@ from typing import Any
 
 from ordercast.domain import events as ev
 from ordercast.domain.lifecycle import ORDER_TERMINAL, OrderStatus
+from ordercast.domain.pos_flow import evolve_pos
 
 
 @dataclass(slots=True)
@@ -62,6 +63,13 @@ class Order:
     completed_how: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     previous_status: str | None = None  # the open state a terminal one replaced
+    # POS flow (domain/pos_flow.py): fixed at creation; phase, answered callbacks, the fire.
+    pos_flow: bool = False
+    pos_phase: str | None = None
+    pos_callbacks: dict[str, str] = field(default_factory=dict)
+    fire_at: str | None = None  # when a held order is due to be fired (None: until asked)
+    fired_at: str | None = None  # when the fire was requested (at most once)
+    fired_by: str | None = None  # timer | app | channel
     deliveries: dict[str, Delivery] = field(default_factory=dict)
 
     @property
@@ -166,6 +174,7 @@ def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
         _evolve_delivery(o, t, d, recorded_at)
     # order.created, order.notification, order.payment_updated, order.stale_update:
     # recorded in the stream, no field of the resource changes beyond version.
+    evolve_pos(o, event, recorded_at)
     return o
 
 

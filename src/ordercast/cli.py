@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -242,6 +243,142 @@ def apps_create(
             err.print(f"[red]error:[/red] {exc.detail}")
             raise typer.Exit(2) from exc
         print(json.dumps({**app_dict(created.app), "secret": created.secret}))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+deliveries_cli = typer.Typer(
+    help="Webhook deliveries: endpoints, messages, attempts, replay.", no_args_is_help=True
+)
+cli.add_typer(deliveries_cli, name="deliveries")
+EndpointOpt = Annotated[str, typer.Option("--endpoint", help="endpoint id (ep_…)")]
+
+
+async def _endpoint_app(rt: Runtime, endpoint_id: str) -> str:
+    assert rt.webhooks is not None
+    ep = await rt.webhooks.outbox.get_endpoint(endpoint_id)
+    if ep is None:
+        err.print(f"[red]error:[/red] endpoint {endpoint_id} not found")
+        raise typer.Exit(2)
+    return str(ep["app_id"])
+
+
+@deliveries_cli.command("list")
+def deliveries_list(
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="list this endpoint's messages")
+    ] = None,
+    app: Annotated[str | None, typer.Option("--app", help="only this app's endpoints")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending|delivering|delivered|failed|skipped")
+    ] = None,
+    order: Annotated[str | None, typer.Option("--order", help="only this order")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Without --endpoint: every endpoint. With it: its messages, newest first (one JSON
+    object per line); ``--status failed`` is the dead letter."""
+    from ordercast.delivery.service import endpoint_view
+    from ordercast.domain.access import Admin
+
+    settings = _settings(database_url=database_url)
+
+    async def go(rt: Runtime) -> None:
+        assert rt.webhooks is not None
+        try:
+            if endpoint is None:
+                now = time.time()
+                for ep in await rt.webhooks.outbox.list_endpoints(app):
+                    view = endpoint_view(ep, now)
+                    view["messages"] = await rt.webhooks.outbox.count_messages(ep["id"])
+                    print(json.dumps(view))
+                return
+            app_id = await _endpoint_app(rt, endpoint)
+            rows = await rt.webhooks.messages(
+                Admin(), app_id, endpoint, status=status, order_id=order, limit=limit
+            )
+        except OrdercastError as exc:
+            err.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(2) from exc
+        for row in rows:
+            print(json.dumps(row))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+@deliveries_cli.command("attempts")
+def deliveries_attempts(
+    endpoint: EndpointOpt,
+    message: Annotated[str | None, typer.Option("--message", help="one message (msg_…)")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delivery attempts of an endpoint, newest first (one JSON object per line)."""
+    from ordercast.domain.access import Admin
+
+    settings = _settings(database_url=database_url)
+
+    async def go(rt: Runtime) -> None:
+        assert rt.webhooks is not None
+        app_id = await _endpoint_app(rt, endpoint)
+        rows = await rt.webhooks.attempts(
+            Admin(), app_id, endpoint, limit=limit, message_id=message
+        )
+        for row in rows:
+            print(json.dumps(row))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+@deliveries_cli.command("replay")
+def deliveries_replay(
+    endpoint: EndpointOpt,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 time")] = None,
+    order: Annotated[str | None, typer.Option("--order", help="one order's events")] = None,
+    event: Annotated[str | None, typer.Option("--event", help="one event (evt_…)")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="only messages in this state (repeatable), e.g. failed"),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Send events again with their original webhook-id; a running `ordercast run` (or any
+    worker on this database) delivers them."""
+    from ordercast.domain.access import Admin
+    from ordercast.services.common import iso, parse_time
+
+    settings = _settings(database_url=database_url)
+
+    def when(value: str | None, name: str) -> str | None:
+        if value is None:
+            return None
+        try:
+            return iso(parse_time(value))
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --{name} must be an ISO 8601 time")
+            raise typer.Exit(2) from exc
+
+    since_iso, until_iso = when(since, "since"), when(until, "until")
+
+    async def go(rt: Runtime) -> None:
+        assert rt.webhooks is not None
+        app_id = await _endpoint_app(rt, endpoint)
+        try:
+            count = await rt.webhooks.replay(
+                Admin(),
+                app_id,
+                endpoint,
+                since=since_iso,
+                until=until_iso,
+                order_id=order,
+                event_id=event,
+                statuses=status,
+            )
+        except OrdercastError as exc:
+            err.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(2) from exc
+        print(json.dumps({"replayed": count}))
 
     _run(lambda: _with_runtime(settings, go))
 

@@ -102,8 +102,10 @@ class RawClient:
 
 
 @contextlib.asynccontextmanager
-async def raw_client(url: str, subprotocols: list[str] | None = None) -> AsyncIterator[RawClient]:
-    kwargs: dict[str, Any] = {"open_timeout": 10, "ping_interval": None}
+async def raw_client(
+    url: str, subprotocols: list[str] | None = None, max_queue: int = 16
+) -> AsyncIterator[RawClient]:
+    kwargs: dict[str, Any] = {"open_timeout": 10, "ping_interval": None, "max_queue": max_queue}
     if subprotocols:
         kwargs["subprotocols"] = subprotocols
     async with websockets.connect(url, **kwargs) as ws:

@@ -363,3 +363,43 @@ async def test_since_seq_only_on_order_destinations(world: World) -> None:
         )
         assert err.command == "ERROR"
         assert err.headers["message"] == "x-since-seq not supported here"
+
+
+async def test_slow_consumer_is_dropped_with_an_error(world: World) -> None:
+    from ordercast.dialects.orderingstack import StompMessage
+
+    rt = world.runtime
+    gateway = await start_stomp(rt, StompConfig(max_buffered_bytes=64 * 1024, close_timeout=0.5))
+    kds = await world.new_app("kds")
+    dest = f"/kds/{world.tenant_id}/{world.location_id}"
+    async with (
+        raw_client(rt.gateway.url("/ws")) as fast,
+        raw_client(rt.gateway.url("/ws"), max_queue=1) as slow,
+    ):
+        for c in (fast, slow):
+            await c.connect(kds["key"], kds["secret"])
+            await c.subscribe(dest)
+        commands: list[str] = []
+        receipt = asyncio.Event()
+
+        async def drain() -> None:  # the fast client keeps reading
+            while True:
+                got = await fast.recv(wait=60)
+                commands.append(got.command)
+                if got.command == "RECEIPT":
+                    receipt.set()
+
+        reader = asyncio.ensure_future(drain())
+        big = json.dumps({"pad": "x" * 60_000})
+        sent = 0
+        while gateway.dropped_slow == 0 and sent < 2_000:  # the slow client never reads
+            gateway.publish(StompMessage(dest, f"m{sent}", big, ()))
+            sent += 1
+            await asyncio.sleep(0.001)
+        assert gateway.dropped_slow == 1
+        assert len(gateway.connections) == 1
+        assert await slow.closed(wait=30) is not None
+        await fast.send("DISCONNECT", {"receipt": "x"})
+        await asyncio.wait_for(receipt.wait(), 30)
+        reader.cancel()
+        assert commands.count("MESSAGE") == sent  # the fast subscriber got everything

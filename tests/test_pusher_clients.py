@@ -3,6 +3,9 @@ under Node, the Node ``pusher`` server SDK, pysher and the Python ``pusher`` SDK
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -107,3 +110,251 @@ async def test_pusher_js_customer_and_staff_receive_every_open_dining_event(
     assert ev["data"]["order_id"] == oid
     ev = await staff.wait_for(type="event", event="order_cancellation")
     assert ev["data"]["order_id"] == oid and ev["data"]["reason"] == "closed early"
+
+
+async def test_refused_auth_is_a_403_with_a_clear_message(
+    live: Live, node_clients: list[NodeClient]
+) -> None:
+    order = await live.order(user_id="owner")
+    other = await live.token("someone-else")
+    oid = order["id"]
+    # Directly: a customer asking for another customer's order, and for the restaurant channel.
+    r = await live.http.post(
+        "/api/v1/pusher/auth",
+        params={"key": live.app["key"], "access_token": other},
+        data={"socket_id": "1.2", "channel_name": f"private-o-{oid}"},
+    )
+    assert r.status_code == 403 and "not an order of this customer" in r.json()["error"]
+    r = await live.http.get(
+        "/api/v1/pusher/auth",
+        params={
+            "key": live.app["key"],
+            "access_token": other,
+            "socket_id": "1.2",
+            "channel_name": f"presence-r-{live.location_id}",
+        },
+    )
+    assert r.status_code == 403 and "restaurant" in r.json()["error"]
+    r = await live.http.post(
+        "/api/v1/pusher/auth",
+        params={"key": live.app["key"], "secret": "wrong"},
+        data={"socket_id": "1.2", "channel_name": f"private-o-{oid}"},
+    )
+    assert r.status_code == 403 and "secret" in r.json()["error"]
+    r = await live.http.post(
+        "/api/v1/pusher/auth",
+        params={"key": live.app["key"], "secret": live.app["secret"]},
+        data={"socket_id": "1.2", "channel_name": "private-anything"},
+    )
+    assert r.status_code == 403 and "private-o-" in r.json()["error"]
+    # Through pusher-js: the subscription fails with the endpoint's status.
+    c = await client(live, node_clients, od_auth(live, access_token=other), [f"private-o-{oid}"])
+    err = await c.wait_for(type="subscription_error")
+    assert err["status"] == 403
+
+
+async def test_presence_join_leave_client_events_and_standard_auth(
+    live: Live, node_clients: list[NodeClient]
+) -> None:
+    ch = f"presence-r-{live.location_id}"
+    basic = (
+        "Basic "
+        + __import__("base64")
+        .b64encode(f"{live.app['key']}:{live.app['secret']}".encode())
+        .decode()
+    )
+    a = await client(
+        live, node_clients, od_auth(live, secret=live.app["secret"], user_id="tablet-a"), [ch]
+    )
+    first = await a.wait_for(type="subscribed", channel=ch)
+    assert first["members"] == 1 and first["me"] == "tablet-a"
+    b = await client(
+        live,
+        node_clients,
+        f"{live.base_url}/pusher/auth",
+        [ch],
+        authHeaders={"Authorization": basic},
+    )
+    second = await b.wait_for(type="subscribed", channel=ch)
+    assert second["members"] == 2
+    added = await a.wait_for(type="member_added")
+    assert added["id"] == second["me"]
+
+    b.send({"cmd": "client_event", "channel": ch, "event": "client-ping", "data": {"n": 1}})
+    got = await a.wait_for(type="event", event="client-ping")
+    assert got["data"] == {"n": 1}
+    # never echoed to the sender: b sees a's event but not its own
+    a.send({"cmd": "client_event", "channel": ch, "event": "client-pong", "data": {"n": 2}})
+    got = await b.wait_for(type="event")
+    assert got["event"] == "client-pong"
+
+    await b.close()
+    removed = await a.wait_for(type="member_removed")
+    assert removed["id"] == second["me"]
+
+
+async def test_laravel_echo_private_order_channel(
+    live: Live, node_clients: list[NodeClient]
+) -> None:
+    token = await live.token("echo-user")
+    order = await live.order(user_id="echo-user")
+    oid = order["id"]
+    c = await client(
+        live,
+        node_clients,
+        od_auth(live, access_token=token),
+        [f"private-o-{oid}"],
+        echo=True,
+        events=["order_confirmation", "order_tracker"],
+    )
+    await c.wait_for(type="subscribed", channel=f"private-o-{oid}")
+    await live.post(f"/v1/orders/{oid}/confirmation", {"confirmation": 1})
+    ev = await c.wait_for(type="event", event="order_confirmation")
+    assert ev["data"]["confirmation"] == 1 and ev["data"]["seq"] == 2
+
+
+async def test_node_server_sdk_triggers_and_queries(
+    live: Live, node_clients: list[NodeClient]
+) -> None:
+    presence = f"presence-r-{live.location_id}"
+    sub = await client(
+        live,
+        node_clients,
+        f"{live.base_url}/pusher/auth",
+        [presence],
+        authHeaders={
+            "Authorization": "Basic "
+            + __import__("base64")
+            .b64encode(f"{live.app['key']}:{live.app['secret']}".encode())
+            .decode()
+        },
+    )
+    await sub.wait_for(type="subscribed", channel=presence)
+    pub = await client(live, node_clients, od_auth(live, secret=live.app["secret"]), ["cache-x"])
+    await pub.wait_for(type="cache_miss", channel="cache-x")
+    pub.send({"cmd": "subscribe", "channel": "public-news"})
+    await pub.wait_for(type="subscribed", channel="public-news")
+
+    sdk = await NodeClient.start(
+        "pusher_server_sdk.mjs",
+        {
+            "appId": live.app["id"],
+            "key": live.app["key"],
+            "secret": live.app["secret"],
+            "host": "127.0.0.1",
+            "port": live.http_port,
+            "channel": "public-news",
+            "presence": presence,
+        },
+    )
+    node_clients.append(sdk)
+    result = await sdk.next(within=30)
+    assert result["trigger"] == {"channels": {"public-news": {"subscription_count": 1}}}
+    assert result["batch"] == {}
+    assert set(result["channels"]["channels"]) >= {"public-news", "cache-x", presence}
+    assert result["channel"] == {"occupied": True, "subscription_count": 1}
+    assert len(result["users"]["users"]) == 1
+    assert result["too_big"] == 413 and result["bad_secret"] == 401 and result["auth_ok"]
+    ev = await pub.wait_for(type="event", event="from-node")
+    assert ev["data"] == {"hello": "node"}
+    assert (await pub.wait_for(type="event"))["event"] == "batch-1"
+    assert (await pub.wait_for(type="event"))["event"] == "batch-2"
+
+
+async def test_reconnect_gets_last_state_and_rest_catch_up(
+    live: Live, node_clients: list[NodeClient]
+) -> None:
+    token = await live.token("cust-r")
+    order = await live.order(user_id="cust-r")
+    oid = order["id"]
+    c = await client(live, node_clients, od_auth(live, access_token=token), [f"private-o-{oid}"])
+    await c.wait_for(type="subscribed", channel=f"private-o-{oid}")
+    await live.post(f"/v1/orders/{oid}/confirmation", {"confirmation": 1})
+    seen = (await c.wait_for(type="event", event="order_confirmation"))["data"]["seq"]
+
+    c.send({"cmd": "disconnect"})
+    await c.wait_for(type="state", current="disconnected")
+    await live.post(f"/v1/orders/{oid}/transitions", {"to": "preparing"})
+    await live.post(f"/v1/orders/{oid}/transitions", {"to": "ready"})
+    c.send({"cmd": "connect"})
+    await c.wait_for(type="subscribed", channel=f"private-o-{oid}")
+    # cache-channel style: the last event of the order channel arrives on subscribe
+    last = await c.wait_for(type="event")
+    assert last["event"] == "order_tracker" and last["data"]["seq"] == 4
+    # and what was missed in between is in the REST event log, from the last seen seq
+    r = await live.http.get(
+        f"/v1/orders/{oid}/events",
+        params={"after_seq": seen},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    events = body["events"] if isinstance(body, dict) else body
+    assert [e["seq"] for e in events] == [3, 4]
+
+
+async def test_pysher_and_the_python_sdk(live: Live) -> None:
+    """pysher (protocol 6, signs private channels with the secret itself) receives an event
+    triggered by pusher-http-python and an Open Dining event after a REST change; the SDK's
+    channel queries, its unprefixed terminate_connections and its always-sent body_md5 work."""
+    import threading
+
+    import pusher as pusher_sdk
+    import pysher
+
+    order = await live.order()
+    oid = order["id"]
+    got: list[tuple[str, Any]] = []
+    ready = threading.Event()
+    received = threading.Event()
+
+    client = pysher.Pusher(
+        live.app["key"],
+        secure=False,
+        secret=live.app["secret"],
+        custom_host="127.0.0.1",
+        port=live.ws_port,
+        log_level=40,
+    )
+
+    def on_connect(_data: str) -> None:
+        channel = client.subscribe(f"private-o-{oid}")
+        channel.bind("pusher_internal:subscription_succeeded", lambda _d: ready.set())
+        for name in ("from-python", "order_confirmation"):
+            channel.bind(name, lambda d, n=name: (got.append((n, json.loads(d))), received.set()))
+
+    client.connection.bind("pusher:connection_established", on_connect)
+    client.connect()
+    try:
+        assert await asyncio.to_thread(ready.wait, 15)
+        sdk = pusher_sdk.Pusher(
+            app_id="1",  # pusher-http-python insists on digits; any number aliases the key's app
+            key=live.app["key"],
+            secret=live.app["secret"],
+            host="127.0.0.1",
+            port=live.http_port,
+            ssl=False,
+        )
+        result = await asyncio.to_thread(
+            sdk.trigger, f"private-o-{oid}", "from-python", {"hello": "py"}
+        )
+        assert result == {}
+        channels = await asyncio.to_thread(sdk.channels_info, "private-o-")
+        assert f"private-o-{oid}" in channels["channels"]
+        info = await asyncio.to_thread(sdk.channel_info, f"private-o-{oid}", ["subscription_count"])
+        assert info == {"occupied": True, "subscription_count": 1}
+        await asyncio.to_thread(sdk.terminate_user_connections, "nobody")
+        await live.post(f"/v1/orders/{oid}/confirmation", {"confirmation": 1})
+        for _ in range(100):
+            if len(got) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert got[0] == ("from-python", {"hello": "py"})
+        assert got[1][0] == "order_confirmation" and got[1][1]["confirmation"] == 1
+    finally:
+        await asyncio.to_thread(client.disconnect, 5)
+        # pysher's timer thread is not a daemon: drop its queued pings so the run can exit.
+        scheduler = client.connection.timeout_scheduler
+        for entry in list(scheduler.queue):
+            with contextlib.suppress(ValueError):
+                scheduler.cancel(entry)

@@ -258,7 +258,9 @@ async def _signed(request: Request, app_id: str | None) -> tuple[PusherGateway, 
     rt = get_runtime(request)
     gateway = pusher_of(rt.gateway)
     query = parse_qsl(request.url.query, keep_blank_values=True)
-    if app_id is None:  # pusher-http-python's unprefixed terminate_connections
+    if app_id is None or app_id.isdigit():
+        # pusher-http-python's unprefixed terminate_connections, and its app id check
+        # (digits only): the signed auth_key names the app; any numeric id is an alias.
         state = await gateway.app_state(httpapi.auth_key_of(query))
     else:
         state = await gateway.app_state_by_id(app_id)

@@ -15,7 +15,7 @@ time) are published and the client counts deliveries and latencies.
   ws://127.0.0.1:15674/ws, guest/guest): subscribers on ``/topic/bench``; the Node client
   publishes the K messages with SEND over one more socket.
 
-Delivered/s = delivered / (last receive − first publish). Median of ``--runs``.
+Delivered/s = delivered / (last receive - first publish). Median of ``--runs``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ordercast import __version__, metrics
-from ordercast.api import admin, errors, orders, pusher, webhooks
+from ordercast.api import admin, errors, orders, pos, pusher, webhooks
 from ordercast.api.errors import problem
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
@@ -57,6 +57,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(orders.router)
     app.include_router(pusher.router)
     app.include_router(webhooks.router)
+    app.include_router(pos.router)
 
     @app.middleware("http")
     async def _metrics(

@@ -135,6 +135,7 @@ async def _serve(settings: Settings) -> None:
             except OrdercastError as exc:
                 err.print(f"[red]error:[/red] {exc.detail}")
                 raise typer.Exit(2) from exc
+        await runtime.start_timers()  # POS flow: fire times and callback deadlines
         base = settings.base_url
         console.print(f"[bold green]ordercast[/bold green] is starting ({settings.mode} mode)")
         console.print(f"  storage      {settings.database_url}")

@@ -12,7 +12,9 @@ from typing import Any
 from ordercast.bus import open_bus
 from ordercast.delivery.outbox import OutboxHook
 from ordercast.delivery.service import WebhookService
+from ordercast.delivery.timers import TimerRunner
 from ordercast.delivery.worker import DeliveryWorker
+from ordercast.domain.pos_flow import plan_timers
 from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.pusher import PusherGateway
@@ -23,11 +25,13 @@ from ordercast.protocols.netguard import parse_allow_cidrs
 from ordercast.services.common import SystemClock, new_secret
 from ordercast.services.directory import Directory
 from ordercast.services.orders import OrderService
+from ordercast.services.pos_flow import PosFlowService
 from ordercast.services.tokens import TokenSigner
 from ordercast.settings import Settings
 from ordercast.storage import open_store
 from ordercast.storage.outbox import SqlOutbox
 from ordercast.storage.sql import SqlStore
+from ordercast.storage.timers import SqlTimers
 
 DEMO_KEY = "demo"
 
@@ -48,6 +52,9 @@ class Runtime:
     # Webhooks: endpoint management, and the delivery worker once ``start_delivery()`` ran.
     webhooks: WebhookService | None = None
     delivery: DeliveryWorker | None = None
+    # POS flow (price → commit → fire) and its timer runner once ``start_timers()`` ran.
+    pos: PosFlowService | None = None
+    timers: TimerRunner | None = None
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -68,7 +75,32 @@ class Runtime:
         PusherGateway(store).install(gateway)
         runtime = cls(settings, store, bus, clock, directory, orders, admin_token, hub, gateway)
         runtime._open_webhooks()
+        runtime._open_pos_flow()
         return runtime
+
+    def _open_pos_flow(self) -> None:
+        """Register the POS flow's timer hook (same transaction as the order's events)."""
+        if not isinstance(self.store, SqlStore):  # pragma: no cover - one store today
+            return
+        timeout = self.settings.pos_callback_timeout
+        timers = SqlTimers(self.store, lambda order, events: plan_timers(order, events, timeout))
+        self.store.add_tx_hook(timers.hook)
+        self.orders.pos_flow_location = timers.pos_flow_location
+        self.pos = PosFlowService(self.orders, timers, self.clock, timeout)
+
+    async def start_timers(self) -> TimerRunner:
+        """Run the POS flow's due timers in this process (``ordercast run`` does); what fell
+        due while no process ran is run at once."""
+        if self.timers is not None:
+            return self.timers
+        assert self.pos is not None
+        runner = TimerRunner(
+            self.pos.timers, self.pos, poll_seconds=self.settings.pos_timer_poll_seconds
+        )
+        self.orders.after_commit.append(runner.wake)
+        await runner.start()
+        self.timers = runner
+        return runner
 
     def _open_webhooks(self) -> None:
         """Register the webhook outbox hook (every process that writes orders enqueues)."""
@@ -107,6 +139,9 @@ class Runtime:
         return worker
 
     async def close(self) -> None:
+        if self.timers is not None:
+            await self.timers.stop()
+            self.timers = None
         if self.delivery is not None:
             await self.delivery.stop()
             self.delivery = None

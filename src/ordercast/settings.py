@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # Retry delays in seconds, comma-separated; empty = Svix's (5s 5m 30m 2h 5h 10h 10h).
     webhook_retry_schedule: str = ""
     webhook_worker: bool = True  # `ordercast run` delivers webhooks in-process
+    # POS flow (price → commit → fire): how long a POS has to answer each webhook on its
+    # callback before the order fails with TIMEOUT, and how often timers are looked for.
+    pos_callback_timeout: float = Field(30.0, gt=0, le=24 * 3600)
+    pos_timer_poll_seconds: float = Field(1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ordercast.dialects import Target, WireMessage
+from ordercast.dialects import Target, WireMessage, rbi_pos
 from ordercast.domain.events import EventRecord
 from ordercast.domain.lifecycle import ORDER_RANK, OrderStatus
 
@@ -46,7 +46,7 @@ STATUS_OF_EVENT: Final[dict[str, str]] = {
     "order.failed": "ERROR",
 }
 
-EVENT_TYPES: Final[frozenset[str]] = frozenset({EVENT_TYPE})
+EVENT_TYPES: Final[frozenset[str]] = frozenset({EVENT_TYPE}) | rbi_pos.REQUEST_TYPES
 
 
 def _skipped_accepted(event: EventRecord) -> bool:
@@ -58,6 +58,11 @@ def _skipped_accepted(event: EventRecord) -> bool:
 
 
 def render(event: EventRecord, order: Mapping[str, Any], target: Target) -> list[WireMessage]:
+    # POS apps also get the POS flow's PRICE/COMMIT/FIRE_ORDER requests (dialects/rbi_pos.py).
+    return [*rbi_pos.render(event, order, target), *_order_event(event, order, target)]
+
+
+def _order_event(event: EventRecord, order: Mapping[str, Any], target: Target) -> list[WireMessage]:
     status = STATUS_OF_EVENT.get(event.type)
     if status is None:
         return []

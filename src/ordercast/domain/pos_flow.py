@@ -231,7 +231,7 @@ def _wrong_phase(order: Order, phase: PosPhase | None, why: str) -> WrongPhase:
     return WrongPhase(
         f"order {order.id} is in {where} (status '{order.status}'): {why}",
         phase=phase.value if phase else None,
-        status=order.status,
+        order_status=order.status,  # not "status": problem+json's own field
     )
 
 

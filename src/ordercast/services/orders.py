@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,6 +70,9 @@ class OrderService:
         self.clock = clock
         # Called after every committed change (metrics, gateways in-process); never raises.
         self.after_commit: list[Callable[[Order, list[EventRecord]], None]] = []
+        # POS flow: (tenant_id, location_id) -> whether new orders there run price → commit
+        # → fire with the location's POS app (services/pos_flow.py). None: never.
+        self.pos_flow_location: Callable[[str, str], Awaitable[bool]] | None = None
 
     # -- reading ---------------------------------------------------------------------
 
@@ -131,7 +134,14 @@ class OrderService:
         if location is None:
             raise NotFound(f"location {spec['location_id']} not found")
         check_location_access(app, location.id, location.tenant_id)
-        status = spec.get("status") or OrderStatus.SUBMITTED.value
+        # A POS-flow location starts orders at draft (the price webhook goes out); an order
+        # created there at submitted skips pricing (the commit webhook goes out).
+        asked = spec.get("status")
+        pos_flow = False
+        if self.pos_flow_location is not None and asked in (None, "draft", "submitted"):
+            pos_flow = await self.pos_flow_location(location.tenant_id, location.id)
+        default = OrderStatus.DRAFT if pos_flow else OrderStatus.SUBMITTED
+        status = asked or default.value
         allowed = [s.value for s in OrderStatus if s not in ORDER_TERMINAL]
         if status not in allowed:
             raise ValidationError(
@@ -174,6 +184,7 @@ class OrderService:
             notes=spec.get("notes"),
             total=order_total(items, surcounts),
             fire_order_in_seconds=spec.get("fire_order_in_seconds"),
+            pos_flow=pos_flow,
         )
         created = NewEvent(ev.ORDER_CREATED, {"status": status, "order": order.to_dict()})
         # The creation event is seq 1; the snapshot inside it is the order at seq 0.
@@ -225,6 +236,17 @@ class OrderService:
         return CommandResult(
             mutation.order, decision.applied, decision.outcome, decision.detail, mutation.events
         )
+
+    async def execute(
+        self,
+        principal: Principal,
+        order_id: str,
+        cmd: d.Command,
+        *,
+        actor: dict[str, Any] | None = None,
+    ) -> CommandResult:
+        """Run any domain command (the POS flow's use cases build their own)."""
+        return await self._run(principal, order_id, cmd, actor=actor)
 
     def _number(
         self, order: Order, new_events: list[NewEvent], actor: dict[str, Any], now: str

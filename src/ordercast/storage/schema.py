@@ -184,3 +184,25 @@ webhook_attempts = sa.Table(
     sa.Column("next_attempt_at", sa.Float, nullable=True),
     sa.Index("ix_webhook_attempts_endpoint", "endpoint_id", "pos"),
 )
+
+# -- POS flow timers (migration 0003) ------------------------------------------------
+
+# Durable timers of the POS flow (domain/pos_flow.py): a held order's fire time and the
+# callback deadlines. Written in the order's own transaction; ``done`` once run or cancelled.
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("order_id", sa.String(40), sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),  # unix seconds
+    sa.Column("done", sa.Boolean, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=True),  # ran | cancelled
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("order_id", "kind", name="uq_timers_order_kind"),
+    sa.Index("ix_timers_due", "done", "due_at"),
+)

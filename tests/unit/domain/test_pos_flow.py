@@ -190,7 +190,7 @@ def test_repeated_callback_is_a_noop_and_a_different_answer_is_wrong_phase() -> 
 def test_callback_in_wrong_phase(status: str, cmd: pf.PosCallback, phase: str) -> None:
     with pytest.raises(WrongPhase) as info:
         d.decide(make_order(status), cmd)
-    assert info.value.fields == {"phase": phase, "status": status}
+    assert info.value.fields == {"phase": phase, "order_status": status}
     assert f"phase '{phase}'" in info.value.detail
 
 

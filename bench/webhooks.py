@@ -1,0 +1,205 @@
+"""Webhook delivery benchmark: signed deliveries per second from the outbox to a receiver.
+
+    .venv/bin/python bench/webhooks.py                    # SQLite and PostgreSQL
+    .venv/bin/python bench/webhooks.py --db sqlite --changes 1000 --endpoints 8 --runs 3
+
+Setup (not timed): a receiver in another process (Node ``http``, answering 204 to every
+POST; aiohttp.web with ``--receiver aiohttp``), one location with ``--endpoints`` webhook
+endpoints (ordercast dialect, max_concurrency 64 each) all pointing at it, and
+``--changes`` order changes written through OrderService with the worker stopped, so the
+outbox holds changes x endpoints messages. Timed: start the delivery worker and wait until
+no message is pending — every message claimed, signed (Standard Webhooks HMAC), POSTed,
+its attempt recorded and the message marked delivered. Deliveries/s = messages / elapsed;
+median of ``--runs``. PostgreSQL runs on a fresh database (127.0.0.1:5432, user postgres)
+that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+NODE_RECEIVER = """
+const http = require('http');
+let n = 0;
+http.createServer((req, res) => { req.resume(); req.on('end', () => { n++;
+  res.writeHead(204); res.end(); }); }).listen(+process.argv[1], '127.0.0.1');
+"""
+
+AIOHTTP_RECEIVER = """
+import sys
+from aiohttp import web
+async def h(request):
+    await request.read()
+    return web.Response(status=204)
+app = web.Application(); app.router.add_post('/{tail:.*}', h)
+web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_receiver(kind: str, port: int) -> subprocess.Popen[bytes]:
+    if kind == "node" and shutil.which("node"):
+        return subprocess.Popen(["node", "-e", NODE_RECEIVER, str(port)])
+    return subprocess.Popen([sys.executable, "-c", AIOHTTP_RECEIVER, str(port)])
+
+
+def wait_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"receiver did not start on port {port}")
+
+
+async def pg_database(create: bool, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def one_run(db_url: str, receiver_url: str, changes: int, endpoints: int) -> dict[str, Any]:
+    from ordercast.domain.access import Admin, AppPrincipal
+    from ordercast.runtime import Runtime
+    from ordercast.settings import Settings
+
+    settings = Settings(
+        database_url=db_url,
+        admin_token="bench-admin-token",
+        webhook_allow_cidrs="127.0.0.1/32",
+        webhook_max_in_flight=1024,
+        log_level="warning",
+    )
+    rt = await Runtime.open(settings)
+    try:
+        assert rt.webhooks is not None
+        t = await rt.directory.create_tenant("bench")
+        loc = await rt.directory.create_location(
+            tenant_id=t.id, name="bench", timezone="UTC", settings={}
+        )
+        app = (
+            await rt.directory.create_app(
+                tenant_id=t.id, name="bench", kind="channel", location_ids=[loc.id]
+            )
+        ).app
+        for i in range(endpoints):
+            await rt.webhooks.create_endpoint(
+                Admin(), app.id, url=f"{receiver_url}/{i}", max_concurrency=64
+            )
+        who = AppPrincipal(app.id, t.id, "channel", frozenset([loc.id]))
+        item = {"pos_id": "fries", "name": "Fries", "quantity": 1, "unit_price": 350}
+        gate = asyncio.Semaphore(8)
+        per_order = 5
+        moves = ("accepted", "preparing", "ready", "completed")
+
+        async def one_order() -> None:
+            async with gate:
+                o = await rt.orders.create(
+                    who, {"location_id": loc.id, "type": "pickup", "items": [item]}
+                )
+                for to in moves:
+                    await rt.orders.transition(who, o.id, to=to)
+
+        fill_started = time.perf_counter()
+        await asyncio.gather(*(one_order() for _ in range(max(1, changes // per_order))))
+        fill = time.perf_counter() - fill_started
+        total = await rt.webhooks.outbox.open_count()
+        started = time.perf_counter()
+        worker = await rt.start_delivery()
+        while await rt.webhooks.outbox.open_count() > 0:  # noqa: ASYNC110 - polling the DB
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        failed = worker.stats.failed_attempts
+        return {
+            "messages": total,
+            "seconds": elapsed,
+            "per_second": total / elapsed,
+            "failed_attempts": failed,
+            "enqueue_per_second": total / fill,
+        }
+    finally:
+        await rt.close()
+
+
+async def bench(db: str, args: argparse.Namespace, receiver_url: str) -> list[dict[str, Any]]:
+    results = []
+    for _ in range(args.runs):
+        if db == "sqlite":
+            with tempfile.TemporaryDirectory() as d:
+                url = f"sqlite:///{Path(d) / 'bench.db'}"
+                results.append(await one_run(url, receiver_url, args.changes, args.endpoints))
+        else:
+            name = f"ordercast_bench_{secrets.token_hex(4)}"
+            await pg_database(True, name)
+            try:
+                url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+                results.append(await one_run(url, receiver_url, args.changes, args.endpoints))
+            finally:
+                await pg_database(False, name)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    p.add_argument("--changes", type=int, default=1000, help="order changes (5 per order)")
+    p.add_argument("--endpoints", type=int, default=8)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--receiver", choices=["node", "aiohttp"], default="node")
+    args = p.parse_args()
+    port = free_port()
+    proc = start_receiver(args.receiver, port)
+    try:
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}/hook"
+        dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:  # pragma: no cover
+            runner = asyncio.run
+        for db in dbs:
+            results = runner(bench(db, args, url))
+            rates = [r["per_second"] for r in results]
+            print(
+                f"{db:10s} messages={results[0]['messages']} "
+                f"deliveries/s median={statistics.median(rates):,.0f} "
+                f"runs={[round(x) for x in rates]} "
+                f"failed_attempts={sum(r['failed_attempts'] for r in results)} "
+                f"(enqueue through OrderService: "
+                f"{statistics.median(r['enqueue_per_second'] for r in results):,.0f} messages/s)",
+                flush=True,
+            )
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+if __name__ == "__main__":
+    main()

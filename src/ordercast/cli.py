@@ -196,6 +196,7 @@ def demo(
                 "OC_ADMIN_TOKEN": rt.admin_token,
                 "OC_TENANT": info["tenant_id"],
                 "OC_LOCATION": info["location_id"],
+                "OC_APP": info["app_id"],
                 "OC_KEY": info["app_key"],
                 "OC_SECRET": info["app_secret"],
             }

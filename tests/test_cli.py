@@ -26,6 +26,7 @@ def test_migrate_demo_tenants_apps(tmp_path: Path) -> None:
         "OC_ADMIN_TOKEN",
         "OC_TENANT",
         "OC_LOCATION",
+        "OC_APP",
         "OC_KEY",
         "OC_SECRET",
     }

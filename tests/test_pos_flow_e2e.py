@@ -148,8 +148,8 @@ class Channel:
 class Ordercast:
     """``python -m ordercast run`` as a subprocess on free ports."""
 
-    def __init__(self, db: Path, log: Path, **env: str) -> None:
-        self.db = db
+    def __init__(self, database_url: str, log: Path, **env: str) -> None:
+        self.database_url = database_url
         self.log = log
         self.http_port = free_port()
         self.ws_port = free_port()
@@ -174,7 +174,7 @@ class Ordercast:
         cmd = [
             sys.executable, "-m", "ordercast", "run",
             "--http-port", str(self.http_port), "--ws-port", str(self.ws_port),
-            "--database-url", f"sqlite:///{self.db}",
+            "--database-url", self.database_url,
         ]  # fmt: skip
         out = self.log.open("ab")
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
@@ -314,11 +314,11 @@ async def provision(oc: Ordercast, pos: SimulatedPos, channel: Channel) -> Setup
 
 
 @contextlib.asynccontextmanager
-async def running(tmp: Path, **env: str) -> AsyncIterator[Setup]:
+async def running(tmp: Path, database_url: str = "", **env: str) -> AsyncIterator[Setup]:
     pos, channel = SimulatedPos(), Channel()
     await pos.start()
     await channel.start()
-    oc = Ordercast(tmp / "ordercast.db", tmp / "ordercast.log", **env)
+    oc = Ordercast(database_url or f"sqlite:///{tmp}/ordercast.db", tmp / "ordercast.log", **env)
     oc.start()
     setup = await provision(oc, pos, channel)
     try:
@@ -568,8 +568,9 @@ async def test_timeout_fails_the_order_and_the_channel_is_told(tmp_path: Path) -
         assert r.status_code == 409 and r.json()["phase"] == "closed"
 
 
-async def test_restart_while_held_fires_exactly_once(tmp_path: Path) -> None:
-    async with running(tmp_path) as oc:
+async def test_restart_while_held_fires_exactly_once(tmp_path: Path, database_url: str) -> None:
+    """On SQLite and on PostgreSQL (``database_url`` is parametrized by conftest)."""
+    async with running(tmp_path, database_url) as oc:
         order = await oc.order(fire_order_in_seconds=3)
         oid = order["id"]
         held = await oc.wait_status(oid, "held")

@@ -1,0 +1,55 @@
+"""Baseline: a bare Pusher-protocol broadcast loop on picows (public channel, no auth, no
+storage): the ceiling for ordercast's gateway. ``python bench/fanout/picows_server.py PORT``"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+from ordercast.protocols.pusher import encode_event
+from ordercast.protocols.pusher.messages import (
+    encode_connection_established,
+    encode_subscription_succeeded,
+)
+
+subs: dict[int, WSTransport] = {}
+ids = itertools.count(1)
+
+
+class Conn(WSListener):
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.id = next(ids)
+        self.t = transport
+        transport.send(WSMsgType.TEXT, encode_connection_established(f"1.{self.id}", 120))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        m = json.loads(frame.get_payload_as_bytes())
+        if m["event"] == "pusher:subscribe":
+            subs[self.id] = transport
+            transport.send(WSMsgType.TEXT, encode_subscription_succeeded(m["data"]["channel"]))
+        elif m["event"] == "bench":
+            out = encode_event("bench", m["channel"], m["data"]).encode()
+            for sid, t in subs.items():
+                if sid != self.id:
+                    t.send(WSMsgType.TEXT, out)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        subs.pop(self.id, None)
+
+
+async def main(port: int) -> None:
+    server = await ws_create_server(lambda _r: Conn(), "127.0.0.1", port, backlog=4096)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(main(int(sys.argv[1])))

@@ -3,7 +3,6 @@ storage): the ceiling for ordercast's gateway. ``python bench/fanout/picows_serv
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import sys

@@ -2,8 +2,12 @@
 
 One asyncio task claims batches (short transactions, no lock held while sending), one
 task per claimed message sends it, and one task writes the outcomes back in batches. Per
-endpoint, at most ``max_concurrency`` messages are in flight, and an endpoint at its limit
-is skipped by the claim query, so a slow or dead endpoint only ever delays itself. FIFO
+endpoint, at most ``max_concurrency`` requests are in flight; the worker may hold up to
+``depth`` times that many claimed messages per endpoint (the next ones queue behind a
+per-endpoint gate, so the sender never waits for a claim round trip), and an endpoint at
+its limit is skipped by the claim query, so a slow or dead endpoint only ever delays
+itself. A request's slot is freed when its HTTP exchange ends, not when its outcome is
+written, so recording never stalls sending (the row stays claimed until it is recorded). FIFO
 endpoints get one message per order at a time, oldest first (the claim query only exposes
 the head of each order's queue). Claims carry a lease the worker renews while it lives; if
 the process dies, the lease expires and any worker takes the messages again: at-least-once,
@@ -17,6 +21,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +48,8 @@ class WorkerConfig:
     batch: int = 256
     max_in_flight: int = 512  # messages held by this worker at once, across endpoints
     flush_max: int = 512
+    depth: int = 2  # claimed messages held per endpoint, in multiples of max_concurrency
+    coalesce_seconds: float = 0.005  # while busy, let freed room add up before claiming
     policy: RetryPolicy = DEFAULT_POLICY
 
 
@@ -93,9 +100,13 @@ class DeliveryWorker:
         self.stats = _Stats()
         self._wake = asyncio.Event()
         self._flush_wake = asyncio.Event()
-        self._in_flight: dict[str, int] = {}
+        # Per endpoint: claimed and not yet sent (queued or in the HTTP exchange).
+        self._held: dict[str, int] = {}
         self._limits: dict[str, int] = {}
-        self._total = 0
+        # Per endpoint: HTTP exchanges running, and claimed messages waiting for a slot.
+        self._active: dict[str, int] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._total = 0  # claimed and not yet recorded, across endpoints
         self._results: list[Outcome] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -135,12 +146,13 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         cfg = self.config
+        depth = max(1, cfg.depth)
         while not self._stopping:
             room = cfg.max_in_flight - self._total
             claimed: list[Claimed] = []
             if room > 0:
                 saturated = [
-                    eid for eid, n in self._in_flight.items() if n >= self._limits.get(eid, 1)
+                    eid for eid, n in self._held.items() if n >= self._limits.get(eid, 1) * depth
                 ]
                 now = self.clock()
                 try:
@@ -149,8 +161,9 @@ class DeliveryWorker:
                         now=now,
                         lease_until=now + cfg.lease_seconds,
                         limit=min(cfg.batch, room),
-                        in_flight=self._in_flight,
+                        in_flight=dict(self._held),
                         saturated=saturated,
+                        depth=depth,
                     )
                 except Exception:
                     log.exception("claiming webhook messages failed; retrying")
@@ -158,7 +171,7 @@ class DeliveryWorker:
                     continue
             for msg in claimed:
                 self._limits[msg.endpoint_id] = msg.max_concurrency
-                self._in_flight[msg.endpoint_id] = self._in_flight.get(msg.endpoint_id, 0) + 1
+                self._held[msg.endpoint_id] = self._held.get(msg.endpoint_id, 0) + 1
                 self._total += 1
                 task = asyncio.create_task(self._deliver(msg))
                 self._tasks.add(task)
@@ -170,6 +183,10 @@ class DeliveryWorker:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), cfg.poll_seconds)
+            if self._held and cfg.coalesce_seconds > 0:
+                # Busy: queued messages keep the sender going meanwhile, and one larger
+                # claim costs the database far less than many small ones.
+                await asyncio.sleep(cfg.coalesce_seconds)
 
     async def _flush_loop(self) -> None:
         while not self._stopping:
@@ -193,14 +210,7 @@ class DeliveryWorker:
         except Exception:
             self._results[:0] = batch  # keep them; the lease keeps the rows ours
             raise
-        for outcome in batch:
-            eid = outcome.endpoint_id
-            left = self._in_flight.get(eid, 1) - 1
-            if left <= 0:
-                self._in_flight.pop(eid, None)
-            else:
-                self._in_flight[eid] = left
-            self._total -= 1
+        self._total -= len(batch)
         self._wake.set()  # capacity freed; FIFO successors may be due
 
     async def _lease_loop(self) -> None:
@@ -221,6 +231,46 @@ class DeliveryWorker:
     # -- one message ---------------------------------------------------------------------
 
     async def _deliver(self, msg: Claimed) -> None:
+        eid = msg.endpoint_id
+        acquired = False
+        try:
+            if self._active.get(eid, 0) >= msg.max_concurrency:
+                slot = asyncio.get_running_loop().create_future()
+                self._waiting.setdefault(eid, deque()).append(slot)
+                await slot  # the finishing request hands its slot over
+            else:
+                self._active[eid] = self._active.get(eid, 0) + 1
+            acquired = True
+            outcome = await self._attempt(msg)
+        finally:
+            self._release(eid, acquired)
+        self._results.append(outcome)
+        self._flush_wake.set()
+
+    def _release(self, eid: str, acquired: bool) -> None:
+        """The HTTP exchange is over (or never started): free the endpoint's slot."""
+        if acquired:
+            waiting = self._waiting.get(eid)
+            while waiting:
+                slot = waiting.popleft()
+                if not slot.done():
+                    slot.set_result(None)  # hand over: the active count stays
+                    break
+            else:
+                self._waiting.pop(eid, None)
+                left = self._active.get(eid, 1) - 1
+                if left <= 0:
+                    self._active.pop(eid, None)
+                else:
+                    self._active[eid] = left
+        held = self._held.get(eid, 1) - 1
+        if held <= 0:
+            self._held.pop(eid, None)
+        else:
+            self._held[eid] = held
+        self._wake.set()
+
+    async def _attempt(self, msg: Claimed) -> Outcome:
         now = self.clock()
         timestamp = int(now)
         attempt = msg.attempts + 1
@@ -257,30 +307,27 @@ class DeliveryWorker:
         reason = decision.reason
         if result.error:
             reason = f"{decision.reason}: {result.error}"
-        self._results.append(
-            Outcome(
-                message_id=msg.id,
-                endpoint_id=msg.endpoint_id,
-                attempt_id=new_id("att_"),
-                attempt=attempt,
-                trigger=msg.trigger,
-                url=msg.url,
-                at=iso_from_unix(now),
-                webhook_timestamp=timestamp,
-                status_code=result.status,
-                delivered=delivered,
-                reason=reason,
-                latency_ms=result.latency_ms,
-                response_body=result.body,
-                message_status=status,
-                next_attempt_at=next_at,
-                disable_endpoint=decision.reason
-                if decision.action is Action.DISABLE_ENDPOINT
-                else None,
-                now=done,
-            )
+        return Outcome(
+            message_id=msg.id,
+            endpoint_id=msg.endpoint_id,
+            attempt_id=new_id("att_"),
+            attempt=attempt,
+            trigger=msg.trigger,
+            url=msg.url,
+            at=iso_from_unix(now),
+            webhook_timestamp=timestamp,
+            status_code=result.status,
+            delivered=delivered,
+            reason=reason,
+            latency_ms=result.latency_ms,
+            response_body=result.body,
+            message_status=status,
+            next_attempt_at=next_at,
+            disable_endpoint=decision.reason
+            if decision.action is Action.DISABLE_ENDPOINT
+            else None,
+            now=done,
         )
-        self._flush_wake.set()
 
 
 def iso_from_unix(ts: float) -> str:

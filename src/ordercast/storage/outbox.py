@@ -15,6 +15,7 @@ again. FIFO endpoints only ever expose the oldest undelivered message of each or
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,99 @@ def _endpoint_dict(row: Any) -> dict[str, Any]:
     return d
 
 
+async def _asyncpg(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under a pooled SQLAlchemy connection (no transaction begun:
+    each statement commits on its own, and the pool's reset on return is a no-op)."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+def _json_list(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str | bytes):
+        value = json.loads(value)
+    return list(value or [])
+
+
+# FIFO endpoints only expose the head of each order's open queue. Per endpoint, at most
+# depth * max_concurrency - held rows are taken ($6/$7: what the worker already holds).
+_PG_CLAIM = """
+WITH cand AS (
+    SELECT m.pos, m.endpoint_id, m.next_attempt_at
+    FROM webhook_messages m JOIN webhook_endpoints e ON e.id = m.endpoint_id
+    WHERE m.status = 'pending' AND m.next_attempt_at <= $1 AND e.enabled
+      AND NOT (m.endpoint_id = ANY($4::varchar[]))
+      AND (NOT e.fifo OR NOT EXISTS (
+          SELECT 1 FROM webhook_messages p
+          WHERE p.endpoint_id = m.endpoint_id AND p.order_id = m.order_id
+            AND p.pos < m.pos AND p.status IN ('pending', 'delivering')))
+    ORDER BY m.next_attempt_at, m.pos
+    LIMIT $5
+    FOR UPDATE OF m SKIP LOCKED
+), held AS (
+    SELECT * FROM unnest($6::varchar[], $7::int[]) AS h(endpoint_id, n)
+), ranked AS (
+    SELECT c.pos,
+           row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.pos)
+               AS rn,
+           e.max_concurrency * $8::int - coalesce(h.n, 0) AS room
+    FROM cand c
+    JOIN webhook_endpoints e ON e.id = c.endpoint_id
+    LEFT JOIN held h ON h.endpoint_id = c.endpoint_id
+)
+UPDATE webhook_messages m
+SET status = 'delivering', claimed_by = $2, lease_until = $3, updated_at = $1
+FROM ranked k, webhook_endpoints e
+WHERE m.pos = k.pos AND k.rn <= k.room AND e.id = m.endpoint_id
+RETURNING m.pos, m.id, m.endpoint_id, m.order_id, m.event_id, m.seq, m.wire_type, m.body,
+          m.attempts, m.trigger, m.next_attempt_at, e.url, e.secret, e.old_secrets,
+          e.failing_since, e.max_concurrency
+"""
+
+_ATTEMPT_COLUMNS = (
+    "id",
+    "message_id",
+    "endpoint_id",
+    "attempt",
+    "trigger",
+    "url",
+    "at",
+    "webhook_timestamp",
+    "status_code",
+    "outcome",
+    "reason",
+    "latency_ms",
+    "response_body",
+    "next_attempt_at",
+)
+
+# Message rows are fenced by claimed_by ($1): a worker whose lease expired cannot overwrite
+# the row's new owner. Data-modifying CTEs run whether or not they are referenced.
+_PG_RECORD = """
+WITH o AS (
+    SELECT * FROM unnest($2::varchar[], $3::varchar[], $4::int[], $5::float8[],
+                         $6::varchar[], $7::float8[])
+        AS o(id, status, attempts, next_at, err, now)
+), upd AS (
+    UPDATE webhook_messages m
+    SET status = o.status, attempts = o.attempts, next_attempt_at = o.next_at,
+        last_error = o.err, updated_at = o.now, claimed_by = NULL, lease_until = NULL
+    FROM o WHERE m.id = o.id AND m.claimed_by = $1
+    RETURNING m.pos
+), ok AS (
+    UPDATE webhook_endpoints SET failing_since = NULL
+    WHERE id = ANY($8::varchar[]) AND failing_since IS NOT NULL
+    RETURNING id
+)
+INSERT INTO webhook_attempts (id, message_id, endpoint_id, attempt, trigger, url, at,
+                              webhook_timestamp, status_code, outcome, reason, latency_ms,
+                              response_body, next_attempt_at)
+SELECT * FROM unnest($9::varchar[], $10::varchar[], $11::varchar[], $12::int[],
+                     $13::varchar[], $14::varchar[], $15::varchar[], $16::bigint[],
+                     $17::int[], $18::varchar[], $19::varchar[], $20::float8[], $21::text[],
+                     $22::float8[])
+"""
+
+
 class SqlOutbox:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
@@ -162,11 +256,23 @@ class SqlOutbox:
         limit: int,
         in_flight: dict[str, int],
         saturated: Sequence[str] = (),
+        depth: int = 1,
     ) -> list[Claimed]:
-        """Claim up to ``limit`` due messages, at most ``max_concurrency - in_flight`` per
-        endpoint (``in_flight`` counts what this worker already holds). Endpoints in
-        ``saturated`` are skipped in SQL, so a backlog on one endpoint never fills the
-        window and hides the others' due messages."""
+        """Claim up to ``limit`` due messages, at most ``depth * max_concurrency - in_flight``
+        per endpoint (``in_flight`` counts what this worker already holds for it; ``depth``
+        above 1 lets a worker queue the next messages while the current ones are sent).
+        Endpoints in ``saturated`` are skipped in SQL, so a backlog on one endpoint never
+        fills the window and hides the others' due messages."""
+        if not self.is_sqlite:
+            return await self._claim_pg(
+                worker_id,
+                now=now,
+                lease_until=lease_until,
+                limit=limit,
+                in_flight=in_flight,
+                saturated=saturated,
+                depth=depth,
+            )
         p = M.alias("p")
         earlier = (
             sa.select(p.c.pos)
@@ -208,15 +314,13 @@ class SqlOutbox:
         )
         if saturated:
             q = q.where(M.c.endpoint_id.not_in(list(saturated)))
-        if not self.is_sqlite:
-            q = q.with_for_update(of=M, skip_locked=True)
         async with self.store.write() as conn:
             rows = (await conn.execute(q)).all()
             taken: dict[str, int] = {}
             chosen: list[Claimed] = []
             for r in rows:
                 used = in_flight.get(r.endpoint_id, 0) + taken.get(r.endpoint_id, 0)
-                if used >= r.max_concurrency:
+                if used >= r.max_concurrency * depth:
                     continue
                 taken[r.endpoint_id] = taken.get(r.endpoint_id, 0) + 1
                 chosen.append(
@@ -249,6 +353,56 @@ class SqlOutbox:
                     )
                 )
         return chosen
+
+    async def _claim_pg(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        in_flight: dict[str, int],
+        saturated: Sequence[str],
+        depth: int,
+    ) -> list[Claimed]:
+        """PostgreSQL: select, cap per endpoint and mark claimed in ONE statement (one round
+        trip, no explicit transaction): the candidates are locked ``FOR UPDATE SKIP LOCKED``,
+        ranked per endpoint, and only those within the endpoint's room are updated and
+        returned; the rest are unlocked when the statement commits."""
+        held = list(in_flight.items())
+        async with self.engine.connect() as conn:
+            raw = await _asyncpg(conn)
+            rows = await raw.fetch(
+                _PG_CLAIM,
+                now,
+                worker_id,
+                lease_until,
+                list(saturated),
+                limit,
+                [eid for eid, _ in held],
+                [n for _, n in held],
+                depth,
+            )
+        rows = sorted(rows, key=lambda r: (r["next_attempt_at"], r["pos"]))
+        return [
+            Claimed(
+                id=r["id"],
+                endpoint_id=r["endpoint_id"],
+                order_id=r["order_id"],
+                event_id=r["event_id"],
+                seq=r["seq"],
+                wire_type=r["wire_type"],
+                body=r["body"].encode("utf-8"),
+                attempts=r["attempts"],
+                trigger=r["trigger"],
+                url=r["url"],
+                secret=r["secret"],
+                old_secrets=_json_list(r["old_secrets"]),
+                failing_since=r["failing_since"],
+                max_concurrency=r["max_concurrency"],
+            )
+            for r in rows
+        ]
 
     async def renew(self, worker_id: str, lease_until: float) -> None:
         async with self.store.write() as conn:
@@ -320,6 +474,24 @@ class SqlOutbox:
         ok = sorted(eid for eid, o in last.items() if o.delivered)
         failing = [(eid, o.now) for eid, o in sorted(last.items()) if not o.delivered]
         disable = {o.endpoint_id: o.disable_endpoint for o in outcomes if o.disable_endpoint}
+        if not self.is_sqlite and not failing and not disable:
+            # The common case on PostgreSQL: attempts, message rows and the endpoints'
+            # cleared failure streaks in one statement (one round trip, atomic).
+            async with self.engine.connect() as conn:
+                raw = await _asyncpg(conn)
+                await raw.execute(
+                    _PG_RECORD,
+                    worker_id,
+                    [u["b_id"] for u in updates],
+                    [u["b_status"] for u in updates],
+                    [u["b_attempts"] for u in updates],
+                    [u["b_next"] for u in updates],
+                    [u["b_error"] for u in updates],
+                    [u["b_now"] for u in updates],
+                    ok,
+                    *([a[c] for a in attempts] for c in _ATTEMPT_COLUMNS),
+                )
+            return
         async with self.store.write() as conn:
             await conn.execute(A.insert(), attempts)
             await conn.execute(

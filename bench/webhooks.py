@@ -48,6 +48,24 @@ web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None, access_log
 """
 
 
+# An extra delivery worker process (``--workers`` > 1, PostgreSQL only): opens the same
+# database, waits for "go" on stdin (so its start-up is not timed), then delivers until killed.
+EXTRA_WORKER = """
+import asyncio, sys
+import uvloop
+from ordercast.runtime import Runtime
+from ordercast.settings import Settings
+async def main():
+    rt = await Runtime.open(Settings(database_url=sys.argv[1], admin_token="bench-admin-token",
+        webhook_allow_cidrs="127.0.0.1/32", webhook_max_in_flight=1024, log_level="warning"))
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await rt.start_delivery()
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -85,7 +103,12 @@ async def pg_database(create: bool, name: str) -> None:
 
 
 async def one_run(
-    db_url: str, receiver_url: str, changes: int, endpoints: int, profile: str | None = None
+    db_url: str,
+    receiver_url: str,
+    changes: int,
+    endpoints: int,
+    profile: str | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     from ordercast.domain.access import Admin, AppPrincipal
     from ordercast.runtime import Runtime
@@ -132,18 +155,38 @@ async def one_run(
         await asyncio.gather(*(one_order() for _ in range(max(1, changes // per_order))))
         fill = time.perf_counter() - fill_started
         total = await rt.webhooks.outbox.open_count()
+        extra = [
+            subprocess.Popen(  # noqa: ASYNC220 - setup, not timed
+                [sys.executable, "-c", EXTRA_WORKER, db_url],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for _ in range(workers - 1)
+        ]
+        for proc in extra:
+            assert proc.stdout is not None
+            await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
         prof = cProfile.Profile() if profile else None
         if prof is not None:
             prof.enable()
         started = time.perf_counter()
+        cpu_started = time.process_time()
+        for proc in extra:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
         worker = await rt.start_delivery()
         # Cheap in-process wait first (not a DB query every few ms competing with the
         # worker), then the database decides: the clock stops when nothing is open.
-        while worker.stats.delivered + worker.stats.failed_attempts < total:  # noqa: ASYNC110
+        while not extra and worker.stats.delivered + worker.stats.failed_attempts < total:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         while await rt.webhooks.outbox.open_count() > 0:  # noqa: ASYNC110 - polling the DB
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
+        for proc in extra:
+            proc.kill()
+            proc.wait()
+        cpu = time.process_time() - cpu_started
         if prof is not None and profile:
             prof.disable()
             prof.dump_stats(profile)
@@ -154,6 +197,8 @@ async def one_run(
             "per_second": total / elapsed,
             "failed_attempts": failed,
             "enqueue_per_second": total / fill,
+            "cpu_share": cpu / elapsed,
+            "cpu_us_per_delivery": cpu / total * 1e6,
         }
     finally:
         await rt.close()
@@ -166,7 +211,14 @@ async def bench(db: str, args: argparse.Namespace, receiver_url: str) -> list[di
             with tempfile.TemporaryDirectory() as d:
                 url = f"sqlite:///{Path(d) / 'bench.db'}"
                 results.append(
-                    await one_run(url, receiver_url, args.changes, args.endpoints, args.profile)
+                    await one_run(
+                        url,
+                        receiver_url,
+                        args.changes,
+                        args.endpoints,
+                        args.profile,
+                        args.workers if db == "postgresql" else 1,
+                    )
                 )
         else:
             name = f"ordercast_bench_{secrets.token_hex(4)}"
@@ -174,7 +226,14 @@ async def bench(db: str, args: argparse.Namespace, receiver_url: str) -> list[di
             try:
                 url = f"postgresql://postgres@127.0.0.1:5432/{name}"
                 results.append(
-                    await one_run(url, receiver_url, args.changes, args.endpoints, args.profile)
+                    await one_run(
+                        url,
+                        receiver_url,
+                        args.changes,
+                        args.endpoints,
+                        args.profile,
+                        args.workers if db == "postgresql" else 1,
+                    )
                 )
             finally:
                 await pg_database(False, name)
@@ -188,6 +247,12 @@ def main() -> None:
     p.add_argument("--endpoints", type=int, default=8)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--receiver", choices=["node", "aiohttp"], default="node")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="delivery worker processes (PostgreSQL only; extra ones are subprocesses)",
+    )
     p.add_argument("--profile", metavar="FILE", help="cProfile the drain (last run) into FILE")
     args = p.parse_args()
     port = free_port()
@@ -210,6 +275,8 @@ def main() -> None:
                 f"deliveries/s median={statistics.median(rates):,.0f} "
                 f"runs={[round(x) for x in rates]} "
                 f"failed_attempts={sum(r['failed_attempts'] for r in results)} "
+                f"worker_cpu={statistics.median(r['cpu_share'] for r in results):.0%} of a core, "
+                f"{statistics.median(r['cpu_us_per_delivery'] for r in results):.0f} us/delivery "
                 f"(enqueue through OrderService: "
                 f"{statistics.median(r['enqueue_per_second'] for r in results):,.0f} messages/s)",
                 flush=True,

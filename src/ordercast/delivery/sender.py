@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohappyeyeballs import AddrInfoType
+from yarl import URL
 
 from ordercast import __version__
 from ordercast.protocols.netguard import Network, check_address
@@ -72,6 +73,7 @@ class Sender:
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}  # parsed once per endpoint URL, not per request
 
     def _socket(self, addr_info: AddrInfoType) -> socket.socket:
         family, type_, proto, _, address = addr_info
@@ -102,6 +104,14 @@ class Sender:
             await self._session.close()
             self._session = None
 
+    def _url(self, url: str) -> URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= 4096:
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
+        return parsed
+
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
         session = self._open()
         started = time.perf_counter()
@@ -111,7 +121,7 @@ class Sender:
 
         try:
             async with session.post(
-                url, data=body, headers=dict(headers), allow_redirects=False
+                self._url(url), data=body, headers=headers, allow_redirects=False
             ) as resp:
                 chunks: list[bytes] = []
                 size = 0

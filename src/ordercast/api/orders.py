@@ -26,7 +26,7 @@ from ordercast.services.orders import CommandResult, order_resource
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 
-def _result(rt: Runtime, result: CommandResult) -> dict[str, Any]:
+def command_body(rt: Runtime, result: CommandResult) -> dict[str, Any]:
     body: dict[str, Any] = {
         "applied": result.applied,
         "outcome": result.outcome.value,
@@ -101,7 +101,7 @@ async def transition(
         errors=[e.model_dump() for e in body.errors] if body.errors else None,
         occurred_at=iso_or_none(body.occurred_at),
     )
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/orders/{order_id}/confirmation")
@@ -115,7 +115,7 @@ async def confirmation(
         reason=body.reason,
         adjustment=body.adjustment.model_dump(exclude_none=True) if body.adjustment else None,
     )
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/orders/{order_id}/notifications")
@@ -123,14 +123,14 @@ async def notification(
     order_id: str, body: NotificationIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
     result = await rt.orders.notify(principal, order_id, type=body.type, message=body.message)
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/orders/{order_id}/notes")
 async def note(
     order_id: str, body: NoteIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    return _result(rt, await rt.orders.note(principal, order_id, text=body.text))
+    return command_body(rt, await rt.orders.note(principal, order_id, text=body.text))
 
 
 @router.post("/orders/{order_id}/cancellation")
@@ -140,7 +140,7 @@ async def cancellation(
     result = await rt.orders.cancel(
         principal, order_id, reason=body.reason, by=body.by, request_only=body.request_only
     )
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/orders/{order_id}/deliveries", status_code=201)
@@ -169,7 +169,7 @@ async def courier_status(
         location=body.location,
         eta=iso_or_none(body.eta),
     )
-    body_out = _result(rt, result)
+    body_out = command_body(rt, result)
     body_out["delivery"] = next(
         x for x in body_out["order"]["deliveries"] if x["id"] == delivery_id
     )

@@ -15,10 +15,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ordercast.api.deps import PrincipalDep, RuntimeDep
+from ordercast.api.orders import command_body
 from ordercast.api.schemas import iso_or_none
 from ordercast.domain.pos_flow import Callback
 from ordercast.runtime import Runtime
-from ordercast.services.orders import CommandResult, order_resource
 from ordercast.services.pos_flow import PosFlowService
 
 router = APIRouter(prefix="/v1", tags=["pos flow"])
@@ -68,18 +68,6 @@ def _pos(rt: Runtime) -> PosFlowService:
     return rt.pos
 
 
-def _result(rt: Runtime, result: CommandResult) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "applied": result.applied,
-        "outcome": result.outcome.value,
-        "order": order_resource(result.order, rt.settings.base_url),
-        "events": [e.to_dict() for e in result.events],
-    }
-    if result.detail:
-        body["detail"] = result.detail
-    return body
-
-
 @router.post("/pos/orders/{order_id}/price")
 async def price_callback(
     order_id: str, body: PriceCallbackIn, principal: PrincipalDep, rt: RuntimeDep
@@ -94,7 +82,7 @@ async def price_callback(
         total=body.total,
         errors=body.all_errors(),
     )
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/pos/orders/{order_id}/commit")
@@ -106,7 +94,7 @@ async def commit_callback(
     result = await _pos(rt).callback(
         principal, order_id, Callback.COMMIT, status=body.status, errors=body.all_errors()
     )
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/pos/orders/{order_id}/fire")
@@ -117,7 +105,7 @@ async def fire_callback(
     result = await _pos(rt).callback(
         principal, order_id, Callback.FIRE, status=body.status, errors=body.all_errors()
     )
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/pos/orders/{order_id}/events")
@@ -133,11 +121,11 @@ async def order_event(
         errors=body.all_errors(),
         occurred_at=iso_or_none(body.event_time),
     )
-    return _result(rt, result)
+    return command_body(rt, result)
 
 
 @router.post("/orders/{order_id}/fire", tags=["orders"])
 async def fire(order_id: str, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
     """Send the fire webhook now, ahead of any ``fire_order_in_seconds``. An order is fired
     at most once: asking again answers ``applied: false``."""
-    return _result(rt, await _pos(rt).fire(principal, order_id))
+    return command_body(rt, await _pos(rt).fire(principal, order_id))

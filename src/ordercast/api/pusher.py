@@ -213,7 +213,13 @@ def _auth_failure(exc: OrdercastError) -> JSONResponse:
     )
 
 
-@router.api_route("/api/v1/pusher/auth", methods=["GET", "POST"])
+@router.get("/api/v1/pusher/auth")
+async def opendining_auth_get(request: Request) -> JSONResponse:
+    """Open Dining channel authorization over GET (the seed allows both methods)."""
+    return await opendining_auth(request)
+
+
+@router.post("/api/v1/pusher/auth")
 async def opendining_auth(request: Request) -> JSONResponse:
     """Open Dining channel authorization: ``key`` + ``secret`` or ``key`` + ``access_token``."""
     rt = get_runtime(request)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ordercast.dialects import Target, WireMessage
+from ordercast.dialects._casing import camelize
 from ordercast.domain.events import (
     DELIVERY_STALE_UPDATE,
     ORDER_CREATED,
@@ -67,33 +68,20 @@ def doshii_status(order: Mapping[str, Any]) -> str:
     return STATUS.get(status, "pending")
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _camelize(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {_camel(str(k)): _camelize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_camelize(v) for v in value]
-    return value
-
-
 def _item(item: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         doshii: item[ours] for ours, doshii in _ITEM_FIELDS.items() if ours in item
     }
     out.setdefault("type", "single")
-    out["includedItems"] = _camelize(item.get("included_items", []))
-    out["surcounts"] = _camelize(item.get("surcounts", []))
-    out["options"] = _camelize(item.get("options", []))
+    out["includedItems"] = camelize(item.get("included_items", []))
+    out["surcounts"] = camelize(item.get("surcounts", []))
+    out["options"] = camelize(item.get("options", []))
     return out
 
 
 def order_resource(order: Mapping[str, Any]) -> dict[str, Any]:
     """Our Order resource in Doshii's field names and status vocabulary."""
-    consumer = _camelize(order.get("consumer") or {})
+    consumer = camelize(order.get("consumer") or {})
     doc: dict[str, Any] = {
         "id": order.get("id"),
         "locationId": order.get("location_id"),
@@ -106,7 +94,7 @@ def order_resource(order: Mapping[str, Any]) -> dict[str, Any]:
         "manuallyProcessed": False,
         "items": [_item(i) for i in order.get("items", [])],
         "unapprovedItems": [_item(i) for i in order.get("unapproved_items", [])],
-        "surcounts": _camelize(order.get("surcounts", [])),
+        "surcounts": camelize(order.get("surcounts", [])),
         "consumer": consumer,
         "externalOrderRef": order.get("external_order_ref"),
         "posRef": order.get("pos_ref"),

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ordercast.dialects import Target, WireMessage
+from ordercast.dialects._casing import camelize
 from ordercast.domain.events import EventRecord
 from ordercast.domain.lifecycle import ORDER_RANK, OrderStatus
 
@@ -122,20 +123,6 @@ _PROOF_KEYS: Final = ("proof_delivery", "proofDelivery", "image", "photo", "sign
 def receives(event_type: str, app_kind: str) -> bool:
     column = _KIND_COLUMN.get(app_kind)
     return column is not None and APP_SCOPE[event_type][column]
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def camelize(value: Any) -> Any:
-    """snake_case keys → camelCase, recursively (camelCase keys pass unchanged)."""
-    if isinstance(value, Mapping):
-        return {_camel(str(k)): camelize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [camelize(v) for v in value]
-    return value
 
 
 def proof_string(proof: Any) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ordercast.dialects import Target, WireMessage
+from ordercast.dialects._casing import camelize
 from ordercast.domain.events import EventRecord
 
 PRICE_ORDER: Final = "PRICE_ORDER"
@@ -56,19 +57,6 @@ REQUEST_OF_CREATED_STATUS: Final[dict[str, str]] = {
 }
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _camelize(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {_camel(str(k)): _camelize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_camelize(v) for v in value]
-    return value
-
-
 def base_url(order: Mapping[str, Any]) -> str:
     """``{base}`` of the Order resource's ``uri`` (``{base}/v1/orders/{id}``)."""
     uri = str(order.get("uri") or "")
@@ -88,7 +76,7 @@ def _line(item: Mapping[str, Any]) -> dict[str, Any]:
         "quantity": item.get("quantity", 1),
         "unitPrice": item.get("unit_price", 0),
         "total": item.get("total_after_surcounts"),
-        "options": _camelize(list(item.get("options") or [])),
+        "options": camelize(list(item.get("options") or [])),
     }
 
 
@@ -101,7 +89,7 @@ def rbi_order(order: Mapping[str, Any]) -> dict[str, Any]:
         "externalReferenceId": order.get("external_order_ref"),
         "cart": [_line(i) for i in order.get("items") or [] if isinstance(i, Mapping)],
         "total": order.get("total"),
-        "customer": _camelize(dict(order.get("consumer") or {})),
+        "customer": camelize(dict(order.get("consumer") or {})),
         "requiredAt": order.get("required_at"),
         "notes": order.get("notes"),
         "createdAt": order.get("created_at"),

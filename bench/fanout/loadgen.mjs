@@ -1,54 +1,63 @@
-// Fan-out load generator (Node `ws`, Pusher protocol): N subscribers on one channel, K events
-// published at RATE/s, delivered/s and trigger-to-client latency (p50/p99, ms).
-//   node loadgen.mjs '{"url":"ws://127.0.0.1:6001/app/KEY?protocol=7","n":1000,"k":200,
-//                      "rate":500,"channel":"private-o-X","secret":"..","key":"..",
-//                      "trigger":"http"|"ws","httpBase":"http://127.0.0.1:8080","appId":".."}'
+// Fan-out load generator (Node `ws`; one process, one clock). Opens N subscribers, then runs
+// two phases on the same connections:
+//   peak: K events triggered as fast as the trigger path takes them -> delivered/s
+//   half: K events paced at (peak delivered/s / 2 / N) events/s    -> p50/p99 latency
+// Latency = receive time - trigger send time, both performance.now() in this process.
+// Every wait is bounded; a peer that stalls is reported ("hung"), never waited for.
+//   node loadgen.mjs '<json config>'   (see bench/fanout/run.py for the fields)
+// stdout: one JSON line per event ({"ev":"connected"...}, {"ev":"phase"...}, {"ev":"result"...}).
 import crypto from 'node:crypto';
-import WebSocket from 'ws';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
+
+const require = createRequire(new URL('../../tests/node/package.json', import.meta.url));
+const WebSocket = require('ws');
 
 const cfg = JSON.parse(process.argv[2]);
-const N = cfg.n, K = cfg.k, RATE = cfg.rate || 500;
-const hist = [];
-let delivered = 0, connected = 0, subscribed = 0, firstAt = 0, lastAt = 0;
+const N = cfg.n;
+const K = cfg.k;
+const PROTO = cfg.proto; // pusher | stomp | sio
+const TRIGGER = cfg.trigger; // ws | sio | stomp | pusher-api | rest
+const CONC = cfg.concurrency || 8; // HTTP triggers in flight
+const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+const now = () => performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const MARK = /OCB(\d+)x/;
+const SEQ = /\nseq:(\d+)\n/;
+
+// -- bookkeeping -------------------------------------------------------------------------------
+let phase = null; // {name, sent: Float64Array, recv: [] of [id, t], delivered, seqToId: Map}
+let connected = 0;
+let subscribed = 0;
+let errors = 0;
+let closedEarly = 0;
+let firstError = null;
 const socks = [];
 
-function sign(socketId) {
-  const h = crypto.createHmac('sha256', cfg.secret).update(`${socketId}:${cfg.channel}`).digest('hex');
-  return `${cfg.key}:${h}`;
+function deliver(id, t) {
+  if (!phase) return;
+  phase.delivered++;
+  phase.recv.push(id, t);
+  if (!phase.firstRecv) phase.firstRecv = t;
+  phase.lastRecv = t;
 }
 
-function open() {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(cfg.url, { perMessageDeflate: false });
-    socks.push(ws);
-    ws.on('message', (buf) => {
-      const s = buf.toString();
-      if (s.includes('"bench"')) {
-        const now = Date.now();
-        const i = s.indexOf('\\"t\\":');
-        const t = parseFloat(s.slice(i + 6));
-        hist.push(now - t);
-        delivered++;
-        if (!firstAt) firstAt = now;
-        lastAt = now;
-        return;
-      }
-      const m = JSON.parse(s);
-      if (m.event === 'pusher:connection_established') {
-        connected++;
-        const sid = JSON.parse(m.data).socket_id;
-        const data = { channel: cfg.channel };
-        if (cfg.channel.startsWith('private-')) data.auth = sign(sid);
-        ws.send(JSON.stringify({ event: 'pusher:subscribe', data }));
-      } else if (m.event === 'pusher_internal:subscription_succeeded') {
-        subscribed++;
-        resolve(ws);
-      }
-    });
-    ws.on('error', (e) => { console.error('ws error', e.message); resolve(null); });
-  });
+function noteError(msg) {
+  errors++;
+  if (!firstError) firstError = String(msg).slice(0, 300);
 }
 
+function rssKb(pid) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+// -- HTTP helpers ------------------------------------------------------------------------------
 function signedQuery(method, path, body) {
   const md5 = crypto.createHash('md5').update(body).digest('hex');
   const params = { auth_key: cfg.key, auth_timestamp: String(Math.floor(Date.now() / 1000)),
@@ -58,49 +67,225 @@ function signedQuery(method, path, body) {
   return `${q}&auth_signature=${sig}`;
 }
 
-async function main() {
-  const batch = 200;
-  for (let i = 0; i < N; i += batch) {
-    await Promise.all(Array.from({ length: Math.min(batch, N - i) }, open));
-  }
-  let pub = null;
-  if (cfg.trigger === 'ws') pub = await open();
-  const rss0 = cfg.serverPid ? rssOf(cfg.serverPid) : null;
-  const path = `/apps/${cfg.appId}/events`;
-  const start = Date.now();
-  const interval = 1000 / RATE;
-  for (let i = 0; i < K; i++) {
-    const due = start + i * interval;
-    const wait = due - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const data = JSON.stringify({ bench: true, i, t: Date.now(), pad: 'x'.repeat(60) });
-    if (cfg.trigger === 'http') {
-      const body = JSON.stringify({ name: 'bench', channel: cfg.channel, data });
-      fetch(`${cfg.httpBase}${path}?${signedQuery('POST', path, body)}`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body,
-      }).catch((e) => console.error('trigger', e.message));
-    } else {
-      pub.send(JSON.stringify({ event: 'bench', channel: cfg.channel, data }));
-    }
-  }
-  const expected = N * K;
-  const deadline = Date.now() + 60000;
-  while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  hist.sort((a, b) => a - b);
-  const pct = (p) => hist.length ? hist[Math.min(hist.length - 1, Math.floor(p * hist.length))] : null;
-  const secs = (lastAt - firstAt) / 1000 || 1;
-  process.stdout.write(JSON.stringify({
-    n: N, k: K, rate: RATE, connected, subscribed, delivered, expected,
-    delivered_per_s: Math.round(delivered / secs), p50_ms: pct(0.5), p99_ms: pct(0.99),
-    server_rss_idle_kb: rss0,
-  }) + '\n');
-  for (const s of socks) s && s.terminate();
-  process.exit(0);
+async function post(url, body, headers) {
+  const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(30000) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${res.status} ${text.slice(0, 200)}`);
+  return text;
 }
 
-import fs from 'node:fs';
-function rssOf(pid) {
-  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/);
-  return m ? Number(m[1]) : null;
+async function channelAuth(socketId) {
+  if (!cfg.authUrl) {
+    const h = crypto.createHmac('sha256', cfg.secret).update(`${socketId}:${cfg.channel}`).digest('hex');
+    return `${cfg.key}:${h}`;
+  }
+  const body = new URLSearchParams({ ...cfg.authParams, socket_id: socketId, channel_name: cfg.channel });
+  const text = await post(cfg.authUrl, body.toString(), { 'content-type': 'application/x-www-form-urlencoded' });
+  return JSON.parse(text).auth;
 }
-main();
+
+// -- subscribers -------------------------------------------------------------------------------
+const stompFrame = (command, headers, body = '') =>
+  command + '\n' + Object.entries(headers).map(([a, b]) => `${a}:${b}`).join('\n') + '\n\n' + body + '\0';
+
+function open(isPublisher = false) {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (v) => { if (!done) { done = true; resolve(v); } };
+    const protocols = PROTO === 'stomp' ? ['v12.stomp'] : [];
+    const ws = new WebSocket(cfg.url, protocols, { perMessageDeflate: false, handshakeTimeout: 30000 });
+    socks.push(ws);
+    ws.on('open', () => {
+      connected++;
+      if (PROTO === 'stomp') {
+        ws.send(stompFrame('CONNECT', { 'accept-version': '1.2', 'heart-beat': '0,0', host: '/',
+          login: cfg.login, passcode: cfg.passcode ?? '' }));
+      }
+    });
+    ws.on('message', (buf) => {
+      const t = now();
+      const s = buf.toString();
+      if (PROTO === 'pusher') {
+        const m = MARK.exec(s);
+        if (m) return deliver(Number(m[1]), t);
+        const msg = JSON.parse(s);
+        if (msg.event === 'pusher:connection_established') {
+          const sid = JSON.parse(msg.data).socket_id;
+          const data = { channel: cfg.channel };
+          (cfg.channel.startsWith('private-') ? channelAuth(sid) : Promise.resolve(null))
+            .then((auth) => {
+              if (auth) data.auth = auth;
+              ws.send(JSON.stringify({ event: 'pusher:subscribe', data }));
+            })
+            .catch((e) => { noteError(`auth: ${e.message}`); finish(null); });
+        } else if (msg.event === 'pusher_internal:subscription_succeeded') {
+          subscribed++;
+          finish(ws);
+        } else if (msg.event === 'pusher:subscription_error' || msg.event === 'pusher:error') {
+          noteError(s);
+          finish(null);
+        }
+      } else if (PROTO === 'stomp') {
+        if (s.startsWith('MESSAGE')) {
+          const m = MARK.exec(s);
+          if (m) return deliver(Number(m[1]), t);
+          const q = SEQ.exec(s);
+          if (q && Number(q[1]) > (cfg.baseSeq || 0)) return deliver(-Number(q[1]), t);
+          return undefined;
+        }
+        if (s.startsWith('CONNECTED')) {
+          if (isPublisher) return finish(ws);
+          ws.send(stompFrame('SUBSCRIBE', { id: '0', destination: cfg.destination, receipt: 'r0' }));
+        } else if (s.startsWith('RECEIPT')) {
+          subscribed++;
+          finish(ws);
+        } else if (s.startsWith('ERROR')) {
+          noteError(s);
+          finish(null);
+        }
+      } else if (PROTO === 'sio') {
+        if (s.startsWith('42')) {
+          const m = MARK.exec(s);
+          if (m) return deliver(Number(m[1]), t);
+          if (s.startsWith('42["joined"')) { subscribed++; finish(ws); }
+        } else if (s === '2') {
+          ws.send('3');
+        } else if (s.startsWith('0{')) {
+          ws.send('40');
+        } else if (s.startsWith('40')) {
+          if (isPublisher) return finish(ws);
+          ws.send(`42${JSON.stringify(['join', cfg.channel])}`);
+        }
+      }
+      return undefined;
+    });
+    ws.on('error', (e) => { noteError(`ws: ${e.message}`); finish(null); });
+    ws.on('close', () => { if (!finishedAll) closedEarly++; finish(null); });
+  });
+}
+let finishedAll = false;
+
+// -- triggers ----------------------------------------------------------------------------------
+let publisher = null;
+const PAD = 'x'.repeat(cfg.pad ?? 60);
+
+async function trigger(i) {
+  const mark = `OCB${i}x`;
+  if (TRIGGER === 'ws') {
+    const data = JSON.stringify({ m: mark, i, pad: PAD });
+    publisher.send(JSON.stringify({ event: 'oc-bench', channel: cfg.channel, data }));
+  } else if (TRIGGER === 'sio') {
+    publisher.send(`42${JSON.stringify(['publish', cfg.channel, JSON.stringify({ m: mark, i, pad: PAD })])}`);
+  } else if (TRIGGER === 'stomp') {
+    publisher.send(stompFrame('SEND', { destination: cfg.destination, 'content-type': 'application/json' },
+      JSON.stringify({ m: mark, i, pad: PAD })));
+  } else if (TRIGGER === 'pusher-api') {
+    const path = `/apps/${cfg.appId}/events`;
+    const data = JSON.stringify({ m: mark, i, pad: PAD });
+    const body = JSON.stringify({ name: 'oc-bench', channel: cfg.channel, data });
+    await post(`${cfg.httpBase}${path}?${signedQuery('POST', path, body)}`, body,
+      { 'content-type': 'application/json' });
+  } else if (TRIGGER === 'rest') {
+    const text = await post(`${cfg.httpBase}/v1/orders/${cfg.orderId}/notes`,
+      JSON.stringify({ text: `${mark} ${PAD}` }),
+      { 'content-type': 'application/json', authorization: cfg.restAuth });
+    for (const e of JSON.parse(text).events || []) phase.seqToId.set(e.seq, i);
+  }
+}
+
+async function runPhase(name, k, rate, deadlineMs) {
+  phase = { name, sent: new Float64Array(k), recv: [], delivered: 0, seqToId: new Map(),
+    firstRecv: 0, lastRecv: 0, triggerErrors: 0 };
+  const expected = N * k;
+  const t0 = now();
+  const interval = rate > 0 ? 1000 / rate : 0;
+  const inflight = new Set();
+  for (let i = 0; i < k; i++) {
+    if (interval) {
+      const wait = t0 + i * interval - now();
+      if (wait > 0) await sleep(wait);
+    }
+    if (now() - t0 > deadlineMs) break;
+    phase.sent[i] = now();
+    const p = Promise.resolve(trigger(i)).catch((e) => { phase.triggerErrors++; noteError(`trigger: ${e.message}`); });
+    if (TRIGGER === 'pusher-api' || TRIGGER === 'rest') {
+      inflight.add(p);
+      p.finally(() => inflight.delete(p));
+      if (inflight.size >= CONC) await Promise.race(inflight);
+    } else if (!interval && i % 50 === 49) {
+      await sleep(0); // let the publisher socket flush
+    }
+  }
+  await Promise.all(inflight);
+  const triggersDone = now();
+  const end = t0 + deadlineMs;
+  while (phase.delivered < expected && now() < end) await sleep(20);
+  // resolve ids (STOMP rest: seq -> trigger index) and latencies
+  const lat = [];
+  for (let j = 0; j < phase.recv.length; j += 2) {
+    let id = phase.recv[j];
+    if (id < 0) id = phase.seqToId.get(-id);
+    if (id === undefined || !(id < k) || !phase.sent[id]) continue;
+    lat.push(phase.recv[j + 1] - phase.sent[id]);
+  }
+  lat.sort((a, b) => a - b);
+  const pct = (p) => (lat.length ? Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] * 10) / 10 : null);
+  const secs = (phase.lastRecv - t0) / 1000;
+  const res = {
+    phase: name, k, rate_events_per_s: rate || null, expected, delivered: phase.delivered,
+    complete: phase.delivered >= expected,
+    delivered_per_s: secs > 0 ? Math.round(phase.delivered / secs) : null,
+    trigger_per_s: Math.round(k / ((triggersDone - t0) / 1000)),
+    p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: lat.length ? Math.round(lat[lat.length - 1]) : null,
+    trigger_errors: phase.triggerErrors,
+  };
+  phase = null;
+  return res;
+}
+
+// -- main --------------------------------------------------------------------------------------
+async function main() {
+  const deadline = now() + (cfg.connectTimeoutMs || 120000);
+  const rss0 = rssKb(cfg.serverPid);
+  const batch = cfg.batch || 250;
+  for (let i = 0; i < N && now() < deadline; i += batch) {
+    const left = deadline - now();
+    await Promise.race([
+      Promise.all(Array.from({ length: Math.min(batch, N - i) }, () => open())),
+      sleep(left),
+    ]);
+  }
+  if (TRIGGER === 'ws' || TRIGGER === 'sio' || TRIGGER === 'stomp') {
+    publisher = await Promise.race([open(true), sleep(10000).then(() => null)]);
+  }
+  emit({ ev: 'connected', connected, subscribed, errors, first_error: firstError });
+  if (subscribed < N || (publisher === null && ['ws', 'sio', 'stomp'].includes(TRIGGER))) {
+    return done({ hung: `connect phase: ${subscribed}/${N} subscribed within the deadline` });
+  }
+  await sleep(1000);
+  const rssIdle = rssKb(cfg.serverPid);
+  const out = { rss_before_kb: rss0, rss_idle_kb: rssIdle,
+    rss_per_idle_conn_kb: rss0 && rssIdle ? Math.round(((rssIdle - rss0) / N) * 100) / 100 : null };
+  const peak = await runPhase('peak', K, cfg.peakRate || 0, cfg.phaseTimeoutMs || 60000);
+  emit({ ev: 'phase', ...peak });
+  out.peak = peak;
+  if (cfg.half !== false && peak.delivered_per_s) {
+    await sleep(500);
+    const rate = Math.max(1, Math.round((peak.delivered_per_s / 2 / N) * 10) / 10);
+    const kHalf = Math.max(10, Math.min(K, Math.round(rate * (cfg.halfSeconds || 5))));
+    const half = await runPhase('half', kHalf, rate, cfg.phaseTimeoutMs || 60000);
+    emit({ ev: 'phase', ...half });
+    out.half = half;
+  }
+  return done(out);
+}
+
+function done(out) {
+  finishedAll = true;
+  emit({ ev: 'result', n: N, k: K, connected, subscribed, errors, closed_early: closedEarly,
+    first_error: firstError, ...out });
+  for (const s of socks) s.terminate();
+  setTimeout(() => process.exit(0), 100);
+}
+
+main().catch((e) => { emit({ ev: 'result', fatal: String(e.stack || e) }); process.exit(1); });

@@ -1,5 +1,9 @@
 """Baseline: a bare Pusher-protocol broadcast loop on picows (public channel, no auth, no
-storage): the ceiling for ordercast's gateway. ``python bench/fanout/picows_server.py PORT``"""
+storage): the ceiling for ordercast's gateway. ``python bench/fanout/picows_server.py PORT``
+
+Every non-``pusher:`` message from a client is encoded once and sent to every other
+subscriber with one ``transport.send`` each.
+"""
 
 from __future__ import annotations
 
@@ -22,20 +26,27 @@ ids = itertools.count(1)
 class Conn(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.id = next(ids)
-        self.t = transport
         transport.send(WSMsgType.TEXT, encode_connection_established(f"1.{self.id}", 120))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
         if frame.msg_type != WSMsgType.TEXT:
             return
         m = json.loads(frame.get_payload_as_bytes())
-        if m["event"] == "pusher:subscribe":
+        event = m["event"]
+        if event == "pusher:subscribe":
             subs[self.id] = transport
             transport.send(WSMsgType.TEXT, encode_subscription_succeeded(m["data"]["channel"]))
-        elif m["event"] == "bench":
-            out = encode_event("bench", m["channel"], m["data"]).encode()
+        elif event == "pusher:ping":
+            transport.send(WSMsgType.TEXT, b'{"event":"pusher:pong","data":"{}"}')
+        elif not event.startswith("pusher:"):
+            out = encode_event(event, m["channel"], m["data"]).encode()
+            me = self.id
             for sid, t in subs.items():
-                if sid != self.id:
+                if sid != me:
                     t.send(WSMsgType.TEXT, out)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:

@@ -1,7 +1,13 @@
-// Baseline: a plain Node `ws` broadcast server speaking just enough Pusher (public channel).
-import { WebSocketServer } from 'ws';
+// Baseline: a plain Node `ws` broadcast server speaking just enough Pusher (public channel):
+// connection_established, subscribe -> subscription_succeeded, and a publisher's message
+// re-sent (one JSON.stringify per message) to every other subscriber in a plain loop.
+//   node ws_server.mjs PORT
+import { createRequire } from 'node:module';
+const require = createRequire(new URL('../../tests/node/package.json', import.meta.url));
+const { WebSocketServer } = require('ws');
+
 const port = Number(process.argv[2] || 6101);
-const wss = new WebSocketServer({ port, perMessageDeflate: false });
+const wss = new WebSocketServer({ port, host: '127.0.0.1', perMessageDeflate: false, backlog: 4096 });
 let id = 0;
 const subs = new Set();
 wss.on('connection', (ws) => {
@@ -12,11 +18,14 @@ wss.on('connection', (ws) => {
     if (m.event === 'pusher:subscribe') {
       subs.add(ws);
       ws.send(JSON.stringify({ event: 'pusher_internal:subscription_succeeded', channel: m.data.channel, data: '{}' }));
-    } else if (m.event === 'bench') {
-      const frame = JSON.stringify({ event: 'bench', channel: m.channel, data: m.data });
+    } else if (m.event === 'pusher:ping') {
+      ws.send('{"event":"pusher:pong","data":"{}"}');
+    } else if (!m.event.startsWith('pusher:')) {
+      const frame = JSON.stringify({ event: m.event, channel: m.channel, data: m.data });
       for (const s of subs) if (s !== ws) s.send(frame);
     }
   });
   ws.on('close', () => subs.delete(ws));
+  ws.on('error', () => subs.delete(ws));
 });
-console.log('ready');
+wss.on('listening', () => console.log('ready'));

@@ -23,6 +23,7 @@ def test_migrate_demo_tenants_apps(tmp_path: Path) -> None:
     exports = dict(line.removeprefix("export ").split("=", 1) for line in env_lines)
     assert set(exports) == {
         "OC_URL",
+        "OC_WS",
         "OC_ADMIN_TOKEN",
         "OC_TENANT",
         "OC_LOCATION",

@@ -91,3 +91,105 @@ def test_readme_tour_runs_as_written(server: dict[str, str]) -> None:
     assert '"code":"invalid_transition"' in out
     assert '"kind":"pos"' in out
     assert "order ord_" in out
+
+
+NODE_DIR = ROOT / "tests" / "node"
+EXAMPLES = NODE_DIR / "examples"
+
+
+def test_readme_shows_the_example_clients_verbatim() -> None:
+    text = (ROOT / "README.md").read_text()
+    for name in ("follow_order.mjs", "kds.mjs"):
+        assert (EXAMPLES / name).read_text() in text, f"README's copy of {name} drifted"
+
+
+def _demo_env(server: dict[str, str]) -> dict[str, str]:
+    exe = Path(sys.executable).parent / "ordercast"
+    out = subprocess.run(
+        [str(exe), "demo", "--env"], env=server, capture_output=True, text=True, check=True
+    ).stdout
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+    return {**server, **exports}
+
+
+class LineReader:
+    """Collects a subprocess's stdout lines on a thread, so waits never block on a pipe."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        import queue
+        import threading
+
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert proc.stdout is not None
+        stream = proc.stdout
+
+        def pump() -> None:
+            for line in stream:
+                self.lines.put(line.rstrip("\n"))
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(self, wanted: list[str], timeout: float) -> list[str]:
+        """Lines so far, once each wanted fragment was seen (bounded in time)."""
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while not all(any(w in line for line in self.seen) for w in wanted):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self.seen.append(self.lines.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return self.seen
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_DIR / "node_modules").is_dir(),
+    reason="needs node and tests/node/node_modules (make test installs them)",
+)
+def test_readme_example_clients_receive_order_changes(server: dict[str, str]) -> None:
+    env = _demo_env(server)
+    auth = (env["OC_KEY"], env["OC_SECRET"])
+    base = env["OC_URL"]
+    order = httpx.post(
+        f"{base}/v1/orders",
+        auth=auth,
+        json={
+            "location_id": env["OC_LOCATION"],
+            "user_id": "customer-1",
+            "items": [{"name": "Burger", "quantity": 1, "unit_price": 899}],
+        },
+    ).json()
+    token = httpx.post(f"{base}/v1/users/customer-1/tokens", auth=auth).json()["access_token"]
+    procs = [
+        subprocess.Popen(
+            ["node", str(EXAMPLES / name)],
+            env={**env, "ORDER": order["id"], "TOKEN": token},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("follow_order.mjs", "kds.mjs")
+    ]
+    readers = [LineReader(proc) for proc in procs]
+    try:
+        for reader in readers:
+            assert "subscribed" in reader.wait_for(["subscribed"], 20)
+        for to in ("accepted", "preparing"):
+            r = httpx.post(
+                f"{base}/v1/orders/{order['id']}/transitions", auth=auth, json={"to": to}
+            )
+            assert r.status_code == 200, r.text
+        follow = readers[0].wait_for(["order_confirmation", "order_tracker"], 20)
+        kds = readers[1].wait_for(["order.accepted", "order.preparing"], 20)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+    confirmation = next(line for line in follow if line.startswith("order_confirmation"))
+    assert '"confirmation":1' in confirmation and f'"order_id":"{order["id"]}"' in confirmation
+    assert any(line.startswith("order_tracker") and '"seq":3' in line for line in follow)
+    assert any(line.startswith("order.preparing " + order["id"]) for line in kds)

@@ -193,6 +193,8 @@ def demo(
         if env:
             exports = {
                 "OC_URL": settings.base_url,
+                "OC_WS": settings.base_url.rsplit(":", 1)[0].replace("http", "ws", 1)
+                + f":{settings.ws_port}",
                 "OC_ADMIN_TOKEN": rt.admin_token,
                 "OC_TENANT": info["tenant_id"],
                 "OC_LOCATION": info["location_id"],

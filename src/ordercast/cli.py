@@ -102,6 +102,7 @@ async def _serve(settings: Settings) -> None:
     from ordercast.app import create_app
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("picows").setLevel(logging.WARNING)  # one line per connection otherwise
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )

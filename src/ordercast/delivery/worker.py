@@ -48,8 +48,11 @@ class WorkerConfig:
     batch: int = 256
     max_in_flight: int = 512  # messages held by this worker at once, across endpoints
     flush_max: int = 512
-    depth: int = 2  # claimed messages held per endpoint, in multiples of max_concurrency
-    coalesce_seconds: float = 0.005  # while busy, let freed room add up before claiming
+    # Claimed messages held per endpoint, in multiples of max_concurrency. None: 2 on
+    # PostgreSQL (measured: the sender never waits for a claim), 1 on SQLite (measured:
+    # deeper queues made the single-writer claim path slower, 1,739/s vs 2,134/s).
+    depth: int | None = None
+    coalesce_seconds: float = 0.02  # while busy, let freed room add up before claiming
     policy: RetryPolicy = DEFAULT_POLICY
 
 
@@ -146,7 +149,7 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         cfg = self.config
-        depth = max(1, cfg.depth)
+        depth = max(1, cfg.depth or (1 if self.outbox.is_sqlite else 2))
         while not self._stopping:
             room = cfg.max_in_flight - self._total
             claimed: list[Claimed] = []

@@ -70,13 +70,23 @@ async def test_timers_follow_the_phases(any_world: World) -> None:
     # Ten minutes later, two runners race for the fire timer: the order fires once.
     assert rt.pos is not None
     runners = [TimerRunner(later(rt, 601), rt.pos) for _ in range(2)]
-    # (Counts are not exact: on PostgreSQL the database is shared with other tests' timers.)
-    ran = await asyncio.gather(*(r.run_due() for r in runners))
-    assert sum(ran) >= 1
+    # Other tests' timers share the PostgreSQL database and are due too: run batches until
+    # this order's fire timer is done (bounded), as a live runner would.
+    for _ in range(100):
+        ran = await asyncio.gather(*(r.run_due() for r in runners))
+        if not live(await timers.pending(oid))["fire"] or sum(ran) == 0:
+            break
     got = (await w.http.get(f"/v1/orders/{oid}", headers=w.auth)).json()
-    assert got["fired_by"] == "timer" and got["pos_phase"] == "fire"
+    assert got["fired_by"] == "timer"
     rows = await timers.pending(oid)
-    assert live(rows)["fire"] is False and live(rows)["fire_deadline"] is True
+    assert live(rows)["fire"] is False
+    if got["pos_phase"] == "fire":
+        # The POS now has its own deadline to answer the fire webhook.
+        assert live(rows)["fire_deadline"] is True
+    else:
+        # The simulated clock is already 571 s past that deadline, so the other runner may
+        # have run it in the same pass: then the silent POS failed the order, as it should.
+        assert got["status"] == "failed" and got["errors"][0]["code"] == "TIMEOUT"
     # A runner that runs the fire again (a crash before it was marked done) changes nothing.
     again = await rt.pos.run_timer(await _due(rt, oid, "fire"))
     assert again is not None and again.events == [] and not again.applied

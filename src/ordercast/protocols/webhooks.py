@@ -22,6 +22,7 @@ import base64
 import binascii
 import email.utils
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -110,6 +111,10 @@ def parse_secret(secret: str) -> bytes:
     return key
 
 
+# Signing parses the same few secrets for every message: keep the parsed keys (a pure,
+# bounded cache; a malformed secret raises and is not cached).
+_cached_key = functools.lru_cache(maxsize=1024)(parse_secret)
+
 # --------------------------------------------------------------------------- signing
 
 # Message ids are ours (e.g. "msg_01J..."), never user-chosen. A "." would make the signed
@@ -145,7 +150,7 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     _check_msg_id(msg_id)
     _check_timestamp(timestamp)
     _check_body(body)
-    return _signature(parse_secret(secret), msg_id, timestamp, body)
+    return _signature(_cached_key(secret), msg_id, timestamp, body)
 
 
 def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -163,7 +168,7 @@ def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: 
     _check_body(body)
     entries: list[str] = []
     for secret in dict.fromkeys(secrets):
-        entries.append(_signature(parse_secret(secret), msg_id, timestamp, body))
+        entries.append(_signature(_cached_key(secret), msg_id, timestamp, body))
     return " ".join(entries)
 
 

@@ -630,6 +630,7 @@ def test_module_imports_only_pure_stdlib_and_errors() -> None:
         "binascii",
         "email",
         "enum",
+        "functools",
         "hashlib",
         "hmac",
         "json",

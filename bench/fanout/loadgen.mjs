@@ -23,11 +23,12 @@ const CONC = cfg.concurrency || 8; // HTTP triggers in flight
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const MARK = /OCB(\d+)x/;
+const MARK = /OCB(\d+)_(\d+)x/; // OCB{phase}_{index}x
 const SEQ = /\nseq:(\d+)\n/;
 
 // -- bookkeeping -------------------------------------------------------------------------------
-let phase = null; // {name, sent: Float64Array, recv: [] of [id, t], delivered, seqToId: Map}
+let phase = null; // {no, name, sent: Float64Array, recv: [] of [id, t], delivered, seqToId: Map}
+let phaseNo = 0;
 let connected = 0;
 let subscribed = 0;
 let errors = 0;
@@ -35,8 +36,8 @@ let closedEarly = 0;
 let firstError = null;
 const socks = [];
 
-function deliver(id, t) {
-  if (!phase) return;
+function deliver(id, t, no) {
+  if (!phase || (no !== undefined && no !== phase.no)) return; // late arrival from another phase
   phase.delivered++;
   phase.recv.push(id, t);
   if (!phase.firstRecv) phase.firstRecv = t;
@@ -107,7 +108,7 @@ function open(isPublisher = false) {
       const s = buf.toString();
       if (PROTO === 'pusher') {
         const m = MARK.exec(s);
-        if (m) return deliver(Number(m[1]), t);
+        if (m) return deliver(Number(m[2]), t, Number(m[1]));
         const msg = JSON.parse(s);
         if (msg.event === 'pusher:connection_established') {
           const sid = JSON.parse(msg.data).socket_id;
@@ -128,7 +129,7 @@ function open(isPublisher = false) {
       } else if (PROTO === 'stomp') {
         if (s.startsWith('MESSAGE')) {
           const m = MARK.exec(s);
-          if (m) return deliver(Number(m[1]), t);
+          if (m) return deliver(Number(m[2]), t, Number(m[1]));
           const q = SEQ.exec(s);
           if (q && Number(q[1]) > (cfg.baseSeq || 0)) return deliver(-Number(q[1]), t);
           return undefined;
@@ -146,7 +147,7 @@ function open(isPublisher = false) {
       } else if (PROTO === 'sio') {
         if (s.startsWith('42')) {
           const m = MARK.exec(s);
-          if (m) return deliver(Number(m[1]), t);
+          if (m) return deliver(Number(m[2]), t, Number(m[1]));
           if (s.startsWith('42["joined"')) { subscribed++; finish(ws); }
         } else if (s === '2') {
           ws.send('3');
@@ -170,7 +171,7 @@ let publisher = null;
 const PAD = 'x'.repeat(cfg.pad ?? 60);
 
 async function trigger(i) {
-  const mark = `OCB${i}x`;
+  const mark = `OCB${phase.no}_${i}x`;
   if (TRIGGER === 'ws') {
     const data = JSON.stringify({ m: mark, i, pad: PAD });
     publisher.send(JSON.stringify({ event: 'oc-bench', channel: cfg.channel, data }));
@@ -194,7 +195,7 @@ async function trigger(i) {
 }
 
 async function runPhase(name, k, rate, deadlineMs) {
-  phase = { name, sent: new Float64Array(k), recv: [], delivered: 0, seqToId: new Map(),
+  phase = { no: ++phaseNo, name, sent: new Float64Array(k), recv: [], delivered: 0, seqToId: new Map(),
     firstRecv: 0, lastRecv: 0, triggerErrors: 0 };
   const expected = N * k;
   const t0 = now();
@@ -222,12 +223,16 @@ async function runPhase(name, k, rate, deadlineMs) {
   while (phase.delivered < expected && now() < end) await sleep(20);
   // resolve ids (STOMP rest: seq -> trigger index) and latencies
   const lat = [];
+  let lastOwn = 0;
   for (let j = 0; j < phase.recv.length; j += 2) {
     let id = phase.recv[j];
-    if (id < 0) id = phase.seqToId.get(-id);
+    if (id < 0) id = phase.seqToId.get(-id); // STOMP by seq: only this phase's seqs count
     if (id === undefined || !(id < k) || !phase.sent[id]) continue;
     lat.push(phase.recv[j + 1] - phase.sent[id]);
+    lastOwn = Math.max(lastOwn, phase.recv[j + 1]);
   }
+  phase.delivered = lat.length;
+  phase.lastRecv = lastOwn;
   lat.sort((a, b) => a - b);
   const pct = (p) => (lat.length ? Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] * 10) / 10 : null);
   const secs = (phase.lastRecv - t0) / 1000;
@@ -269,7 +274,9 @@ async function main() {
   const peak = await runPhase('peak', K, cfg.peakRate || 0, cfg.phaseTimeoutMs || 60000);
   emit({ ev: 'phase', ...peak });
   out.peak = peak;
-  if (cfg.half !== false && peak.delivered_per_s) {
+  if (!peak.complete) {
+    out.half_skipped = 'peak phase incomplete within its deadline (a backlog would pollute it)';
+  } else if (cfg.half !== false && peak.delivered_per_s) {
     await sleep(500);
     const rate = Math.max(1, Math.round((peak.delivered_per_s / 2 / N) * 10) / 10);
     const kHalf = Math.max(10, Math.min(K, Math.round(rate * (cfg.halfSeconds || 5))));

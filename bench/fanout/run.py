@@ -115,8 +115,12 @@ class Server:
 
 
 def start_ordercast(kind: str, tmp: str) -> Server:
+    """``kind@DIR`` runs ordercast from DIR/src instead (A/B of two versions in one run)."""
+    kind, _, src = kind.partition("@")
     http, ws = free_port(), free_port()
     env = {**os.environ, "ORDERCAST_LOG_LEVEL": "warning"}
+    if src:
+        env["PYTHONPATH"] = str(Path(src) / "src")
     db = f"sqlite:///{tmp}/bench.db"
     exe = str(VENV_BIN / "ordercast")
     proc = subprocess.Popen(
@@ -382,17 +386,20 @@ def main(argv: list[str] | None = None) -> None:
     summaries = []
     for n in (int(x) for x in args.n.split(",")):
         k = args.k or DEFAULT_K.get(n, 200)
-        for kind in servers:
-            runs = []
-            for _ in range(args.runs):
+        # Rounds: every server once per round, so a change in machine load hits all alike.
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers}
+        for _ in range(args.runs):
+            for kind in servers:
                 res = one_run(kind, n, k, args)
-                runs.append(res)
+                res["load"] = os.getloadavg()[0]
+                runs[kind].append(res)
                 print(json.dumps(res), flush=True)
                 if args.out:
                     with open(args.out, "a") as fh:
                         fh.write(json.dumps(res) + "\n")
                 time.sleep(1)
-            summary = summarize(kind, n, runs)
+        for kind in servers:
+            summary = summarize(kind, n, runs[kind])
             summaries.append(summary)
             print("SUMMARY " + json.dumps(summary), flush=True)
     print(f"# done; load average now {os.getloadavg()}", flush=True)

@@ -11,13 +11,14 @@ from typing import Any
 
 from ordercast.bus import open_bus
 from ordercast.delivery.outbox import OutboxHook
+from ordercast.delivery.pusher_webhooks import PusherWebhooks
 from ordercast.delivery.service import WebhookService
 from ordercast.delivery.timers import TimerRunner
 from ordercast.delivery.worker import DeliveryWorker
 from ordercast.domain.pos_flow import plan_timers
 from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway.hub import Hub
-from ordercast.gateway.pusher import PusherGateway
+from ordercast.gateway.pusher import PusherGateway, pusher_of
 from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Store
@@ -55,6 +56,8 @@ class Runtime:
     # POS flow (price → commit → fire) and its timer runner once ``start_timers()`` ran.
     pos: PosFlowService | None = None
     timers: TimerRunner | None = None
+    # Pusher server webhooks: the gateway's channel events into the outbox.
+    pusher_webhooks: PusherWebhooks | None = None
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -110,6 +113,8 @@ class Runtime:
         outbox = SqlOutbox(self.store)
         self.store.add_tx_hook(OutboxHook(self.settings.base_url))
         self.webhooks = WebhookService(self.store, outbox, allow)
+        self.pusher_webhooks = PusherWebhooks(outbox)
+        pusher_of(self.gateway).webhooks = self.pusher_webhooks
 
     async def start_delivery(self) -> DeliveryWorker:
         """Start the webhook delivery worker in this process (``ordercast run`` does)."""
@@ -134,6 +139,8 @@ class Runtime:
         worker = DeliveryWorker(self.webhooks.outbox, sender, config)
         self.orders.after_commit.append(worker.wake)
         self.webhooks.on_replay.append(worker.wake)
+        if self.pusher_webhooks is not None:
+            self.pusher_webhooks.on_enqueue.append(worker.wake)
         await worker.start()
         self.delivery = worker
         return worker
@@ -146,6 +153,8 @@ class Runtime:
             await self.delivery.stop()
             self.delivery = None
         await self.gateway.stop()
+        if self.pusher_webhooks is not None:
+            await self.pusher_webhooks.close()  # what the gateway reported on its way down
         await self.bus.close()
         await self.store.close()
 

@@ -28,7 +28,9 @@ class _In(BaseModel):
 class EndpointIn(_In):
     url: str = Field(description="http(s) URL that receives signed POSTs")
     dialect: str = Field(
-        "ordercast", description="payload dialect: ordercast | ordatic | rbi | doshii"
+        "ordercast",
+        description="payload dialect: ordercast | ordatic | rbi | doshii | pusher (Pusher "
+        "server webhooks about the app's channels, signed with the app key and secret)",
     )
     event_types: list[str] | None = Field(
         None,

@@ -12,6 +12,10 @@ endpoints get one message per order at a time, oldest first (the claim query onl
 the head of each order's queue). Claims carry a lease the worker renews while it lives; if
 the process dies, the lease expires and any worker takes the messages again: at-least-once,
 with the same ``webhook-id``, which receivers dedupe on.
+
+Messages of ``pusher`` endpoints (Pusher server webhooks) also carry ``X-Pusher-Key`` and
+``X-Pusher-Signature`` (hex HMAC-SHA256 of the body with the app's secret), as Pusher's
+SDK validators expect; the Standard Webhooks headers are sent too.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ordercast.delivery.sender import Sender, SendResult
+from ordercast.protocols.pusher.auth import webhook_signature
 from ordercast.protocols.webhooks import (
     DEFAULT_POLICY,
     Action,
@@ -39,6 +44,9 @@ from ordercast.services.common import iso, new_id
 from ordercast.storage.outbox import Claimed, Outcome, SqlOutbox
 
 log = logging.getLogger("ordercast.delivery")
+
+PUSHER_DIALECT = "pusher"
+CREDENTIALS_TTL = 30.0  # seconds an app's key and secret are cached for pusher signatures
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,7 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._credentials: dict[str, tuple[str, str, float]] = {}  # app id -> key, secret, until
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -280,6 +289,8 @@ class DeliveryWorker:
         try:
             secrets = active_secrets(msg.secret, msg.old_secrets, now)
             headers = build_headers(msg.id, timestamp, msg.body, secrets)
+            if msg.dialect == PUSHER_DIALECT:
+                headers.update(await self._pusher_headers(msg))
             result = await self.sender.post(msg.url, msg.body, headers)
         except Exception as exc:  # never leave a claimed row without an outcome
             log.exception("webhook attempt for %s failed unexpectedly", msg.id)
@@ -331,6 +342,19 @@ class DeliveryWorker:
             else None,
             now=done,
         )
+
+    async def _pusher_headers(self, msg: Claimed) -> dict[str, str]:
+        """Pusher's webhook headers: the app key, and the body signed with the app secret."""
+        cached = self._credentials.get(msg.app_id)
+        if cached is None or cached[2] < time.monotonic():
+            found = await self.outbox.app_credentials(msg.app_id)
+            if found is None:
+                raise LookupError(f"app {msg.app_id} no longer exists")
+            if len(self._credentials) >= 4096:
+                self._credentials.clear()
+            cached = self._credentials[msg.app_id] = (*found, time.monotonic() + CREDENTIALS_TTL)
+        key, secret, _ = cached
+        return {"X-Pusher-Key": key, "X-Pusher-Signature": webhook_signature(secret, msg.body)}
 
 
 def iso_from_unix(ts: float) -> str:

@@ -40,7 +40,7 @@ class WireMessage:
 
 Render = Callable[[EventRecord, Mapping[str, Any], Target], list[WireMessage]]
 
-WEBHOOK_DIALECTS: Final[tuple[str, ...]] = ("ordercast", "ordatic", "rbi", "doshii")
+WEBHOOK_DIALECTS: Final[tuple[str, ...]] = ("ordercast", "ordatic", "rbi", "doshii", "pusher")
 
 
 def webhook_dialect(name: str) -> ModuleType:

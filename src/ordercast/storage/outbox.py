@@ -39,9 +39,9 @@ class Claimed:
 
     id: str
     endpoint_id: str
-    order_id: str
-    event_id: str
-    seq: int
+    order_id: str | None  # None: not about an order (Pusher server webhooks)
+    event_id: str | None
+    seq: int | None
     wire_type: str
     body: bytes
     attempts: int
@@ -51,6 +51,8 @@ class Claimed:
     old_secrets: list[dict[str, Any]]
     failing_since: float | None
     max_concurrency: int
+    dialect: str  # "pusher" adds X-Pusher-Key / X-Pusher-Signature (the app's key, secret)
+    app_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +165,7 @@ FROM ranked k, webhook_endpoints e
 WHERE m.pos = k.pos AND k.rn <= k.room AND e.id = m.endpoint_id
 RETURNING m.pos, m.id, m.endpoint_id, m.order_id, m.event_id, m.seq, m.wire_type, m.body,
           m.attempts, m.trigger, m.next_attempt_at, e.url, e.secret, e.old_secrets,
-          e.failing_since, e.max_concurrency
+          e.failing_since, e.max_concurrency, e.dialect, e.app_id
 """
 
 _ATTEMPT_COLUMNS = (
@@ -245,6 +247,33 @@ class SqlOutbox:
             await conn.execute(M.delete().where(M.c.endpoint_id == endpoint_id))
             await conn.execute(E.delete().where(E.c.id == endpoint_id))
 
+    # -- messages that belong to no order (Pusher server webhooks) ------------------------
+
+    async def endpoints_of_apps(self, app_ids: Sequence[str], dialect: str) -> list[Any]:
+        """``id, app_id, event_types, enabled`` of these apps' endpoints in ``dialect``."""
+        if not app_ids:
+            return []
+        q = (
+            sa.select(E.c.id, E.c.app_id, E.c.event_types, E.c.enabled)
+            .where(E.c.app_id.in_(list(app_ids)), E.c.dialect == dialect)
+            .order_by(E.c.id)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(q)).all())
+
+    async def enqueue(self, rows: list[dict[str, Any]]) -> None:
+        """Insert message rows in their own transaction (committed when this returns)."""
+        if rows:
+            async with self.store.write() as conn:
+                await insert_messages(conn, rows)
+
+    async def app_credentials(self, app_id: str) -> tuple[str, str] | None:
+        """The app's Pusher key and secret (they sign ``pusher`` webhooks)."""
+        q = sa.select(s.apps.c.key, s.apps.c.secret).where(s.apps.c.id == app_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return (row.key, row.secret) if row is not None else None
+
     # -- claiming ----------------------------------------------------------------------
 
     async def claim(
@@ -301,6 +330,8 @@ class SqlOutbox:
                 E.c.old_secrets,
                 E.c.failing_since,
                 E.c.max_concurrency,
+                E.c.dialect,
+                E.c.app_id,
             )
             .select_from(M.join(E, E.c.id == M.c.endpoint_id))
             .where(
@@ -339,6 +370,8 @@ class SqlOutbox:
                         old_secrets=list(r.old_secrets or []),
                         failing_since=r.failing_since,
                         max_concurrency=r.max_concurrency,
+                        dialect=r.dialect,
+                        app_id=r.app_id,
                     )
                 )
             if chosen:
@@ -400,6 +433,8 @@ class SqlOutbox:
                 old_secrets=_json_list(r["old_secrets"]),
                 failing_since=r["failing_since"],
                 max_concurrency=r["max_concurrency"],
+                dialect=r["dialect"],
+                app_id=r["app_id"],
             )
             for r in rows
         ]

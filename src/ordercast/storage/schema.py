@@ -140,10 +140,11 @@ webhook_messages = sa.Table(
     sa.Column("pos", _BIGPK, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(40), nullable=False, unique=True),
     sa.Column("endpoint_id", sa.String(40), nullable=False),
-    sa.Column("order_id", sa.String(40), nullable=False),
-    sa.Column("event_id", sa.String(40), nullable=False),
+    # NULL for messages that belong to no order (Pusher server webhooks; migration 0004).
+    sa.Column("order_id", sa.String(40), nullable=True),
+    sa.Column("event_id", sa.String(40), nullable=True),
     sa.Column("part", sa.Integer, nullable=False),  # index among the event's wire messages
-    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=True),
     sa.Column("event_type", sa.String(64), nullable=False),  # canonical
     sa.Column("wire_type", sa.String(64), nullable=False),  # the dialect's name for it
     sa.Column("body", sa.Text, nullable=False),  # the exact JSON bytes sent (UTF-8)

@@ -5,10 +5,15 @@ sockets, the channel registry per app, presence rosters, the Open Dining order c
 (rendered by :mod:`ordercast.dialects.opendining`) and the HTTP API's trigger path.
 
 Hot path (:meth:`PusherGateway.fanout`): each message is JSON-encoded once into one
-``bytes`` frame and written to every subscribed socket with ``transport.send`` — no await
-per socket. A socket whose kernel+asyncio write buffer is past ``max_buffer`` is closed with
-4100 (over capacity; pusher-js reconnects after 1 s and catches up by ``seq``) instead of
-buffering without bound.
+``bytes`` frame; ``fanout`` only queues it with a snapshot of the channel's subscribers, and
+one flush per event-loop iteration (``call_soon``) writes the queue: a single message goes
+out with one ``transport.send`` per socket; a run of messages for the same subscribers
+(several triggers finished in the same iteration) is framed once as consecutive WebSocket
+frames and written with ONE ``write`` per socket — one syscall instead of one per message.
+No await per socket. Any direct write to a connection flushes the queue first, so every
+socket sees messages in the order they were produced. A socket whose kernel+asyncio write
+buffer is past ``max_buffer`` is closed with 4100 (over capacity; pusher-js reconnects after
+1 s and catches up by ``seq``) instead of buffering without bound.
 
 Per-app isolation: channels, presence rosters and users are kept per app (``/app/{key}``).
 Order events go to the ``private-o-{order_id}`` channel of every app of the order's tenant
@@ -73,6 +78,16 @@ LAST_STATE_LOOKBACK: Final = 50
 
 #: ``async (app, events)``: Pusher server webhooks (channel_occupied, …) for one app.
 WebhookSink = Callable[[App, list[dict[str, Any]]], Awaitable[None]]
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """One unmasked, final server-to-client TEXT frame (RFC 6455 5.2) around ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
 def _json(value: Any) -> str:
@@ -175,6 +190,8 @@ class PusherConnection(WSListener):
 
     def send_text(self, text: str | bytes) -> None:
         if not self.dead and self.transport is not None:
+            if self.gateway.pending:
+                self.gateway.flush_fanout()  # keep this socket's order of messages
             self.transport.send(TEXT, text)
 
     def flush(self) -> None:
@@ -241,6 +258,9 @@ class PusherGateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.closed_slow = 0
+        #: Fan-out queued for the end of this loop iteration: (subscribers, frame, exclude).
+        self.pending: list[tuple[tuple[PusherConnection, ...], bytes, PusherConnection | None]] = []
+        self.writes = 0  # socket writes by the fan-out (coalesced runs count once)
 
     # -- wiring ----------------------------------------------------------------------
 
@@ -520,20 +540,71 @@ class PusherGateway:
 
     def fanout(
         self, channel: Channel, frame: bytes, exclude: PusherConnection | None = None
-    ) -> int:
-        """Write one encoded frame to every subscriber of ``channel``; never awaits."""
-        sent = 0
-        limit = self.max_buffer
-        for conn in channel.targets:
-            if conn is exclude or conn.dead:
+    ) -> None:
+        """Queue one encoded frame for every current subscriber of ``channel``; the queue is
+        written at the end of this loop iteration (:meth:`flush_fanout`). Never awaits."""
+        targets = channel.targets
+        if not targets:
+            return
+        self.pending.append((targets, frame, exclude))
+        if len(self.pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_fanout)
+            except RuntimeError:  # no loop (synchronous callers): write now
+                self.flush_fanout()
+
+    def flush_fanout(self) -> None:
+        """Write the queued fan-out: runs of frames for the same subscribers go out as one
+        buffer of consecutive WebSocket frames, one write per socket."""
+        pending = self.pending
+        if not pending:
+            return
+        self.pending = []
+        count = len(pending)
+        i = 0
+        while i < count:
+            targets, frame, exclude = pending[i]
+            j = i + 1
+            if exclude is None:
+                while j < count and pending[j][0] is targets and pending[j][2] is None:
+                    j += 1
+            if j == i + 1:
+                self._send_each(targets, frame, exclude)
+            else:
+                blob = b"".join([ws_text_frame(item[1]) for item in pending[i:j]])
+                self._write_each(targets, blob)
+            i = j
+
+    def _over_capacity(self, conn: PusherConnection) -> bool:
+        raw = conn.raw
+        if raw is not None and raw.get_write_buffer_size() > self.max_buffer:
+            self.closed_slow += 1
+            conn.close(CloseCode.OVER_CAPACITY, "Over capacity: the client reads too slowly")
+            return True
+        return False
+
+    def _send_each(
+        self,
+        targets: tuple[PusherConnection, ...],
+        frame: bytes,
+        exclude: PusherConnection | None,
+    ) -> None:
+        for conn in targets:
+            if conn.dead or conn is exclude:
                 continue
-            if conn.paused and conn.raw is not None and conn.raw.get_write_buffer_size() > limit:
-                self.closed_slow += 1
-                conn.close(CloseCode.OVER_CAPACITY, "Over capacity: the client reads too slowly")
+            if conn.paused and self._over_capacity(conn):
                 continue
             conn.transport.send(TEXT, frame)  # type: ignore[union-attr]
-            sent += 1
-        return sent
+        self.writes += len(targets)
+
+    def _write_each(self, targets: tuple[PusherConnection, ...], blob: bytes) -> None:
+        for conn in targets:
+            if conn.dead:
+                continue
+            if conn.paused and self._over_capacity(conn):
+                continue
+            conn.raw.write(blob)  # type: ignore[union-attr]
+        self.writes += len(targets)
 
     def publish(
         self,

@@ -196,8 +196,22 @@ class StompGateway:
             return
         encoded = encode_message(out.destination, out.message_id, out.body, headers=out.headers)
         seq = out.seq
+        # Subscribers with the same subscription id share one frame: splice once per prefix.
+        spliced: dict[tuple[bytes, bool], bytes] = {}
         for entry in list(subs):
-            entry.conn.deliver(entry, encoded, seq)
+            conn = entry.conn
+            if entry.held is None and entry.prefix_tail and not conn._closed:
+                if seq is not None and seq <= entry.last_seq:
+                    continue
+                sub = entry.sub
+                key = (sub.prefix, sub.escape)
+                data = spliced.get(key)
+                if data is None:
+                    tail = encoded.tail if sub.escape else encoded.raw_tail
+                    data = spliced[key] = sub.prefix + tail
+                conn.send_spliced(entry, data, seq)
+            else:
+                conn.deliver(entry, encoded, seq)
 
     def on_lagged(self) -> None:
         # The bus dropped messages: live subscribers may have missed some. Order streams can
@@ -501,6 +515,26 @@ class StompConnection(WSListener):
         if seq is not None and seq <= entry.last_seq:
             return
         self._write(entry, message, seq)
+
+    def send_spliced(self, entry: _Sub, data: bytes, seq: int | None) -> None:
+        """The fan-out fast path: ``data`` is this subscription's whole MESSAGE frame."""
+        transport = self.transport
+        if transport is None:
+            return
+        if seq is not None:
+            entry.last_seq = seq
+        transport.send(WSMsgType.TEXT, data)
+        self.gateway.delivered += 1
+        if (
+            transport.underlying_transport.get_write_buffer_size()
+            > self.gateway.config.max_buffered_bytes
+        ):
+            self.gateway.dropped_slow += 1
+            self.fail(
+                "slow consumer",
+                "the connection could not keep up with its messages; reconnect and resume",
+                code=WSCloseCode.TRY_AGAIN_LATER,
+            )
 
     def _write(self, entry: _Sub, message: EncodedMessage, seq: int | None) -> None:
         transport = self.transport

@@ -41,7 +41,7 @@ from ordercast.dialects import opendining
 from ordercast.dialects.opendining import LocationView
 from ordercast.domain.events import EventRecord
 from ordercast.errors import ProtocolError
-from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
+from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest, ws_text_frame
 from ordercast.ports import App, BusMessage, Store
 from ordercast.protocols.pusher import (
     ChannelKind,
@@ -78,16 +78,6 @@ LAST_STATE_LOOKBACK: Final = 50
 
 #: ``async (app, events)``: Pusher server webhooks (channel_occupied, …) for one app.
 WebhookSink = Callable[[App, list[dict[str, Any]]], Awaitable[None]]
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """One unmasked, final server-to-client TEXT frame (RFC 6455 5.2) around ``payload``."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
 def _json(value: Any) -> str:

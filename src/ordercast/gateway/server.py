@@ -76,6 +76,7 @@ __all__ = [
     "UpgradeRequest",
     "accept",
     "reject",
+    "ws_text_frame",
 ]
 
 log = logging.getLogger("ordercast.gateway")
@@ -87,6 +88,16 @@ Hook = Callable[[], Awaitable[None]]
 
 #: Largest frame accepted from any client (Pusher and STOMP limits are far below this).
 MAX_FRAME_SIZE = 256 * 1024
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """One unmasked, final server-to-client TEXT frame (RFC 6455 5.2) around ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
 @dataclass(frozen=True, slots=True)

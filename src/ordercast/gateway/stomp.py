@@ -43,7 +43,7 @@ from ordercast.dialects import orderingstack as dialect
 from ordercast.domain.access import AppPrincipal, UserPrincipal
 from ordercast.domain.events import EventRecord
 from ordercast.errors import Forbidden, OrdercastError
-from ordercast.gateway.server import Upgrade, UpgradeRequest, accept
+from ordercast.gateway.server import Upgrade, UpgradeRequest, accept, ws_text_frame
 from ordercast.ports import BusMessage
 from ordercast.protocols.stomp import (
     AckReceived,
@@ -126,6 +126,9 @@ class StompGateway:
         self._ids = itertools.count(1)
         self.delivered = 0
         self.dropped_slow = 0
+        #: Messages queued for the end of this loop iteration: (subscribers, message, seq).
+        self.pending: list[tuple[tuple[_Sub, ...], EncodedMessage, int | None]] = []
+        self._snapshots: dict[str, tuple[_Sub, ...]] = {}
 
     # -- routing (runs in picows' handshake callback) -----------------------------------------
 
@@ -158,9 +161,11 @@ class StompGateway:
 
     def register(self, entry: _Sub) -> None:
         self.subscribers.setdefault(entry.sub.destination, set()).add(entry)
+        self._snapshots.pop(entry.sub.destination, None)
 
     def unregister(self, entry: _Sub) -> None:
         entry.active = False
+        self._snapshots.pop(entry.sub.destination, None)
         subs = self.subscribers.get(entry.sub.destination)
         if subs is not None:
             subs.discard(entry)
@@ -190,17 +195,51 @@ class StompGateway:
             self.publish(out)
 
     def publish(self, out: dialect.StompMessage) -> None:
-        """Encode once, splice to every subscriber of ``out.destination``."""
-        subs = self.subscribers.get(out.destination)
+        """Encode once and queue for every current subscriber of ``out.destination``; the
+        queue is written at the end of this loop iteration (:meth:`flush_pending`)."""
+        destination = out.destination
+        subs = self.subscribers.get(destination)
         if not subs:
             return
-        encoded = encode_message(out.destination, out.message_id, out.body, headers=out.headers)
-        seq = out.seq
-        # Subscribers with the same subscription id share one frame: splice once per prefix.
+        snapshot = self._snapshots.get(destination)
+        if snapshot is None:
+            snapshot = self._snapshots[destination] = tuple(subs)
+        encoded = encode_message(destination, out.message_id, out.body, headers=out.headers)
+        self.pending.append((snapshot, encoded, out.seq))
+        if len(self.pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_pending)
+            except RuntimeError:  # no loop (synchronous callers): write now
+                self.flush_pending()
+
+    def flush_pending(self) -> None:
+        """Write the queue. Subscribers with the same subscription id share one spliced
+        frame; a run of messages to the same subscribers goes out as consecutive WebSocket
+        frames in ONE write per socket."""
+        pending = self.pending
+        if not pending:
+            return
+        self.pending = []
+        count = len(pending)
+        i = 0
+        while i < count:
+            snapshot = pending[i][0]
+            j = i + 1
+            while j < count and pending[j][0] is snapshot:
+                j += 1
+            if j == i + 1:
+                self._send_one(snapshot, pending[i][1], pending[i][2])
+            else:
+                self._send_run(snapshot, [(m, seq) for _, m, seq in pending[i:j]])
+            i = j
+
+    def _send_one(
+        self, snapshot: tuple[_Sub, ...], encoded: EncodedMessage, seq: int | None
+    ) -> None:
         spliced: dict[tuple[bytes, bool], bytes] = {}
-        for entry in list(subs):
+        for entry in snapshot:
             conn = entry.conn
-            if entry.held is None and entry.prefix_tail and not conn._closed:
+            if entry.held is None and entry.prefix_tail and entry.active and not conn._closed:
                 if seq is not None and seq <= entry.last_seq:
                     continue
                 sub = entry.sub
@@ -210,8 +249,34 @@ class StompGateway:
                     tail = encoded.tail if sub.escape else encoded.raw_tail
                     data = spliced[key] = sub.prefix + tail
                 conn.send_spliced(entry, data, seq)
-            else:
+            elif entry.active:
                 conn.deliver(entry, encoded, seq)
+
+    def _send_run(
+        self, snapshot: tuple[_Sub, ...], run: list[tuple[EncodedMessage, int | None]]
+    ) -> None:
+        blobs: dict[tuple[bytes, bool, int], tuple[bytes, int, int]] = {}
+        for entry in snapshot:
+            conn = entry.conn
+            if entry.held is None and entry.prefix_tail and entry.active and not conn._closed:
+                sub = entry.sub
+                key = (sub.prefix, sub.escape, entry.last_seq)
+                blob = blobs.get(key)
+                if blob is None:
+                    frames = []
+                    last = entry.last_seq
+                    for encoded, seq in run:
+                        if seq is not None:
+                            if seq <= last:
+                                continue
+                            last = seq
+                        tail = encoded.tail if sub.escape else encoded.raw_tail
+                        frames.append(ws_text_frame(sub.prefix + tail))
+                    blob = blobs[key] = (b"".join(frames), last, len(frames))
+                conn.write_run(entry, *blob)
+            elif entry.active:
+                for encoded, seq in run:
+                    conn.deliver(entry, encoded, seq)
 
     def on_lagged(self) -> None:
         # The bus dropped messages: live subscribers may have missed some. Order streams can
@@ -313,6 +378,8 @@ class StompConnection(WSListener):
         transport = self.transport
         if transport is None:
             return
+        if self.gateway.pending:
+            self.gateway.flush_pending()  # queued fan-out first: keep this socket's order
         for data in self.session.data_to_send():
             transport.send(WSMsgType.TEXT, data)
 
@@ -495,6 +562,8 @@ class StompConnection(WSListener):
         )
         if not entry.active or self._closed:
             return
+        if self.gateway.pending:
+            self.gateway.flush_pending()  # live messages queued so far go to entry.held
         for out in dialect.replay_order_messages(entry.sub.destination, events, since):
             encoded = encode_message(out.destination, out.message_id, out.body, headers=out.headers)
             self._write(entry, encoded, out.seq)
@@ -515,6 +584,24 @@ class StompConnection(WSListener):
         if seq is not None and seq <= entry.last_seq:
             return
         self._write(entry, message, seq)
+
+    def write_run(self, entry: _Sub, blob: bytes, last_seq: int, frames: int) -> None:
+        """The fan-out fast path for several messages: ``blob`` is consecutive WebSocket
+        frames (one MESSAGE each), written at once."""
+        transport = self.transport
+        if transport is None or not frames:
+            return
+        entry.last_seq = last_seq
+        raw = transport.underlying_transport
+        raw.write(blob)
+        self.gateway.delivered += frames
+        if raw.get_write_buffer_size() > self.gateway.config.max_buffered_bytes:
+            self.gateway.dropped_slow += 1
+            self.fail(
+                "slow consumer",
+                "the connection could not keep up with its messages; reconnect and resume",
+                code=WSCloseCode.TRY_AGAIN_LATER,
+            )
 
     def send_spliced(self, entry: _Sub, data: bytes, seq: int | None) -> None:
         """The fan-out fast path: ``data`` is this subscription's whole MESSAGE frame."""

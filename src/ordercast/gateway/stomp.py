@@ -608,20 +608,7 @@ class StompConnection(WSListener):
         transport = self.transport
         if transport is None:
             return
-        if seq is not None:
-            entry.last_seq = seq
-        transport.send(WSMsgType.TEXT, data)
-        self.gateway.delivered += 1
-        if (
-            transport.underlying_transport.get_write_buffer_size()
-            > self.gateway.config.max_buffered_bytes
-        ):
-            self.gateway.dropped_slow += 1
-            self.fail(
-                "slow consumer",
-                "the connection could not keep up with its messages; reconnect and resume",
-                code=WSCloseCode.TRY_AGAIN_LATER,
-            )
+        self._send(transport, entry, data, seq)
 
     def _write(self, entry: _Sub, message: EncodedMessage, seq: int | None) -> None:
         transport = self.transport
@@ -629,12 +616,17 @@ class StompConnection(WSListener):
             return
         sub = entry.sub
         if entry.prefix_tail:
-            data: bytes | None = sub.prefix + (message.tail if sub.escape else message.raw_tail)
+            data = sub.prefix + (message.tail if sub.escape else message.raw_tail)
         else:
-            data = self.session.message_frame(sub.id, message)
-            if data is None:
+            frame = self.session.message_frame(sub.id, message)
+            if frame is None:
                 self._pump()  # e.g. too many unacknowledged messages: ERROR and close
                 return
+            data = frame
+        self._send(transport, entry, data, seq)
+
+    def _send(self, transport: WSTransport, entry: _Sub, data: bytes, seq: int | None) -> None:
+        """Write one MESSAGE frame; past the buffer bound the subscriber is dropped."""
         if seq is not None:
             entry.last_seq = seq
         transport.send(WSMsgType.TEXT, data)

@@ -7,8 +7,7 @@ Times are ISO 8601 strings in UTC; money is integer cents.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ordercast.domain import events as ev
@@ -29,6 +28,9 @@ class Delivery:
     eta: str | None = None
     proof: dict[str, Any] | None = None
     refund: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: _json_copy(getattr(self, name)) for name in _DELIVERY_FIELDS}
 
 
 @dataclass(slots=True)
@@ -81,8 +83,9 @@ class Order:
         return self.state in ORDER_TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["deliveries"] = {k: asdict(v) for k, v in self.deliveries.items()}
+        # What ``dataclasses.asdict`` gave (a deep copy), without its generic recursion.
+        d = {name: _json_copy(getattr(self, name)) for name in _ORDER_FIELDS}
+        d["deliveries"] = {k: v.to_dict() for k, v in self.deliveries.items()}
         return d
 
     @classmethod
@@ -90,6 +93,24 @@ class Order:
         data = dict(d)
         deliveries = {k: Delivery(**v) for k, v in data.pop("deliveries", {}).items()}
         return cls(**data, deliveries=deliveries)
+
+
+_ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name != "deliveries")
+_DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, tuples, scalars)."""
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_json_copy(v) for v in value)
+    return value
+
+
+def _clone(order: Order) -> Order:
+    """A deep copy of ``order`` (what ``copy.deepcopy`` gave, for JSON-shaped fields)."""
+    return Order.from_dict(order.to_dict())
 
 
 def item_totals(item: dict[str, Any]) -> tuple[int, int]:
@@ -117,7 +138,7 @@ def with_totals(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
     """The order after one event. Returns a new object; the input is not changed."""
-    o = copy.deepcopy(order)
+    o = _clone(order)
     o.version += 1
     o.updated_at = recorded_at
     d = event.data

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -30,6 +32,12 @@ from ordercast.storage import schema as s
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MAX_RETRIES = 20
+
+# The guarded order update: SET every column of ``_order_row`` (given as parameters) where
+# the row still has the version that was read.
+_UPDATE_ORDER = s.orders.update().where(
+    s.orders.c.id == sa.bindparam("b_id"), s.orders.c.version == sa.bindparam("b_version")
+)
 
 
 def engine_url(url: str) -> str:
@@ -65,6 +73,13 @@ class SqlStore:
         # SQLite allows one writer: serialise writes in-process instead of hitting SQLITE_BUSY.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         self._hooks: list[TxHook] = []
+        # Hot-path statements, built once (their compiled form is then cached by identity).
+        insert = sqlite_insert if self.is_sqlite else pg_insert
+        self._insert_subscription: sa.Executable = insert(s.subscriptions).on_conflict_do_nothing(
+            index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id]
+        )
+        select_doc = sa.select(s.orders.c.doc).where(s.orders.c.id == sa.bindparam("b_id"))
+        self._select_doc_for_update = select_doc if self.is_sqlite else select_doc.with_for_update()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -229,10 +244,9 @@ class SqlStore:
         for _ in range(_MAX_RETRIES):
             try:
                 async with self.write() as conn:
-                    query = sa.select(s.orders.c.doc).where(s.orders.c.id == order_id)
-                    if not self.is_sqlite:
-                        query = query.with_for_update()
-                    doc = (await conn.execute(query)).scalar_one_or_none()
+                    doc = (
+                        await conn.execute(self._select_doc_for_update, {"b_id": order_id})
+                    ).scalar_one_or_none()
                     if doc is None:
                         raise NotFound(f"order {order_id} not found")
                     before = Order.from_dict(doc)
@@ -240,9 +254,12 @@ class SqlStore:
                     if mutation is None or not mutation.events:
                         return mutation
                     updated = await conn.execute(
-                        s.orders.update()
-                        .where(s.orders.c.id == order_id, s.orders.c.version == before.version)
-                        .values(**_order_row(mutation.order))
+                        _UPDATE_ORDER,
+                        {
+                            **_order_row(mutation.order),
+                            "b_id": order_id,
+                            "b_version": before.version,
+                        },
                     )
                     if updated.rowcount != 1:
                         raise _Retry()
@@ -336,19 +353,11 @@ class SqlStore:
     async def _subscribe(
         self, conn: AsyncConnection, order_id: str, app_id: str, implicit: bool, at: str
     ) -> None:
-        exists = (
-            await conn.execute(
-                sa.select(s.subscriptions.c.app_id).where(
-                    s.subscriptions.c.order_id == order_id, s.subscriptions.c.app_id == app_id
-                )
-            )
-        ).first()
-        if exists is None:
-            await conn.execute(
-                s.subscriptions.insert().values(
-                    order_id=order_id, app_id=app_id, implicit=implicit, created_at=at
-                )
-            )
+        # One statement: insert unless this app already follows the order.
+        await conn.execute(
+            self._insert_subscription,
+            {"order_id": order_id, "app_id": app_id, "implicit": implicit, "created_at": at},
+        )
 
     async def unsubscribe(self, order_id: str, app_id: str) -> bool:
         async with self.write() as conn:

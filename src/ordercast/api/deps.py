@@ -13,13 +13,18 @@ from ordercast.errors import Unauthorized
 from ordercast.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a sync dependency in its thread pool, a hop per request.
+    return runtime_of(request)
+
+
 async def get_principal(request: Request) -> Principal:
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     header = request.headers.get("authorization")
     if not header:
         raise Unauthorized(

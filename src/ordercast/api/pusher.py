@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ordercast.api.deps import get_runtime
+from ordercast.api.deps import runtime_of
 from ordercast.dialects.opendining import LOCATION_CHANNEL_PREFIX, ORDER_CHANNEL_PREFIX
 from ordercast.domain.access import UserPrincipal
 from ordercast.errors import Forbidden, NotFound, OrdercastError, Unauthorized, ValidationError
@@ -222,7 +222,7 @@ async def opendining_auth_get(request: Request) -> JSONResponse:
 @router.post("/api/v1/pusher/auth")
 async def opendining_auth(request: Request) -> JSONResponse:
     """Open Dining channel authorization: ``key`` + ``secret`` or ``key`` + ``access_token``."""
-    rt = get_runtime(request)
+    rt = runtime_of(request)
     try:
         params = await _params(request)
         caller = await _caller_from_params(rt, params)
@@ -234,7 +234,7 @@ async def opendining_auth(request: Request) -> JSONResponse:
 @router.post("/pusher/auth")
 async def standard_auth(request: Request) -> JSONResponse:
     """Standard Pusher channel authorization, credentials in the Authorization header."""
-    rt = get_runtime(request)
+    rt = runtime_of(request)
     try:
         params = await _params(request)
         caller = await _caller_from_headers(rt, request, params)
@@ -246,7 +246,7 @@ async def standard_auth(request: Request) -> JSONResponse:
 @router.post("/pusher/user-auth")
 async def standard_user_auth(request: Request) -> JSONResponse:
     """Standard Pusher user authentication (``pusher:signin``)."""
-    rt = get_runtime(request)
+    rt = runtime_of(request)
     try:
         params = dict(await _params(request))
         params.pop("channel_name", None)
@@ -261,7 +261,7 @@ async def standard_user_auth(request: Request) -> JSONResponse:
 
 
 async def _signed(request: Request, app_id: str | None) -> tuple[PusherGateway, AppState, bytes]:
-    rt = get_runtime(request)
+    rt = runtime_of(request)
     gateway = pusher_of(rt.gateway)
     query = parse_qsl(request.url.query, keep_blank_values=True)
     if app_id is None or app_id.isdigit():

@@ -208,24 +208,28 @@ class SqlStore:
         return await self._load_app(s.apps.c.key == key)
 
     async def _load_app(self, where: sa.ColumnElement[bool]) -> App | None:
+        # One round trip: the app joined with its granted locations (one row per location).
+        query = (
+            sa.select(s.apps, s.app_locations.c.location_id)
+            .select_from(s.apps.outerjoin(s.app_locations, s.app_locations.c.app_id == s.apps.c.id))
+            .where(where)
+        )
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(s.apps).where(where))).first()
-            if row is None:
-                return None
-            locs = await conn.execute(
-                sa.select(s.app_locations.c.location_id).where(s.app_locations.c.app_id == row.id)
-            )
-            return App(
-                id=row.id,
-                tenant_id=row.tenant_id,
-                name=row.name,
-                kind=row.kind,
-                key=row.key,
-                secret=row.secret,
-                settings=dict(row.settings),
-                created_at=row.created_at,
-                location_ids=frozenset(locs.scalars()),
-            )
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return None
+        row = rows[0]
+        return App(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            name=row.name,
+            kind=row.kind,
+            key=row.key,
+            secret=row.secret,
+            settings=dict(row.settings),
+            created_at=row.created_at,
+            location_ids=frozenset(r.location_id for r in rows if r.location_id is not None),
+        )
 
     # -- orders and events ---------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -33,6 +33,10 @@ class Location:
     settings: dict[str, Any]
     created_at: str
     updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field: the API resource, the bus payload and the storage row alike."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from ordercast.api.deps import PrincipalDep, RuntimeDep
 from ordercast.api.schemas import AppIn, LocationIn, LocationPatch, TenantIn, TokenIn
 from ordercast.domain.access import require_admin, require_app
-from ordercast.services.directory import app_dict, location_dict
+from ordercast.services.directory import app_dict
 
 router = APIRouter(prefix="/v1")
 
@@ -29,12 +29,12 @@ async def create_location(
     location = await rt.directory.create_location(
         tenant_id=body.tenant_id, name=body.name, timezone=body.timezone, settings=body.settings
     )
-    return location_dict(location)
+    return location.to_dict()
 
 
 @router.get("/locations/{location_id}", tags=["admin"])
 async def get_location(location_id: str, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
-    return location_dict(await rt.directory.get_location(principal, location_id))
+    return (await rt.directory.get_location(principal, location_id)).to_dict()
 
 
 @router.patch("/locations/{location_id}", tags=["admin"])
@@ -45,7 +45,7 @@ async def update_location(
     location = await rt.directory.update_location(
         location_id, name=body.name, timezone=body.timezone, settings=body.settings
     )
-    return location_dict(location)
+    return location.to_dict()
 
 
 @router.post("/apps", status_code=201, tags=["admin"])

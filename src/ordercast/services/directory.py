@@ -153,7 +153,7 @@ class Directory:
             updated_at=iso(self.clock.now()),
         )
         await self.store.update_location(updated)
-        await self.bus.publish(BusMessage("location", {"location": location_dict(updated)}))
+        await self.bus.publish(BusMessage("location", {"location": updated.to_dict()}))
         return updated
 
     async def create_app(
@@ -214,18 +214,6 @@ def app_principal(app: App) -> AppPrincipal:
     return AppPrincipal(
         app_id=app.id, tenant_id=app.tenant_id, kind=app.kind, location_ids=app.location_ids
     )
-
-
-def location_dict(location: Location) -> dict[str, Any]:
-    return {
-        "id": location.id,
-        "tenant_id": location.tenant_id,
-        "name": location.name,
-        "timezone": location.timezone,
-        "settings": location.settings,
-        "created_at": location.created_at,
-        "updated_at": location.updated_at,
-    }
 
 
 def app_dict(app: App) -> dict[str, Any]:

@@ -154,14 +154,14 @@ class SqlStore:
 
     async def create_location(self, location: Location) -> None:
         async with self.write() as conn:
-            await conn.execute(s.locations.insert().values(**_location_row(location)))
+            await conn.execute(s.locations.insert().values(**location.to_dict()))
 
     async def update_location(self, location: Location) -> None:
         async with self.write() as conn:
             await conn.execute(
                 s.locations.update()
                 .where(s.locations.c.id == location.id)
-                .values(**_location_row(location))
+                .values(**location.to_dict())
             )
 
     async def get_location(self, location_id: str) -> Location | None:
@@ -389,18 +389,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-def _location_row(location: Location) -> dict[str, Any]:
-    return {
-        "id": location.id,
-        "tenant_id": location.tenant_id,
-        "name": location.name,
-        "timezone": location.timezone,
-        "settings": location.settings,
-        "created_at": location.created_at,
-        "updated_at": location.updated_at,
-    }
 
 
 def _order_row(order: Order) -> dict[str, Any]:

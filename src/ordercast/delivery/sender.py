@@ -151,6 +151,7 @@ class _Connection(asyncio.Protocol):
         self.head_size = 0
         self.headers_done = False
         self.complete = False
+        self.keep_alive = False
         self.truncated = False
         self.framed = False  # content-length or chunked: the body does not end at EOF
         self._name = b""
@@ -167,9 +168,6 @@ class _Connection(asyncio.Protocol):
             return
         if not self.headers_done:
             self.head_size += len(data)
-            if self.head_size > MAX_RESPONSE_HEAD_BYTES:
-                self._fail(ResponseError("malformed response: status line and headers too long"))
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -179,6 +177,8 @@ class _Connection(asyncio.Protocol):
         else:
             if self.truncated:
                 self.close()
+            elif not self.headers_done and self.head_size > MAX_RESPONSE_HEAD_BYTES:
+                self._fail(ResponseError("malformed response: status line and headers too long"))
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost settles any pending response
@@ -227,6 +227,7 @@ class _Connection(asyncio.Protocol):
             self._reset()  # an interim response (100 Continue, 103 Early Hints): keep reading
             return
         self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # (the parser resets after this)
         self._settle()
 
     # -- ours ----------------------------------------------------------------------------
@@ -257,7 +258,7 @@ class _Connection(asyncio.Protocol):
             and not self.truncated
             and not self.closed
             and self.status != 101
-            and self.parser.should_keep_alive()
+            and self.keep_alive
         )
 
 

@@ -92,7 +92,7 @@ async def _params(request: Request) -> dict[str, str]:
 async def _app_by_key(rt: Runtime, key: str | None) -> App:
     if not key:
         raise Unauthorized("missing 'key' (the app key)")
-    app = await rt.store.get_app_by_key(key)
+    app = await rt.directory.app_by_key(key)  # cached a few seconds; the secret is checked
     if app is None:
         raise Unauthorized("unknown app key")
     return app

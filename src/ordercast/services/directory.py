@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ordercast.domain.access import (
@@ -67,6 +69,72 @@ class CreatedApp:
     secret: str
 
 
+# How long an app looked up by key for authentication is kept in this process. A change to
+# an app made by this process is seen at once (``Directory.forget_app``); other processes
+# sharing the database (other ``ordercast run`` workers, the CLI) see it within this TTL.
+APP_CACHE_SECONDS: Final = 5.0
+APP_CACHE_MAX: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedApp:
+    app: App
+    principal: AppPrincipal
+    secret: bytes
+    expires: float
+
+
+class AppCache:
+    """Apps by key, as the store returned them, for ``ttl`` seconds: HTTP Basic and the
+    Pusher auth endpoints otherwise cost a database query per request.
+
+    Only apps the store found are kept: an unknown key is looked up every time, nothing
+    about a failed attempt is remembered. The caller still compares the secret on every
+    request (in constant time) against the app's, so a wrong secret is refused whether or
+    not the key is cached.
+    """
+
+    def __init__(
+        self,
+        ttl: float = APP_CACHE_SECONDS,
+        max_entries: int = APP_CACHE_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._by_key: dict[str, _CachedApp] = {}
+
+    def get(self, key: str) -> _CachedApp | None:
+        entry = self._by_key.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= self._clock():
+            del self._by_key[key]
+            return None
+        return entry
+
+    def put(self, app: App) -> _CachedApp:
+        now = self._clock()
+        if len(self._by_key) >= self.max_entries:
+            self._by_key = {k: v for k, v in self._by_key.items() if v.expires > now}
+            if len(self._by_key) >= self.max_entries:
+                self._by_key.clear()
+        entry = _CachedApp(app, app_principal(app), app.secret.encode(), now + self.ttl)
+        self._by_key[app.key] = entry
+        return entry
+
+    def forget(self, *, key: str | None = None, app_id: str | None = None) -> None:
+        if key is not None:
+            self._by_key.pop(key, None)
+        if app_id is not None:
+            for k in [k for k, v in self._by_key.items() if v.app.id == app_id]:
+                del self._by_key[k]
+
+    def clear(self) -> None:
+        self._by_key.clear()
+
+
 class Directory:
     def __init__(
         self, store: Store, bus: Bus, clock: Clock, signer: TokenSigner, admin_token: str
@@ -76,14 +144,38 @@ class Directory:
         self.clock = clock
         self.signer = signer
         self._admin_token = admin_token
+        self.apps = AppCache()
 
     # -- authentication --------------------------------------------------------------
 
+    async def _cached_app(self, key: str) -> _CachedApp | None:
+        entry = self.apps.get(key)
+        if entry is None:
+            app = await self.store.get_app_by_key(key)
+            if app is None:
+                return None
+            entry = self.apps.put(app)
+        return entry
+
     async def authenticate_basic(self, key: str, secret: str) -> AppPrincipal:
-        app = await self.store.get_app_by_key(key)
-        if app is None or not hmac.compare_digest(app.secret.encode(), secret.encode()):
+        entry = await self._cached_app(key)
+        # Compared on every request, cached or not; a failure is never cached.
+        if entry is None or not hmac.compare_digest(entry.secret, secret.encode()):
             raise Unauthorized("unknown app key or wrong secret")
-        return app_principal(app)
+        return entry.principal
+
+    async def app_by_key(self, key: str) -> App | None:
+        """The app with this key (cached for a few seconds, see ``AppCache``); the caller
+        checks the secret."""
+        entry = await self._cached_app(key)
+        return None if entry is None else entry.app
+
+    def forget_app(self, app: App) -> None:
+        """Drop ``app`` from this process's auth cache. Whatever changes, rotates or deletes
+        an app (its secret, key or granted locations) calls this after the store commit, so
+        this process never accepts the old credentials again; other processes within
+        ``APP_CACHE_SECONDS``. (Apps are immutable so far: only tests call it.)"""
+        self.apps.forget(key=app.key, app_id=app.id)
 
     def authenticate_bearer(self, token: str) -> Principal:
         if hmac.compare_digest(token.encode(), self._admin_token.encode()):

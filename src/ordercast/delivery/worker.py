@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -324,7 +325,7 @@ class DeliveryWorker:
         return Outcome(
             message_id=msg.id,
             endpoint_id=msg.endpoint_id,
-            attempt_id=new_id("att_"),
+            attempt_id=attempt_id(),
             attempt=attempt,
             trigger=msg.trigger,
             url=msg.url,
@@ -359,3 +360,17 @@ class DeliveryWorker:
 
 def iso_from_unix(ts: float) -> str:
     return iso(datetime.fromtimestamp(ts, UTC))
+
+
+# Crockford's base32 (ULID's alphabet), lowercase as new_id writes it, two characters (10
+# bits) per table entry.
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_SHIFTS = tuple(range(120, -10, -10))
+
+
+def attempt_id() -> str:
+    """``att_`` + a ULID (48-bit millisecond time, 80 random bits from os.urandom), spelt
+    exactly as ``new_id("att_")`` spells it, in a third of the time (one per attempt)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "att_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])

@@ -320,3 +320,31 @@ async def test_tls_self_signed_fails_verification_and_trusted_works(tmp_path: Pa
     finally:
         await default.close()
         await trusting.close()
+
+
+async def test_connection_limit_waits_then_evicts_idle_connections() -> None:
+    open_now = 0
+    most = 0
+
+    async def slow(req: Request, writer: asyncio.StreamWriter) -> bool:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        await asyncio.sleep(0.05)
+        open_now -= 1
+        writer.write(OK)
+        return True
+
+    s = Sender(LOOPBACK, timeout=5.0, limit=2)
+    try:
+        async with RawServer(slow) as a, RawServer(reply(OK)) as b:
+            results = await asyncio.gather(*(s.post(a.url(), b"{}", HEADERS) for _ in range(6)))
+            assert all(r.status == 200 for r in results)
+            assert a.connections == 2 and most == 2  # the other four waited for a slot
+            # Both slots are idle connections to a; a request to b closes the oldest.
+            assert (await s.post(b.url(), b"{}", HEADERS)).status == 200
+            assert b.connections == 1
+            assert (await s.post(a.url(), b"{}", HEADERS)).status == 200
+            assert a.connections == 2  # the remaining idle one was reused
+    finally:
+        await s.close()

@@ -31,6 +31,9 @@ Behaviour:
   dropped after ``IDLE_SECONDS`` (shorter than the common 5 s server keep-alive, so a
   request is not sent on a connection the server is about to close). Data arriving on an
   idle connection, or the server closing it, discards it.
+* At most ``limit`` (512) connections are open at once, as aiohttp's connector allowed:
+  over it, the oldest idle connection is closed, or the request waits for one to be freed
+  (within its connect timeout).
 * A request is never re-sent automatically, even when a reused connection turns out to be
   closed before any response byte: the server may have processed it, and the outbox
   retries anyway (with the same ``webhook-id``). aiohttp did not retry POSTs either.
@@ -44,7 +47,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, urlsplit
@@ -141,6 +144,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.waiter: asyncio.Future[None] | None = None
+        self.on_gone: Callable[[], None] | None = None  # frees the sender's connection slot
         self._reset()
 
     def _reset(self) -> None:
@@ -184,7 +188,7 @@ class _Connection(asyncio.Protocol):
         return False  # close our side too; connection_lost settles any pending response
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self._gone()
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
@@ -201,7 +205,8 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"retry-after":
-            self.retry_after = value.decode("latin-1")
+            if self.retry_after is None:  # the first one, as aiohttp's headers.get gave
+                self.retry_after = value.decode("latin-1")
         elif name == b"content-length" or name == b"transfer-encoding":
             self.framed = True
 
@@ -244,9 +249,15 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        self.closed = True
+        self._gone()
         if self.transport is not None:
             self.transport.close()
+
+    def _gone(self) -> None:
+        self.closed = True
+        on_gone, self.on_gone = self.on_gone, None
+        if on_gone is not None:
+            on_gone()
 
     def on_timeout(self) -> None:
         self._fail(TimeoutError())
@@ -275,7 +286,9 @@ class Sender:
         self.allow_cidrs = tuple(allow_cidrs)
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
-        self._limit = limit  # idle connections kept, across origins
+        self._limit = limit  # open connections, across origins (busy and idle)
+        self._open = 0
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._ssl = ssl_context
         self._targets: dict[str, _Target] = {}  # parsed once per endpoint URL
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
@@ -308,7 +321,7 @@ class Sender:
         return None
 
     def _checkin(self, conn: _Connection, now: float) -> None:
-        if not conn.reusable or self._idle_count >= self._limit:
+        if not conn.reusable:
             conn.close()
             return
         conn.waiter = None
@@ -316,6 +329,8 @@ class Sender:
         conn.idle_since = now
         self._idle.setdefault(conn.origin, deque()).append(conn)
         self._idle_count += 1
+        if self._slot_waiters:
+            self._wake_one()  # a request waiting for a slot may use or evict this one
         if now - self._last_sweep > IDLE_SECONDS:
             self._sweep(now)
 
@@ -328,6 +343,57 @@ class Sender:
                 self._idle_count -= 1
             if not idle:
                 del self._idle[origin]
+
+    # -- the connection limit: at most ``limit`` open; over it, close the oldest idle one
+    # (any origin) or wait for one to be freed (within the attempt's connect timeout).
+
+    def _slot_freed(self) -> None:
+        self._open -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _evict_idle(self) -> None:
+        """Close the oldest idle connection (of any origin) that is still open."""
+        for idle in self._idle.values():
+            while idle:
+                conn = idle.popleft()
+                self._idle_count -= 1
+                if not conn.closed:
+                    conn.close()  # frees its slot now (see _Connection._gone)
+                    return
+
+    async def _open_connection(self, target: _Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn = self._checkout(target.origin, time.monotonic())
+            if conn is not None:
+                return conn
+            if self._open >= self._limit:
+                self._evict_idle()
+            if self._open < self._limit:
+                break
+            waiter = loop.create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the wake-up on
+                raise
+        self._open += 1
+        try:
+            conn = await self._connect(target)
+        except BaseException:
+            self._slot_freed()
+            raise
+        conn.on_gone = self._slot_freed
+        return conn
 
     async def close(self) -> None:
         for idle in self._idle.values():
@@ -431,7 +497,7 @@ class Sender:
             conn = self._checkout(target.origin, time.monotonic())
             if conn is None:
                 async with asyncio.timeout(min(loop.time() + self.connect_timeout, deadline)):
-                    conn = await self._connect(target)
+                    conn = await self._open_connection(target)
             self._busy.add(conn)
             waiter = conn.waiter = loop.create_future()
             timer = loop.call_at(deadline, conn.on_timeout)

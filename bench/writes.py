@@ -2,12 +2,17 @@
 
     .venv/bin/python bench/writes.py --db sqlite --n 2000
     .venv/bin/python bench/writes.py --db postgresql --n 2000 --endpoints 1
+    .venv/bin/python bench/writes.py --db sqlite --layer service --n 2000
+    .venv/bin/python bench/writes.py --db sqlite --layer service --concurrency 32 --orders 32
 
 In-process: the FastAPI app over ``httpx.ASGITransport`` (no sockets), one tenant, one
 location, one channel app (Basic auth) and ``--endpoints`` webhook endpoints (delivery
-worker not started, so the outbox only fills). Timed: ``--n`` sequential
-``POST /v1/orders/{id}/notes`` against ``--orders`` orders round-robin (one by default).
-Prints changes/s and p50/p99 ms per REST change. PostgreSQL runs on a fresh database
+worker not started, so the outbox only fills). Timed: ``--n`` ``POST /v1/orders/{id}/notes``
+(``--layer rest``) or ``OrderService.note`` calls (``--layer service``: the write path
+without HTTP) against ``--orders`` orders round-robin (one by default), from
+``--concurrency`` concurrent writers (1: sequential). Prints changes/s, p50/p99 ms per
+change and the process CPU time per change (all threads: the driver's too), which depends
+less on other load on the machine than the rate does. PostgreSQL runs on a fresh database
 (127.0.0.1:5432, user postgres) that is dropped afterwards. ``--profile FILE`` writes a
 cProfile of the timed loop.
 """
@@ -15,6 +20,7 @@ cProfile of the timed loop.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import cProfile
 import secrets
@@ -99,21 +105,45 @@ async def one_run(url: str, args: argparse.Namespace) -> None:
             for oid in oids:  # warm-up
                 r = await http.post(f"/v1/orders/{oid}/notes", headers=auth, json={"text": "w"})
                 assert r.status_code == 200, r.text
-            prof = cProfile.Profile() if args.profile else None
+            if args.layer == "service":
+                from ordercast.domain.access import AppPrincipal
+
+                principal = AppPrincipal(
+                    app_id=app_body["id"],
+                    tenant_id=tenant["id"],
+                    kind="channel",
+                    location_ids=frozenset({loc["id"]}),
+                )
+
+                async def one(i: int) -> None:
+                    await rt.orders.note(principal, oids[i % len(oids)], text=f"note {i}")
+
+            else:
+
+                async def one(i: int) -> None:
+                    r = await http.post(
+                        f"/v1/orders/{oids[i % len(oids)]}/notes",
+                        headers=auth,
+                        json={"text": f"note {i}"},
+                    )
+                    if r.status_code != 200:
+                        raise SystemExit(f"note {i}: {r.status_code} {r.text}")
+
             lat: list[float] = []
+
+            async def writer(start: int) -> None:
+                for i in range(start, args.n, args.concurrency):
+                    t0 = time.perf_counter()
+                    await one(i)
+                    lat.append(time.perf_counter() - t0)
+
+            prof = cProfile.Profile() if args.profile else None
             if prof is not None:
                 prof.enable()
             started = time.perf_counter()
-            for i in range(args.n):
-                t0 = time.perf_counter()
-                r = await http.post(
-                    f"/v1/orders/{oids[i % len(oids)]}/notes",
-                    headers=auth,
-                    json={"text": f"note {i}"},
-                )
-                lat.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    raise SystemExit(f"note {i}: {r.status_code} {r.text}")
+            cpu0 = time.process_time()
+            await asyncio.gather(*(writer(c) for c in range(args.concurrency)))
+            cpu = time.process_time() - cpu0
             elapsed = time.perf_counter() - started
             if prof is not None:
                 prof.disable()
@@ -121,9 +151,11 @@ async def one_run(url: str, args: argparse.Namespace) -> None:
         lat.sort()
         p50 = statistics.median(lat) * 1e3
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
+        what = "REST notes" if args.layer == "rest" else "OrderService.note"
         print(
-            f"{args.db}: {args.n} REST notes, {args.orders} order(s), {args.endpoints} "
-            f"endpoint(s): {args.n / elapsed:,.0f} changes/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+            f"{args.db}: {args.n} {what}, {args.orders} order(s), {args.endpoints} "
+            f"endpoint(s), {args.concurrency} writer(s): {args.n / elapsed:,.0f} changes/s, "
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, CPU {cpu / args.n * 1e6:,.0f} us/change"
         )
     finally:
         await rt.close()
@@ -148,6 +180,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--orders", type=int, default=1)
     p.add_argument("--endpoints", type=int, default=1)
+    p.add_argument("--layer", choices=["rest", "service"], default="rest")
+    p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--profile", metavar="FILE")
     args = p.parse_args()
     import uvloop

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -62,9 +62,12 @@ class Mutation:
     new_delivery_id: str | None = None
 
 
-# A hook run inside the order-write transaction (the webhook outbox plugs in here).
-# It receives the adapter's open connection, the order after the change and the new events.
-TxHook = Callable[[Any, Order, list[EventRecord]], Awaitable[None]]
+# A hook run inside the order-write transaction (the webhook outbox and the POS timers plug
+# in here). It is a plain function: it receives the adapter's open connection (a synchronous
+# ``sqlalchemy.Connection`` for the SQL store), the order after the change and the new
+# events, and may only do I/O on that connection. It may run off the event loop's thread
+# (SQLite's writer thread), so it must not touch asyncio objects.
+TxHook = Callable[[Any, Order, list[EventRecord]], None]
 
 
 class Store(Protocol):

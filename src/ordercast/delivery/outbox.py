@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import sqlalchemy as sa
 
 from ordercast.dialects import Target, matches, renderer
 from ordercast.domain.events import EventRecord
@@ -26,23 +26,25 @@ from ordercast.storage import outbox as q
 
 
 class OutboxHook:
-    """``async (conn, order, events)``: register with ``store.add_tx_hook``."""
+    """``(conn, order, events)``, synchronous (``ports.TxHook``): register with
+    ``store.add_tx_hook``."""
 
     def __init__(self, base_url: str, clock: Callable[[], float] = time.time) -> None:
         self.base_url = base_url
         self.clock = clock
-        # Called with the number of rows written, after they are queued in the transaction.
+        # Called with the number of rows written, after they are queued in the transaction
+        # (before it commits, possibly on the store's writer thread: keep it thread-safe).
         self.on_enqueue: list[Callable[[int], None]] = []
 
-    async def __call__(
-        self, conn: AsyncConnection, order: Order, events: list[EventRecord]
-    ) -> None:
-        endpoints = await q.endpoints_for_location(conn, order.tenant_id, order.location_id)
-        if not endpoints or not events:
+    def __call__(self, conn: sa.Connection, order: Order, events: list[EventRecord]) -> None:
+        if not events:
+            return
+        endpoints = q.endpoints_for_location(conn, order.tenant_id, order.location_id)
+        if not endpoints:
             return
         subscribed: set[str] = set()
         if any(ep.dialect == "doshii" for ep in endpoints):
-            subscribed = await q.subscribers(conn, order.id)
+            subscribed = q.subscribers(conn, order.id)
         resource = order_resource(order, self.base_url)
         now = self.clock()
         rows: list[dict[str, Any]] = []
@@ -77,6 +79,6 @@ class OutboxHook:
                             "updated_at": now,
                         }
                     )
-        await q.insert_messages(conn, rows)
+        q.insert_messages(conn, rows)
         for callback in self.on_enqueue:
             callback(len(rows))

@@ -1,8 +1,8 @@
 """SQL for webhook delivery: endpoints, the outbox of messages and the attempts log.
 
 The outbox rows are inserted by :func:`insert_messages` on the connection of the order's
-own write transaction (the store's transaction hook), so an order change and its webhook
-messages commit or roll back together.
+own write transaction (the store's transaction hook, synchronous: see ``ports.TxHook``), so
+an order change and its webhook messages commit or roll back together.
 
 Claiming: a worker takes due ``pending`` rows and marks them ``delivering`` with a lease
 and its id, in one short transaction — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so many
@@ -79,38 +79,46 @@ class Outcome:
     now: float
 
 
-async def endpoints_for_location(
-    conn: AsyncConnection, tenant_id: str, location_id: str
-) -> list[Any]:
-    """Endpoints of the apps that may see orders at ``location_id`` (with the app's kind)."""
-    q = (
-        sa.select(
-            E.c.id,
-            E.c.app_id,
-            E.c.dialect,
-            E.c.event_types,
-            E.c.enabled,
-            s.apps.c.kind,
-        )
-        .select_from(
-            E.join(s.apps, s.apps.c.id == E.c.app_id).join(
-                s.app_locations, s.app_locations.c.app_id == E.c.app_id
-            )
-        )
-        .where(s.app_locations.c.location_id == location_id, s.apps.c.tenant_id == tenant_id)
-        .order_by(E.c.id)
+# The enqueue side runs in every order write: statements built once, with bind params.
+_ENDPOINTS_FOR_LOCATION = (
+    sa.select(
+        E.c.id,
+        E.c.app_id,
+        E.c.dialect,
+        E.c.event_types,
+        E.c.enabled,
+        s.apps.c.kind,
     )
-    return list((await conn.execute(q)).all())
+    .select_from(
+        E.join(s.apps, s.apps.c.id == E.c.app_id).join(
+            s.app_locations, s.app_locations.c.app_id == E.c.app_id
+        )
+    )
+    .where(
+        s.app_locations.c.location_id == sa.bindparam("b_location"),
+        s.apps.c.tenant_id == sa.bindparam("b_tenant"),
+    )
+    .order_by(E.c.id)
+)
+_SUBSCRIBERS = sa.select(s.subscriptions.c.app_id).where(
+    s.subscriptions.c.order_id == sa.bindparam("b_order")
+)
+_INSERT_MESSAGES = M.insert()
 
 
-async def subscribers(conn: AsyncConnection, order_id: str) -> set[str]:
-    q = sa.select(s.subscriptions.c.app_id).where(s.subscriptions.c.order_id == order_id)
-    return set((await conn.execute(q)).scalars())
+def endpoints_for_location(conn: sa.Connection, tenant_id: str, location_id: str) -> list[Any]:
+    """Endpoints of the apps that may see orders at ``location_id`` (with the app's kind)."""
+    params = {"b_location": location_id, "b_tenant": tenant_id}
+    return list(conn.execute(_ENDPOINTS_FOR_LOCATION, params).all())
 
 
-async def insert_messages(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+def subscribers(conn: sa.Connection, order_id: str) -> set[str]:
+    return set(conn.execute(_SUBSCRIBERS, {"b_order": order_id}).scalars())
+
+
+def insert_messages(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(M.insert(), rows)
+        conn.execute(_INSERT_MESSAGES, rows)
 
 
 def _endpoint_dict(row: Any) -> dict[str, Any]:
@@ -265,7 +273,7 @@ class SqlOutbox:
         """Insert message rows in their own transaction (committed when this returns)."""
         if rows:
             async with self.store.write() as conn:
-                await insert_messages(conn, rows)
+                await conn.execute(_INSERT_MESSAGES, rows)
 
     async def app_credentials(self, app_id: str) -> tuple[str, str] | None:
         """The app's Pusher key and secret (they sign ``pusher`` webhooks)."""

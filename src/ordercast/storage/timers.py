@@ -1,7 +1,8 @@
 """SQL for the POS flow's durable timers (table ``timers``, migration 0003).
 
-Timers are written by :class:`SqlTimers.hook`, a store transaction hook, on the connection
-of the order's own write: an order change and its timers commit or roll back together.
+Timers are written by :class:`SqlTimers.hook`, a store transaction hook (synchronous: see
+``ports.TxHook``), on the connection of the order's own write: an order change and its
+timers commit or roll back together.
 The hook asks a pure planner (``domain.pos_flow.plan_timers``) what the change means:
 timers to add, and kinds whose pending timers no longer apply (cancelled in place).
 
@@ -19,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
@@ -34,6 +34,22 @@ T = s.timers
 # When a pending timer can next be claimed: its due time, or the end of its lease.
 _ready_at = sa.case((T.c.lease_until > T.c.due_at, T.c.lease_until), else_=T.c.due_at)
 
+# The hook's statements, built once (it runs in order writes).
+_CANCEL = (
+    T.update()
+    .where(
+        T.c.order_id == sa.bindparam("b_order"),
+        T.c.done.is_(False),
+        T.c.kind.in_(sa.bindparam("b_kinds", expanding=True)),
+    )
+    .values(done=True, outcome="cancelled", lease_until=None, updated_at=sa.bindparam("b_now"))
+)
+_EXISTING_KINDS = sa.select(T.c.kind).where(
+    T.c.order_id == sa.bindparam("b_order"),
+    T.c.kind.in_(sa.bindparam("b_kinds", expanding=True)),
+)
+_INSERT = T.insert()
+
 Planner = Callable[[Order, list[EventRecord]], TimerPlan]
 
 
@@ -47,32 +63,25 @@ class SqlTimers:
 
     # -- inside the order's transaction ------------------------------------------------
 
-    async def hook(self, conn: AsyncConnection, order: Order, events: list[EventRecord]) -> None:
+    def hook(self, conn: sa.Connection, order: Order, events: list[EventRecord]) -> None:
         if not order.pos_flow or not events:
             return
         plan = self.planner(order, events)
         now = self.clock()
         if plan.cancel:
-            await conn.execute(
-                T.update()
-                .where(
-                    T.c.order_id == order.id,
-                    T.c.done.is_(False),
-                    T.c.kind.in_(sorted(k.value for k in plan.cancel)),
-                )
-                .values(done=True, outcome="cancelled", lease_until=None, updated_at=now)
+            conn.execute(
+                _CANCEL,
+                {
+                    "b_order": order.id,
+                    "b_kinds": sorted(k.value for k in plan.cancel),
+                    "b_now": now,
+                },
             )
         if not plan.schedule:
             return
+        kinds = sorted(k.value for k in plan.schedule)
         existing = set(
-            (
-                await conn.execute(
-                    sa.select(T.c.kind).where(
-                        T.c.order_id == order.id,
-                        T.c.kind.in_(sorted(k.value for k in plan.schedule)),
-                    )
-                )
-            ).scalars()
+            conn.execute(_EXISTING_KINDS, {"b_order": order.id, "b_kinds": kinds}).scalars()
         )
         rows: list[dict[str, Any]] = [
             {
@@ -92,7 +101,7 @@ class SqlTimers:
             if kind.value not in existing  # a timer kind is set once per order
         ]
         if rows:
-            await conn.execute(T.insert(), rows)
+            conn.execute(_INSERT, rows)
 
     # -- the runner's side -------------------------------------------------------------
 

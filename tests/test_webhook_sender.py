@@ -348,3 +348,23 @@ async def test_connection_limit_waits_then_evicts_idle_connections() -> None:
             assert a.connections == 2  # the remaining idle one was reused
     finally:
         await s.close()
+
+
+async def test_waiting_for_a_connection_slot_counts_against_the_connect_timeout() -> None:
+    async def never(req: Request, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(10)
+        return False
+
+    s = Sender(LOOPBACK, timeout=1.0, connect_timeout=0.2, limit=1)
+    try:
+        async with RawServer(never) as a, RawServer(reply(OK)) as b:
+            first = asyncio.create_task(s.post(a.url(), b"{}", HEADERS))
+            await asyncio.sleep(0.1)  # the only slot is taken by a request that never ends
+            second = await s.post(b.url(), b"{}", HEADERS)
+            assert second.failure is FailureKind.TIMEOUT and b.connections == 0
+            assert 150 <= second.latency_ms < 800  # the connect timeout, not the total
+            assert (await first).failure is FailureKind.TIMEOUT
+            # The timed-out connection was closed and its slot freed.
+            assert (await s.post(b.url(), b"{}", HEADERS)).status == 200
+    finally:
+        await s.close()

@@ -496,7 +496,7 @@ class Sender:
             request = target.head + _header_block(headers, len(body)) + body
             conn = self._checkout(target.origin, time.monotonic())
             if conn is None:
-                async with asyncio.timeout(min(loop.time() + self.connect_timeout, deadline)):
+                async with asyncio.timeout_at(min(loop.time() + self.connect_timeout, deadline)):
                     conn = await self._open_connection(target)
             self._busy.add(conn)
             waiter = conn.waiter = loop.create_future()

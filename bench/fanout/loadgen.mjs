@@ -6,8 +6,10 @@
 // Every wait is bounded; a peer that stalls is reported ("hung"), never waited for.
 //   node loadgen.mjs '<json config>'   (see bench/fanout/run.py for the fields)
 // stdout: one JSON line per event ({"ev":"connected"...}, {"ev":"phase"...}, {"ev":"result"...}).
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import inspector from 'node:inspector';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 
@@ -23,8 +25,44 @@ const CONC = cfg.concurrency || 8; // HTTP triggers in flight
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const MARK = /OCB(\d+)_(\d+)x/; // OCB{phase}_{index}x
-const SEQ = /\nseq:(\d+)\n/;
+// Every delivered message carries the marker OCB{phase}_{index}x (in the order's note on the
+// REST paths); STOMP frames without it are matched by their `seq` header.
+const MARK = Buffer.from('OCB');
+const SEQ = Buffer.from('\nseq:');
+let markPhase = 0;
+
+// The decimal number at buf[i..] (-1 if none); digitsEnd = the index after it.
+let digitsEnd = 0;
+function digits(buf, i) {
+  let v = 0;
+  let c;
+  const start = i;
+  while (i < buf.length && (c = buf[i]) >= 48 && c <= 57) { v = v * 10 + c - 48; i++; }
+  digitsEnd = i;
+  return i > start ? v : -1;
+}
+
+// The index of the marker in a raw frame (no decoding; Buffer.indexOf is native), its phase
+// in markPhase; -1 if there is none.
+function markIn(buf) {
+  for (let at = buf.indexOf(MARK); at !== -1; at = buf.indexOf(MARK, at + 1)) {
+    const phaseNo = digits(buf, at + 3);
+    if (phaseNo < 0 || buf[digitsEnd] !== 95 /* _ */) continue;
+    const id = digits(buf, digitsEnd + 1);
+    if (id < 0 || buf[digitsEnd] !== 120 /* x */) continue;
+    markPhase = phaseNo;
+    return id;
+  }
+  return -1;
+}
+
+// A STOMP frame's `seq` header (headers end at the first blank line), or -1.
+function seqIn(buf) {
+  const at = buf.indexOf(SEQ);
+  if (at === -1 || at > buf.indexOf('\n\n')) return -1;
+  const seq = digits(buf, at + 5);
+  return buf[digitsEnd] === 10 ? seq : -1;
+}
 
 // -- bookkeeping -------------------------------------------------------------------------------
 let phase = null; // {no, name, sent: Float64Array, recv: [] of [id, t], delivered, seqToId: Map}
@@ -36,9 +74,11 @@ let closedEarly = 0;
 let firstError = null;
 const socks = [];
 
-function deliver(id, t, no) {
+function deliver(id, t, no, bytes) {
   if (!phase || (no !== undefined && no !== phase.no)) return; // late arrival from another phase
   phase.delivered++;
+  phase.frames++;
+  phase.bytes += bytes;
   phase.recv.push(id, t);
   if (!phase.firstRecv) phase.firstRecv = t;
   phase.lastRecv = t;
@@ -47,6 +87,17 @@ function deliver(id, t, no) {
 function noteError(msg) {
   errors++;
   if (!firstError) firstError = String(msg).slice(0, 300);
+}
+
+// [user, system] CPU seconds of a process so far, from /proc/PID/stat (clock ticks: 100/s).
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return [Number(f[11]) / 100, Number(f[12]) / 100]; // fields 14 and 15: utime, stime
+  } catch {
+    return null;
+  }
 }
 
 function rssKb(pid) {
@@ -105,10 +156,19 @@ function open(isPublisher = false) {
     });
     ws.on('message', (buf) => {
       const t = now();
+      // Fast path, the same for every protocol: find the marker in the raw bytes (a STOMP
+      // MESSAGE by the seq header), never decoding or parsing the frame.
+      if (PROTO !== 'stomp' || buf[0] === 0x4d /* M */) {
+        const id = markIn(buf);
+        if (id >= 0) return deliver(id, t, markPhase, buf.length);
+        if (PROTO === 'stomp') {
+          const seq = seqIn(buf);
+          if (seq > (cfg.baseSeq || 0)) return deliver(-seq, t, undefined, buf.length);
+          return undefined;
+        }
+      }
       const s = buf.toString();
       if (PROTO === 'pusher') {
-        const m = MARK.exec(s);
-        if (m) return deliver(Number(m[2]), t, Number(m[1]));
         const msg = JSON.parse(s);
         if (msg.event === 'pusher:connection_established') {
           const sid = JSON.parse(msg.data).socket_id;
@@ -127,13 +187,6 @@ function open(isPublisher = false) {
           finish(null);
         }
       } else if (PROTO === 'stomp') {
-        if (s.startsWith('MESSAGE')) {
-          const m = MARK.exec(s);
-          if (m) return deliver(Number(m[2]), t, Number(m[1]));
-          const q = SEQ.exec(s);
-          if (q && Number(q[1]) > (cfg.baseSeq || 0)) return deliver(-Number(q[1]), t);
-          return undefined;
-        }
         if (s.startsWith('CONNECTED')) {
           if (isPublisher) return finish(ws);
           ws.send(stompFrame('SUBSCRIBE', { id: '0', destination: cfg.destination, receipt: 'r0' }));
@@ -146,8 +199,6 @@ function open(isPublisher = false) {
         }
       } else if (PROTO === 'sio') {
         if (s.startsWith('42')) {
-          const m = MARK.exec(s);
-          if (m) return deliver(Number(m[2]), t, Number(m[1]));
           if (s.startsWith('42["joined"')) { subscribed++; finish(ws); }
         } else if (s === '2') {
           ws.send('3');
@@ -196,7 +247,8 @@ async function trigger(i) {
 
 async function runPhase(name, k, rate, deadlineMs) {
   phase = { no: ++phaseNo, name, sent: new Float64Array(k), recv: [], delivered: 0, seqToId: new Map(),
-    firstRecv: 0, lastRecv: 0, triggerErrors: 0 };
+    firstRecv: 0, lastRecv: 0, triggerErrors: 0, frames: 0, bytes: 0 };
+  const cpu0 = [cpuSeconds('self'), cpuSeconds(cfg.serverPid)];
   const expected = N * k;
   const t0 = now();
   const interval = rate > 0 ? 1000 / rate : 0;
@@ -236,6 +288,11 @@ async function runPhase(name, k, rate, deadlineMs) {
   lat.sort((a, b) => a - b);
   const pct = (p) => (lat.length ? Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] * 10) / 10 : null);
   const secs = (phase.lastRecv - t0) / 1000;
+  // CPU use while the phase ran (t0 .. last delivery + the 20 ms poll): 1.0 = one core busy.
+  const cpu1 = [cpuSeconds('self'), cpuSeconds(cfg.serverPid)];
+  const wall = (now() - t0) / 1000;
+  const share = (i, j) => (cpu0[i] && cpu1[i] && wall > 0
+    ? Math.round(((cpu1[i][j] - cpu0[i][j]) / wall) * 100) / 100 : null);
   const res = {
     phase: name, k, rate_events_per_s: rate || null, expected, delivered: phase.delivered,
     complete: phase.delivered >= expected,
@@ -243,9 +300,49 @@ async function runPhase(name, k, rate, deadlineMs) {
     trigger_per_s: Math.round(k / ((triggersDone - t0) / 1000)),
     p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: lat.length ? Math.round(lat[lat.length - 1]) : null,
     trigger_errors: phase.triggerErrors,
+    bytes_per_msg: phase.frames ? Math.round(phase.bytes / phase.frames) : null,
+    // [user, system] cores
+    client_cpu: [share(0, 0), share(0, 1)], server_cpu: [share(1, 0), share(1, 1)],
   };
   phase = null;
   return res;
+}
+
+// -- optional V8 CPU profile of one phase (cfg.profile = path prefix) ---------------------------
+let inspectorSession = null;
+function profilerCall(method, params = {}) {
+  return new Promise((resolve, reject) => {
+    inspectorSession.post(method, params, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+let pyspy = null;
+async function profileStart() {
+  if (cfg.serverProfile && cfg.serverPid) {
+    // py-spy on the server for this phase only (SIGINT makes it write the flame graph).
+    pyspy = spawn(cfg.pyspy || 'py-spy', ['record', '-p', String(cfg.serverPid), '-r', '250',
+      '--nonblocking', '-f', 'raw', '-o', `${cfg.serverProfile}-peak-${Date.now()}.txt`],
+    { stdio: 'ignore' });
+    await sleep(300);
+  }
+  if (!cfg.profile) return;
+  inspectorSession = new inspector.Session();
+  inspectorSession.connect();
+  await profilerCall('Profiler.enable');
+  await profilerCall('Profiler.setSamplingInterval', { interval: 500 });
+  await profilerCall('Profiler.start');
+}
+async function profileStop(name) {
+  if (pyspy) {
+    const exited = new Promise((r) => pyspy.once('exit', r));
+    pyspy.kill('SIGINT');
+    await Promise.race([exited, sleep(10000)]);
+    pyspy = null;
+  }
+  if (!inspectorSession) return;
+  const { profile } = await profilerCall('Profiler.stop');
+  fs.writeFileSync(`${cfg.profile}-${name}-${Date.now()}.cpuprofile`, JSON.stringify(profile));
+  inspectorSession.disconnect();
+  inspectorSession = null;
 }
 
 // -- main --------------------------------------------------------------------------------------
@@ -271,7 +368,9 @@ async function main() {
   const rssIdle = rssKb(cfg.serverPid);
   const out = { rss_before_kb: rss0, rss_idle_kb: rssIdle,
     rss_per_idle_conn_kb: rss0 && rssIdle ? Math.round(((rssIdle - rss0) / N) * 100) / 100 : null };
+  await profileStart();
   const peak = await runPhase('peak', K, cfg.peakRate || 0, cfg.phaseTimeoutMs || 60000);
+  await profileStop('peak');
   emit({ ev: 'phase', ...peak });
   out.peak = peak;
   if (!peak.complete) {

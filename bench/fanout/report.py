@@ -58,6 +58,39 @@ def main(paths: list[str]) -> None:
         )
     print()
     print(
+        "| N x K | server | bytes/msg | client CPU (usr+sys cores) | server CPU (usr+sys cores) "
+        "| client µs/msg | server µs/msg |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for (n, server), rows in sorted(cells.items()):
+        peaks_ok = [r["peak"] for r in rows if "peak" in r and r["peak"].get("client_cpu")]
+        if not peaks_ok:
+            continue
+
+        def cores(p: dict[str, Any], who: str) -> float | None:
+            value = p.get(who)
+            if not isinstance(value, list):  # early results: one usr+sys figure
+                return value if isinstance(value, int | float) else None
+            usr, sys_ = value
+            return None if usr is None or sys_ is None else float(usr + sys_)
+
+        def per_msg(p: dict[str, Any], who: str) -> float | None:
+            c = cores(p, who)
+            return c / p["delivered_per_s"] * 1e6 if c and p["delivered_per_s"] else None
+
+        def m(values: list[float | None]) -> float | None:
+            return med([v for v in values if v is not None])
+
+        bpm = m([p.get("bytes_per_msg") for p in peaks_ok])
+        print(
+            f"| {n:,} x {rows[0]['k']} | {server} | {fmt(bpm)} "
+            f"| {fmt(m([cores(p, 'client_cpu') for p in peaks_ok]), 2)} "
+            f"| {fmt(m([cores(p, 'server_cpu') for p in peaks_ok]), 2)} "
+            f"| {fmt(m([per_msg(p, 'client_cpu') for p in peaks_ok]), 1)} "
+            f"| {fmt(m([per_msg(p, 'server_cpu') for p in peaks_ok]), 1)} |"
+        )
+    print()
+    print(
         "| N | full path / bare picows | full / Node ws | full / socketio | STOMP / Pusher full |"
     )
     print("|---|---|---|---|---|")

@@ -13,6 +13,13 @@ opens N subscribers on one channel, records the server's RSS before and after (i
 runs two phases on the same connections: *peak* (K events triggered as fast as the trigger
 path accepts them; delivered/s) and *half* (events paced at half the peak delivered rate;
 p50/p99 trigger-to-client latency). Both timestamps come from the load generator's clock.
+Per phase it also reports ``bytes_per_msg`` (WebSocket payload bytes per delivered message)
+and ``client_cpu`` / ``server_cpu``: [user, system] cores used by the load generator and the
+server process while the phase ran (from ``/proc/PID/stat``): a client near 1.0 core is
+the bottleneck, and the run is measuring the client. The load generator finds the marker
+in the raw frame bytes for every protocol (no decoding or parsing per delivered message).
+``--client-prof DIR`` / ``--server-prof DIR`` profile the peak phase (V8 profile of the load
+generator; py-spy of a Python server); ``--loadgen PATH`` runs another loadgen.mjs.
 
 Servers (``--servers``):
 
@@ -129,6 +136,22 @@ def start_ordercast(kind: str, tmp: str) -> Server:
         stdout=subprocess.DEVNULL,
         stderr=open(f"{tmp}/server.log", "wb"),  # noqa: SIM115 - closed with the tempdir
     )
+    try:
+        return _setup_ordercast(kind, proc, env, exe, db, http, ws)
+    except BaseException:
+        Server(proc, {}).stop()  # never leave a half-set-up server running
+        raise
+
+
+def _setup_ordercast(
+    kind: str,
+    proc: subprocess.Popen[bytes],
+    env: dict[str, str],
+    exe: str,
+    db: str,
+    http: int,
+    ws: int,
+) -> Server:
     wait_port(http, proc)
     wait_port(ws, proc)
     demo = subprocess.run(
@@ -282,10 +305,12 @@ def start_baseline(kind: str, tmp: str) -> Server:
     )
 
 
-def run_loadgen(cfg: dict[str, Any], hard_timeout: float) -> dict[str, Any]:
+def run_loadgen(
+    cfg: dict[str, Any], hard_timeout: float, script: str | None = None
+) -> dict[str, Any]:
     """The load generator's result line; a stall past ``hard_timeout`` is reported."""
     proc = subprocess.Popen(
-        ["node", str(HERE / "loadgen.mjs"), json.dumps(cfg)],
+        ["node", script or str(HERE / "loadgen.mjs"), json.dumps(cfg)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -326,7 +351,14 @@ def one_run(kind: str, n: int, k: int, args: argparse.Namespace) -> dict[str, An
                 "half": not args.no_half,
             }
             hard = args.connect_timeout + 2 * args.phase_timeout + 30
-            result = run_loadgen(cfg, hard)
+            if args.client_prof:
+                cfg["profile"] = str(Path(args.client_prof) / f"{kind.replace('/', '_')}-{n}")
+            if args.server_prof and server.proc is not None:
+                cfg["serverProfile"] = str(
+                    Path(args.server_prof) / f"{kind.replace('/', '_')}-{n}-server"
+                )
+                cfg["pyspy"] = str(VENV_BIN / "py-spy")
+            result = run_loadgen(cfg, hard, args.loadgen)
             if server.proc is not None and server.proc.poll() is not None:
                 result["server_exit"] = server.proc.returncode
             return {"server": kind, **result, "n": n, "k": k}
@@ -374,6 +406,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phase-timeout", type=int, default=60, help="seconds per phase")
     parser.add_argument("--no-half", action="store_true", help="skip the half-rate phase")
     parser.add_argument("--out", default=None, help="append JSON lines here")
+    parser.add_argument(
+        "--loadgen",
+        default=None,
+        metavar="PATH",
+        help="another loadgen.mjs (A/B of the harness itself; it must sit at bench/fanout/ "
+        "of a tree whose tests/node has node_modules)",
+    )
+    parser.add_argument(
+        "--client-prof",
+        default=None,
+        metavar="DIR",
+        help="write a V8 CPU profile of the load generator's peak phase per run into DIR",
+    )
+    parser.add_argument(
+        "--server-prof",
+        default=None,
+        metavar="DIR",
+        help="py-spy (raw collapsed stacks) of Python servers during the peak phase, into DIR",
+    )
     args = parser.parse_args(argv)
     if args.servers:
         servers = args.servers.split(",")

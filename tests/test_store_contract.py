@@ -8,6 +8,7 @@ import pytest
 
 from conftest import World
 from ordercast.domain.access import AppPrincipal
+from ordercast.domain.events import EventRecord
 from ordercast.errors import Conflict, NotFound
 
 
@@ -59,6 +60,31 @@ async def test_concurrent_orders_in_parallel(any_world: World) -> None:
     for oid in ids:
         events = await w.runtime.store.list_events(oid, 0, 100)
         assert [e.seq for e in events] == list(range(1, 12))
+
+
+async def test_a_change_failing_among_concurrent_ones_rolls_back_alone(any_world: World) -> None:
+    # Concurrent changes may share one transaction (SQLite's group commit): one that fails
+    # after writing (here in a transaction hook, after its order update and events) must
+    # leave nothing behind, and the others must commit with a gap-free seq.
+    w = any_world
+    p = principal(w)
+    oid = (await w.order())["id"]
+
+    def hook(conn: object, order: object, events: list[EventRecord]) -> None:
+        if any(e.data.get("text") == "boom" for e in events):
+            raise RuntimeError("boom")
+
+    w.runtime.store.add_tx_hook(hook)
+    texts = ["a", "boom", "b", "boom", "c", "d"]
+    results = await asyncio.gather(
+        *[w.runtime.orders.note(p, oid, text=t) for t in texts], return_exceptions=True
+    )
+    assert [isinstance(r, RuntimeError) for r in results] == [t == "boom" for t in texts]
+    events = await w.runtime.store.list_events(oid, 0, 100)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.data["text"] for e in events if e.type == "order.note"] == ["a", "b", "c", "d"]
+    order = await w.runtime.store.get_order(oid)
+    assert order is not None and order.version == len(events)
 
 
 async def test_refused_command_writes_nothing(any_world: World) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ordercast.storage import fastsql
 from ordercast.storage import schema as s
 from ordercast.storage.sql import SqlStore
 
@@ -103,22 +104,21 @@ _ENDPOINTS_FOR_LOCATION = (
 _SUBSCRIBERS = sa.select(s.subscriptions.c.app_id).where(
     s.subscriptions.c.order_id == sa.bindparam("b_order")
 )
-_INSERT_MESSAGES = M.insert()
+_INSERT_MESSAGES = M.insert().inline()
 
 
 def endpoints_for_location(conn: sa.Connection, tenant_id: str, location_id: str) -> list[Any]:
     """Endpoints of the apps that may see orders at ``location_id`` (with the app's kind)."""
     params = {"b_location": location_id, "b_tenant": tenant_id}
-    return list(conn.execute(_ENDPOINTS_FOR_LOCATION, params).all())
+    return fastsql.execute(conn, _ENDPOINTS_FOR_LOCATION, params).rows
 
 
 def subscribers(conn: sa.Connection, order_id: str) -> set[str]:
-    return set(conn.execute(_SUBSCRIBERS, {"b_order": order_id}).scalars())
+    return set(fastsql.execute(conn, _SUBSCRIBERS, {"b_order": order_id}).scalars())
 
 
 def insert_messages(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(_INSERT_MESSAGES, rows)
+    fastsql.execute_many(conn, _INSERT_MESSAGES, rows)
 
 
 def _endpoint_dict(row: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
 from ordercast.errors import ConfigError, Conflict, NotFound
 from ordercast.ports import App, Location, Mutation, Tenant, TxHook
+from ordercast.storage import fastsql
 from ordercast.storage import schema as s
 from ordercast.storage.writer import SqliteWriter
 
@@ -52,9 +53,10 @@ _MAX_RETRIES = 20
 _UPDATE_ORDER = s.orders.update().where(
     s.orders.c.id == sa.bindparam("b_id"), s.orders.c.version == sa.bindparam("b_version")
 )
-_INSERT_ORDER = s.orders.insert()
-_INSERT_EVENTS = s.events.insert()
-_INSERT_DELIVERY = s.deliveries.insert()
+# ``inline()``: no RETURNING of generated keys (nobody reads them; see storage/fastsql.py).
+_INSERT_ORDER = s.orders.insert().inline()
+_INSERT_EVENTS = s.events.insert().inline()
+_INSERT_DELIVERY = s.deliveries.insert().inline()
 
 
 def engine_url(url: str) -> str:
@@ -99,8 +101,12 @@ class SqlStore:
         self._hooks: list[TxHook] = []
         # Hot-path statements, built once (their compiled form is then cached by identity).
         insert = sqlite_insert if self.is_sqlite else pg_insert
-        self._insert_subscription: sa.Executable = insert(s.subscriptions).on_conflict_do_nothing(
-            index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id]
+        self._insert_subscription: sa.Executable = (
+            insert(s.subscriptions)
+            .on_conflict_do_nothing(
+                index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id]
+            )
+            .inline()
         )
         select_doc = sa.select(s.orders.c.doc).where(s.orders.c.id == sa.bindparam("b_id"))
         self._select_doc_for_update = select_doc if self.is_sqlite else select_doc.with_for_update()
@@ -297,14 +303,19 @@ class SqlStore:
     # The transaction bodies: synchronous, on the transaction's connection (see the module
     # docstring for where they run).
 
+    # Statements go through ``fastsql`` (one driver call each once the transaction is open);
+    # the first one on PostgreSQL goes through SQLAlchemy, which opens it.
+
     def _create_tx(self, conn: sa.Connection, mutation: Mutation) -> None:
-        conn.execute(_INSERT_ORDER, _order_row(mutation.order))
+        fastsql.execute(conn, _INSERT_ORDER, _order_row(mutation.order))
         self._append(conn, mutation)
 
     def _mutate_tx(
         self, conn: sa.Connection, order_id: str, change: Callable[[Order], Mutation | None]
     ) -> Mutation | None:
-        doc = conn.execute(self._select_doc_for_update, {"b_id": order_id}).scalar_one_or_none()
+        doc = fastsql.execute(
+            conn, self._select_doc_for_update, {"b_id": order_id}
+        ).scalar_one_or_none()
         if doc is None:
             raise NotFound(f"order {order_id} not found")
         before = Order.from_dict(doc)
@@ -317,7 +328,7 @@ class SqlStore:
         del row["id"]  # see _UPDATE_ORDER
         row["b_id"] = order_id
         row["b_version"] = before.version
-        if conn.execute(_UPDATE_ORDER, row).rowcount != 1:
+        if fastsql.execute(conn, _UPDATE_ORDER, row).rowcount != 1:
             raise _Retry()
         self._append(conn, mutation)
         return mutation
@@ -330,11 +341,14 @@ class SqlStore:
             row["tenant_id"] = order.tenant_id
             row["location_id"] = order.location_id
             rows.append(row)
-        conn.execute(_INSERT_EVENTS, rows)
+        fastsql.execute_many(conn, _INSERT_EVENTS, rows)
         if mutation.new_delivery_id:
-            conn.execute(_INSERT_DELIVERY, {"id": mutation.new_delivery_id, "order_id": order.id})
+            fastsql.execute(
+                conn, _INSERT_DELIVERY, {"id": mutation.new_delivery_id, "order_id": order.id}
+            )
         if mutation.subscribe_app_id:
-            conn.execute(
+            fastsql.execute(
+                conn,
                 self._insert_subscription,
                 {
                     "order_id": order.id,

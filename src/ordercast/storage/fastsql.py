@@ -64,7 +64,9 @@ class Result:
         return [r[0] for r in self.rows]
 
 
-_cache: dict[tuple[int, str, tuple[str, ...]], tuple[sa.Executable, _Prepared]] = {}
+# By statement object (module constants: a bounded set), dialect and parameter names; the
+# statement is kept so its id cannot be reused.
+_cache: dict[tuple[int, str, str, tuple[str, ...]], tuple[sa.Executable, _Prepared]] = {}
 
 
 def execute(conn: sa.Connection, stmt: sa.Executable, params: Params | None = None) -> Result:
@@ -131,7 +133,7 @@ def _in_transaction(driver: Any) -> bool:
 def _prepare(conn: sa.Connection, stmt: sa.Executable, params: Params) -> _Prepared:
     dialect = conn.dialect
     keys = tuple(sorted(params))
-    key = (id(stmt), dialect.name, keys)
+    key = (id(stmt), dialect.name, dialect.driver, keys)
     hit = _cache.get(key)
     if hit is not None and hit[0] is stmt:
         return hit[1]

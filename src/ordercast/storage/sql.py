@@ -57,6 +57,19 @@ _UPDATE_ORDER = s.orders.update().where(
 _INSERT_ORDER = s.orders.insert().inline()
 _INSERT_EVENTS = s.events.insert().inline()
 _INSERT_DELIVERY = s.deliveries.insert().inline()
+_SELECT_DOC = sa.select(s.orders.c.doc).where(s.orders.c.id == sa.bindparam("b_id"))
+_SELECT_DOC_FOR_UPDATE = _SELECT_DOC.with_for_update()
+# The implicit subscription: one statement, insert unless this app already follows the order.
+_INSERT_SUBSCRIPTION_SQLITE = (
+    sqlite_insert(s.subscriptions)
+    .on_conflict_do_nothing(index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id])
+    .inline()
+)
+_INSERT_SUBSCRIPTION_PG = (
+    pg_insert(s.subscriptions)
+    .on_conflict_do_nothing(index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id])
+    .inline()
+)
 
 
 def engine_url(url: str) -> str:
@@ -99,17 +112,11 @@ class SqlStore:
             sync_url = sa.make_url(self.url).set(drivername="sqlite")
             self._writer = SqliteWriter(sync_url, self._write_lock)
         self._hooks: list[TxHook] = []
-        # Hot-path statements, built once (their compiled form is then cached by identity).
-        insert = sqlite_insert if self.is_sqlite else pg_insert
-        self._insert_subscription: sa.Executable = (
-            insert(s.subscriptions)
-            .on_conflict_do_nothing(
-                index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id]
-            )
-            .inline()
+        # Hot-path statements, built once per module (compiled forms are cached by identity).
+        self._insert_subscription = (
+            _INSERT_SUBSCRIPTION_SQLITE if self.is_sqlite else _INSERT_SUBSCRIPTION_PG
         )
-        select_doc = sa.select(s.orders.c.doc).where(s.orders.c.id == sa.bindparam("b_id"))
-        self._select_doc_for_update = select_doc if self.is_sqlite else select_doc.with_for_update()
+        self._select_doc_for_update = _SELECT_DOC if self.is_sqlite else _SELECT_DOC_FOR_UPDATE
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -308,10 +308,9 @@ class SqlStore:
         raise Conflict(f"order {order_id} is being changed by too many writers; try again")
 
     # The transaction bodies: synchronous, on the transaction's connection (see the module
-    # docstring for where they run).
-
-    # Statements go through ``fastsql`` (one driver call each once the transaction is open);
-    # the first one on PostgreSQL goes through SQLAlchemy, which opens it.
+    # docstring for where they run). Statements go through ``fastsql``: one driver call each
+    # once the transaction is open (on PostgreSQL the first goes through SQLAlchemy, which
+    # opens it).
 
     def _create_tx(self, conn: sa.Connection, mutation: Mutation) -> None:
         fastsql.execute(conn, _INSERT_ORDER, _order_row(mutation.order))

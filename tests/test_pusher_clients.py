@@ -358,3 +358,65 @@ async def test_pysher_and_the_python_sdk(live: Live) -> None:
         for entry in list(scheduler.queue):
             with contextlib.suppress(ValueError):
                 scheduler.cancel(entry)
+
+
+async def test_last_state_load_racing_a_live_event_never_duplicates_it(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subscribe-time last-state load reads storage while a change lands and reaches the
+    socket live: the socket gets that event once, and the next one in order (found by CI:
+    a faster write path let the load re-send the event the live path had just sent)."""
+    import hashlib
+    import hmac
+
+    import websockets
+
+    from ordercast.gateway.pusher import pusher_of
+
+    gateway = pusher_of(live.runtime.gateway)
+    order = await live.order()
+    oid = order["id"]
+    channel = f"private-o-{oid}"
+    gateway.last_state.clear()  # no cached last state: the subscribe loads it from storage
+
+    gate, loading = asyncio.Event(), asyncio.Event()
+    real_get_order = gateway.store.get_order
+
+    async def gated_get_order(order_id: str) -> Any:
+        monkeypatch.setattr(gateway.store, "get_order", real_get_order)  # only this call
+        loading.set()
+        await gate.wait()
+        return await real_get_order(order_id)
+
+    monkeypatch.setattr(gateway.store, "get_order", gated_get_order)
+    url = f"ws://127.0.0.1:{live.ws_port}/app/{live.app['key']}?protocol=7"
+    async with websockets.connect(url) as ws:
+
+        async def frame() -> dict[str, Any]:
+            msg: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            return msg
+
+        socket_id = json.loads((await frame())["data"])["socket_id"]
+        sig = hmac.new(
+            live.app["secret"].encode(), f"{socket_id}:{channel}".encode(), hashlib.sha256
+        ).hexdigest()
+        await ws.send(
+            json.dumps(
+                {
+                    "event": "pusher:subscribe",
+                    "data": {"channel": channel, "auth": f"{live.app['key']}:{sig}"},
+                }
+            )
+        )
+        assert (await frame())["event"] == "pusher_internal:subscription_succeeded"
+        await asyncio.wait_for(loading.wait(), 10)  # the load is reading storage now
+        await live.post(f"/v1/orders/{oid}/confirmation", {"confirmation": 1})
+        first = await frame()  # from the live path
+        assert first["event"] == "order_confirmation"
+        assert json.loads(first["data"])["seq"] == 2
+        gate.set()  # the load now reads the order with that event in it
+        await asyncio.sleep(0.2)
+        await live.post(f"/v1/orders/{oid}/transitions", {"to": "preparing"})
+        second = await frame()
+        assert second["event"] == "order_tracker", second
+        assert json.loads(second["data"])["seq"] == 3

@@ -243,6 +243,10 @@ class PusherGateway:
         self.locations: dict[str, LocationView] = {}
         self.last_state: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self.sent_seq: dict[str, int] = {}  # order id -> highest seq delivered
+        # Order channel -> seq of the last event the live path sent to its subscribers (only
+        # while the channel has subscribers): tells a last-state load whether its socket has
+        # already been sent something at least as new while the load was reading storage.
+        self.live_seq: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._prefix = secrets.randbelow(10**9)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -501,6 +505,7 @@ class PusherGateway:
                 apps.discard(state.app.id)
                 if not apps:
                     del self.by_name[name]
+                    self.live_seq.pop(name, None)
             self._webhook(state, {"name": "channel_vacated", "channel": name})
 
     def _client_event(
@@ -717,6 +722,8 @@ class PusherGateway:
             frame = encode_event(out.event, out.channel, _json(out.data)).encode()
             if out.channel.startswith(opendining.ORDER_CHANNEL_PREFIX):
                 self._remember(out.channel, record.seq, frame)
+                if out.channel in self.by_name:
+                    self.live_seq[out.channel] = record.seq
             apps = self._apps_for(out.channel, order)
             if apps:
                 self.publish(apps, out.channel, frame)
@@ -734,9 +741,11 @@ class PusherGateway:
         if cached is not None:
             conn.send_text(cached[1])
             return
-        self._spawn(self._load_last_state(state, conn, name))
+        self._spawn(self._load_last_state(state, conn, name, self.live_seq.get(name)))
 
-    async def _load_last_state(self, state: AppState, conn: PusherConnection, name: str) -> None:
+    async def _load_last_state(
+        self, state: AppState, conn: PusherConnection, name: str, live_before: int | None
+    ) -> None:
         order_id = name[len(opendining.ORDER_CHANNEL_PREFIX) :]
         order = await self.store.get_order(order_id)
         if order is None or order.tenant_id != state.app.tenant_id:
@@ -753,11 +762,19 @@ class PusherGateway:
                 if out.channel == name:
                     frame = encode_event(out.event, out.channel, _json(out.data)).encode()
                     last = (record.seq, frame)
+        delivered = self.sent_seq.get(order_id)
         self.sent_seq.setdefault(order_id, order.version)
         if last is None:
             return
         if name not in self.last_state or self.last_state[name][0] < last[0]:
             self._remember(name, *last)
+        # Never a duplicate: while storage was read, the live path may have sent this socket
+        # the same event or a newer one (it was subscribed already), or that event is
+        # committed and its bus message on the way to every subscriber, this one included.
+        if self.live_seq.get(name) != live_before:
+            return
+        if delivered is not None and last[0] > delivered:
+            return
         live = not conn.dead and conn.session is not None and conn.session.is_subscribed(name)
         if live and self.last_state[name][0] == last[0]:
             conn.send_text(last[1])

@@ -364,3 +364,29 @@ async def test_only_the_app_or_admin_manages_endpoints(w: World, receiver: Recei
     r = await w.http.delete(f"{base}/{ep['id']}", headers=w.auth)
     assert r.status_code == 204
     assert (await w.http.get(f"{base}/{ep['id']}", headers=w.auth)).status_code == 404
+
+
+async def test_worker_is_woken_only_by_changes_that_queued_messages(
+    w: World, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit wakes the delivery worker (one claim query) only when its transaction queued
+    something to send; changes at a location without endpoints leave it asleep."""
+    worker = w.runtime.delivery
+    assert worker is not None
+    wakes: list[int] = []
+    real_wake = worker.wake
+
+    def counting_wake(*args: object) -> None:
+        wakes.append(1)
+        real_wake(*args)
+
+    monkeypatch.setattr(worker, "wake", counting_wake)
+    order = await w.order()
+    assert (await w.move(order["id"], "accepted")).status_code == 200
+    assert wakes == []  # no endpoint: nothing queued, no wake
+
+    await endpoint(w, receiver.url)
+    assert (await w.move(order["id"], "preparing")).status_code == 200
+    assert len(wakes) == 1
+    await wait_for(lambda: len(receiver.received) == 1, what="the queued change delivered")
+    assert receiver.received[0].json["type"] == "order.preparing"

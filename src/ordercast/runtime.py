@@ -15,6 +15,8 @@ from ordercast.delivery.pusher_webhooks import PusherWebhooks
 from ordercast.delivery.service import WebhookService
 from ordercast.delivery.timers import TimerRunner
 from ordercast.delivery.worker import DeliveryWorker
+from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
 from ordercast.domain.pos_flow import plan_timers
 from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway.hub import Hub
@@ -52,6 +54,7 @@ class Runtime:
     gateway: GatewayServer
     # Webhooks: endpoint management, and the delivery worker once ``start_delivery()`` ran.
     webhooks: WebhookService | None = None
+    outbox_hook: OutboxHook | None = None
     delivery: DeliveryWorker | None = None
     # POS flow (price → commit → fire) and its timer runner once ``start_timers()`` ran.
     pos: PosFlowService | None = None
@@ -111,7 +114,8 @@ class Runtime:
             return
         allow = parse_allow_cidrs(self.settings.webhook_allow_cidrs)
         outbox = SqlOutbox(self.store)
-        self.store.add_tx_hook(OutboxHook(self.settings.base_url))
+        self.outbox_hook = OutboxHook(self.settings.base_url)
+        self.store.add_tx_hook(self.outbox_hook)
         self.webhooks = WebhookService(self.store, outbox, allow)
         self.pusher_webhooks = PusherWebhooks(outbox)
         pusher_of(self.gateway).webhooks = self.pusher_webhooks
@@ -137,7 +141,13 @@ class Runtime:
         )
         sender = Sender(self.webhooks.allow_cidrs, timeout=s.webhook_timeout)
         worker = DeliveryWorker(self.webhooks.outbox, sender, config)
-        self.orders.after_commit.append(worker.wake)
+        hook = self.outbox_hook
+
+        def wake_if_queued(order: Order, records: list[EventRecord]) -> None:
+            if hook is None or hook.queued(order, records):
+                worker.wake()
+
+        self.orders.after_commit.append(wake_if_queued)
         self.webhooks.on_replay.append(worker.wake)
         if self.pusher_webhooks is not None:
             self.pusher_webhooks.on_enqueue.append(worker.wake)

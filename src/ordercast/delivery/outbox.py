@@ -24,6 +24,9 @@ from ordercast.services.common import new_id
 from ordercast.services.orders import order_resource
 from ordercast.storage import outbox as q
 
+# Bounds the keys of changes whose transaction rolled back after the hook ran (never taken).
+_MAX_QUEUED = 10_000
+
 
 class OutboxHook:
     """``(conn, order, events)``, synchronous (``ports.TxHook``): register with
@@ -35,6 +38,12 @@ class OutboxHook:
         # Called with the number of rows written, after they are queued in the transaction
         # (before it commits, possibly on the store's writer thread: keep it thread-safe).
         self.on_enqueue: list[Callable[[int], None]] = []
+        # Changes whose transaction queued something to send, by (order id, last seq), so
+        # that the delivery worker is woken after the commit of those changes only (most
+        # changes of a location without endpoints queue nothing, and a wake costs a claim
+        # query). Added on the store's writer thread, taken on the event loop: set.add and
+        # set.discard are atomic under the GIL, and each key is touched once by each side.
+        self._queued: set[tuple[str, int]] = set()
 
     def __call__(self, conn: sa.Connection, order: Order, events: list[EventRecord]) -> None:
         if not events:
@@ -80,5 +89,19 @@ class OutboxHook:
                         }
                     )
         q.insert_messages(conn, rows)
+        if any(row["status"] == "pending" for row in rows):
+            if len(self._queued) >= _MAX_QUEUED:  # keys of transactions that rolled back
+                self._queued.clear()
+            self._queued.add((order.id, events[-1].seq))
         for callback in self.on_enqueue:
             callback(len(rows))
+
+    def queued(self, order: Order, records: list[EventRecord]) -> bool:
+        """After a commit: did that change queue messages to send? (True once per change.)"""
+        if not records:
+            return False
+        key = (order.id, records[-1].seq)
+        if key not in self._queued:
+            return False
+        self._queued.discard(key)
+        return True

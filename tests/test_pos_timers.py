@@ -146,3 +146,30 @@ async def _due(rt: Runtime, order_id: str, kind: str) -> Any:
 
     [row] = [r for r in await timers_of(rt).pending(order_id) if r["kind"] == kind]
     return DueTimer(row["id"], order_id, kind, row["due_at"], 2)
+
+
+async def test_runner_is_woken_by_pos_flow_orders_only(world: World) -> None:
+    """The timer runner looks again after a POS-flow order's change (it may have set a timer),
+    never after other orders' changes (each look is two queries)."""
+    rt = world.runtime
+    runner = await rt.start_timers()
+    wakes: list[int] = []
+    real_wake = runner.wake
+
+    def counting_wake(*args: object) -> None:
+        wakes.append(1)
+        real_wake(*args)
+
+    runner.wake = counting_wake  # type: ignore[method-assign]
+    plain = await world.order()
+    assert plain["pos_flow"] is False
+    r = await world.http.post(
+        f"/v1/orders/{plain['id']}/notes", headers=world.auth, json={"text": "no timers"}
+    )
+    assert r.status_code == 200, r.text
+    assert wakes == []
+    await pos_location(world)
+    flow = await world.order()
+    assert flow["pos_flow"] is True
+    assert len(wakes) == 1
+    assert live(await timers_of(rt).pending(flow["id"])) == {"price_deadline": True}

@@ -103,7 +103,14 @@ class Runtime:
         runner = TimerRunner(
             self.pos.timers, self.pos, poll_seconds=self.settings.pos_timer_poll_seconds
         )
-        self.orders.after_commit.append(runner.wake)
+
+        def wake_if_pos_flow(order: Order, _records: list[EventRecord]) -> None:
+            # Only POS-flow orders set or cancel timers (storage/timers.py's hook); a wake
+            # costs the runner two queries, so other orders' changes leave it asleep.
+            if order.pos_flow:
+                runner.wake()
+
+        self.orders.after_commit.append(wake_if_pos_flow)
         await runner.start()
         self.timers = runner
         return runner

@@ -21,16 +21,16 @@ import argparse
 import asyncio
 import cProfile
 import os
-import secrets
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _db import bench_database  # bench/_db.py (these scripts run with bench/ on sys.path)
 
 # The receivers do the least a real HTTP/1.1 server can, so they take little of the 2 shared
 # cores from the worker and the database; their CPU per request is printed.
@@ -151,19 +151,6 @@ def wait_port(port: int) -> None:
     raise SystemExit(f"receiver did not start on port {port}")
 
 
-async def pg_database(create: bool, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def one_run(
     db_url: str,
     receiver_url: str,
@@ -277,38 +264,18 @@ async def one_run(
 async def bench(db: str, args: argparse.Namespace, receiver_url: str) -> list[dict[str, Any]]:
     results = []
     for _ in range(args.runs):
-        if db == "sqlite":
-            with tempfile.TemporaryDirectory() as d:
-                url = f"sqlite:///{Path(d) / 'bench.db'}"
-                results.append(
-                    await one_run(
-                        url,
-                        receiver_url,
-                        args.changes,
-                        args.endpoints,
-                        args.profile,
-                        args.workers if db == "postgresql" else 1,
-                        args.receiver_pid,
-                    )
+        async with bench_database(db) as url:
+            results.append(
+                await one_run(
+                    url,
+                    receiver_url,
+                    args.changes,
+                    args.endpoints,
+                    args.profile,
+                    args.workers if db == "postgresql" else 1,
+                    args.receiver_pid,
                 )
-        else:
-            name = f"ordercast_bench_{secrets.token_hex(4)}"
-            await pg_database(True, name)
-            try:
-                url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-                results.append(
-                    await one_run(
-                        url,
-                        receiver_url,
-                        args.changes,
-                        args.endpoints,
-                        args.profile,
-                        args.workers if db == "postgresql" else 1,
-                        args.receiver_pid,
-                    )
-                )
-            finally:
-                await pg_database(False, name)
+            )
     return results
 
 

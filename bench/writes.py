@@ -23,24 +23,10 @@ import argparse
 import asyncio
 import base64
 import cProfile
-import secrets
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-
-async def pg_database(create: bool, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+from _db import bench_database  # bench/_db.py (these scripts run with bench/ on sys.path)
 
 
 async def one_run(url: str, args: argparse.Namespace) -> None:
@@ -162,16 +148,8 @@ async def one_run(url: str, args: argparse.Namespace) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    if args.db == "sqlite":
-        with tempfile.TemporaryDirectory() as d:
-            await one_run(f"sqlite:///{Path(d) / 'bench.db'}", args)
-    else:
-        name = f"ordercast_bench_{secrets.token_hex(4)}"
-        await pg_database(True, name)
-        try:
-            await one_run(f"postgresql://postgres@127.0.0.1:5432/{name}", args)
-        finally:
-            await pg_database(False, name)
+    async with bench_database(args.db) as url:
+        await one_run(url, args)
 
 
 def main() -> None:

@@ -41,7 +41,13 @@ from ordercast.dialects import opendining
 from ordercast.dialects.opendining import LocationView
 from ordercast.domain.events import EventRecord
 from ordercast.errors import ProtocolError
-from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest, ws_text_frame
+from ordercast.gateway.server import (
+    GatewayServer,
+    Upgrade,
+    UpgradeRequest,
+    flush_soon,
+    ws_text_frame,
+)
 from ordercast.ports import App, BusMessage, Store
 from ordercast.protocols.pusher import (
     ChannelKind,
@@ -543,10 +549,7 @@ class PusherGateway:
             return
         self.pending.append((targets, frame, exclude))
         if len(self.pending) == 1:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush_fanout)
-            except RuntimeError:  # no loop (synchronous callers): write now
-                self.flush_fanout()
+            flush_soon(self.flush_fanout)
 
     def flush_fanout(self) -> None:
         """Write the queued fan-out: runs of frames for the same subscribers go out as one

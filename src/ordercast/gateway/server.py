@@ -90,6 +90,15 @@ Hook = Callable[[], Awaitable[None]]
 MAX_FRAME_SIZE = 256 * 1024
 
 
+def flush_soon(flush: Callable[[], None]) -> None:
+    """Run a gateway's fan-out ``flush`` at the end of this loop iteration, so that what is
+    queued meanwhile goes out with it; at once when no loop runs (synchronous callers)."""
+    try:
+        asyncio.get_running_loop().call_soon(flush)
+    except RuntimeError:
+        flush()
+
+
 def ws_text_frame(payload: bytes) -> bytes:
     """One unmasked, final server-to-client TEXT frame (RFC 6455 5.2) around ``payload``."""
     size = len(payload)

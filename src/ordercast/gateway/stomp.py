@@ -45,7 +45,7 @@ from ordercast.dialects import orderingstack as dialect
 from ordercast.domain.access import AppPrincipal, UserPrincipal
 from ordercast.domain.events import EventRecord
 from ordercast.errors import Forbidden, OrdercastError
-from ordercast.gateway.server import Upgrade, UpgradeRequest, accept, ws_text_frame
+from ordercast.gateway.server import Upgrade, UpgradeRequest, accept, flush_soon, ws_text_frame
 from ordercast.ports import BusMessage
 from ordercast.protocols.stomp import (
     AckReceived,
@@ -242,10 +242,7 @@ class StompGateway:
         encoded = encode_message(destination, out.message_id, out.body, headers=out.headers)
         self.pending.append((plan, encoded, out.seq))
         if len(self.pending) == 1:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush_pending)
-            except RuntimeError:  # no loop (synchronous callers): write now
-                self.flush_pending()
+            flush_soon(self.flush_pending)
 
     def flush_pending(self) -> None:
         """Write the queue. Subscribers with the same subscription id share one spliced

@@ -37,7 +37,7 @@ from ordercast.errors import ConfigError, Conflict, NotFound
 from ordercast.ports import App, Location, Mutation, Tenant, TxHook
 from ordercast.storage import fastsql
 from ordercast.storage import schema as s
-from ordercast.storage.writer import SqliteWriter
+from ordercast.storage.writer import SqliteWriter, sqlite_pragmas
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ class SqlStore:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine: AsyncEngine = create_async_engine(self.url)
-            sa_event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            sa_event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
         else:
             path = ""
             self.engine = create_async_engine(self.url, pool_size=10, max_overflow=20)
@@ -457,15 +457,6 @@ def _in_transaction(conn: sa.Connection, body: Callable[[sa.Connection], T]) -> 
 def _locked(exc: OperationalError) -> bool:
     """SQLite's "database is locked": another process held the write lock too long."""
     return "locked" in str(exc)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
 
 
 def _order_row(order: Order) -> dict[str, Any]:

@@ -152,14 +152,21 @@ class SqliteWriter:
         self._engine.dispose()
 
 
-def _writer_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """Every ordercast SQLite connection (the store's asyncio engine and this writer's)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _writer_connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
     # Transactions are begun explicitly (``_begin_immediate``), not by pysqlite's implicit
     # deferred BEGIN before the first write (SQLAlchemy's documented pysqlite recipe).
     dbapi_conn.isolation_level = None
-    dbapi_conn.execute("PRAGMA journal_mode=WAL")
-    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-    dbapi_conn.execute("PRAGMA busy_timeout=5000")
-    dbapi_conn.execute("PRAGMA foreign_keys=ON")
+    sqlite_pragmas(dbapi_conn, record)
 
 
 def _begin_immediate(conn: sa.Connection) -> None:

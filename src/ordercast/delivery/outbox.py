@@ -35,9 +35,6 @@ class OutboxHook:
     def __init__(self, base_url: str, clock: Callable[[], float] = time.time) -> None:
         self.base_url = base_url
         self.clock = clock
-        # Called with the number of rows written, after they are queued in the transaction
-        # (before it commits, possibly on the store's writer thread: keep it thread-safe).
-        self.on_enqueue: list[Callable[[int], None]] = []
         # Changes whose transaction queued something to send, by (order id, last seq), so
         # that the delivery worker is woken after the commit of those changes only (most
         # changes of a location without endpoints queue nothing, and a wake costs a claim
@@ -93,8 +90,6 @@ class OutboxHook:
             if len(self._queued) >= _MAX_QUEUED:  # keys of transactions that rolled back
                 self._queued.clear()
             self._queued.add((order.id, events[-1].seq))
-        for callback in self.on_enqueue:
-            callback(len(rows))
 
     def queued(self, order: Order, records: list[EventRecord]) -> bool:
         """After a commit: did that change queue messages to send? (True once per change.)"""

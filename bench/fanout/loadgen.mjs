@@ -65,7 +65,9 @@ function seqIn(buf) {
 }
 
 // -- bookkeeping -------------------------------------------------------------------------------
-let phase = null; // {no, name, sent: Float64Array, recv: [] of [id, t], delivered, seqToId: Map}
+// recv: [id, t] pairs in a Float64Array preallocated for the expected deliveries (a growing JS
+// array cost the load generator GC time per message); `extra` takes any beyond that.
+let phase = null; // {no, name, sent: Float64Array, recv, nrecv, extra: [], delivered, seqToId: Map}
 let phaseNo = 0;
 let connected = 0;
 let subscribed = 0;
@@ -79,7 +81,12 @@ function deliver(id, t, no, bytes) {
   phase.delivered++;
   phase.frames++;
   phase.bytes += bytes;
-  phase.recv.push(id, t);
+  if (phase.nrecv + 2 <= phase.recv.length) {
+    phase.recv[phase.nrecv++] = id;
+    phase.recv[phase.nrecv++] = t;
+  } else {
+    phase.extra.push(id, t);
+  }
   if (!phase.firstRecv) phase.firstRecv = t;
   phase.lastRecv = t;
 }
@@ -145,7 +152,12 @@ function open(isPublisher = false) {
     let done = false;
     const finish = (v) => { if (!done) { done = true; resolve(v); } };
     const protocols = PROTO === 'stomp' ? ['v12.stomp'] : [];
-    const ws = new WebSocket(cfg.url, protocols, { perMessageDeflate: false, handshakeTimeout: 30000 });
+    const ws = new WebSocket(cfg.url, protocols, {
+      perMessageDeflate: false, handshakeTimeout: 30000,
+      // The fast path reads raw bytes and decodes only handshake frames, which JSON.parse
+      // or a prefix check would reject if malformed: UTF-8 validation per message is waste.
+      skipUTF8Validation: true,
+    });
     socks.push(ws);
     ws.on('open', () => {
       connected++;
@@ -246,7 +258,7 @@ async function trigger(i) {
 }
 
 async function runPhase(name, k, rate, deadlineMs) {
-  phase = { no: ++phaseNo, name, sent: new Float64Array(k), recv: [], delivered: 0, seqToId: new Map(),
+  phase = { no: ++phaseNo, name, sent: new Float64Array(k), recv: new Float64Array(2 * N * k), nrecv: 0, extra: [], delivered: 0, seqToId: new Map(),
     firstRecv: 0, lastRecv: 0, triggerErrors: 0, frames: 0, bytes: 0 };
   const cpu0 = [cpuSeconds('self'), cpuSeconds(cfg.serverPid)];
   const expected = N * k;
@@ -276,12 +288,14 @@ async function runPhase(name, k, rate, deadlineMs) {
   // resolve ids (STOMP rest: seq -> trigger index) and latencies
   const lat = [];
   let lastOwn = 0;
-  for (let j = 0; j < phase.recv.length; j += 2) {
-    let id = phase.recv[j];
+  const recv = phase.extra.length ? [...phase.recv.subarray(0, phase.nrecv), ...phase.extra]
+    : phase.recv.subarray(0, phase.nrecv);
+  for (let j = 0; j < recv.length; j += 2) {
+    let id = recv[j];
     if (id < 0) id = phase.seqToId.get(-id); // STOMP by seq: only this phase's seqs count
     if (id === undefined || !(id < k) || !phase.sent[id]) continue;
-    lat.push(phase.recv[j + 1] - phase.sent[id]);
-    lastOwn = Math.max(lastOwn, phase.recv[j + 1]);
+    lat.push(recv[j + 1] - phase.sent[id]);
+    lastOwn = Math.max(lastOwn, recv[j + 1]);
   }
   phase.delivered = lat.length;
   phase.lastRecv = lastOwn;
@@ -377,7 +391,8 @@ async function main() {
     out.half_skipped = 'peak phase incomplete within its deadline (a backlog would pollute it)';
   } else if (cfg.half !== false && peak.delivered_per_s) {
     await sleep(500);
-    const rate = Math.max(1, Math.round((peak.delivered_per_s / 2 / N) * 10) / 10);
+    // Half of this server's own peak, or a fixed rate for every server (equal load).
+    const rate = cfg.halfRate || Math.max(1, Math.round((peak.delivered_per_s / 2 / N) * 10) / 10);
     const kHalf = Math.max(10, Math.min(K, Math.round(rate * (cfg.halfSeconds || 5))));
     const half = await runPhase('half', kHalf, rate, cfg.phaseTimeoutMs || 60000);
     emit({ ev: 'phase', ...half });

@@ -18,6 +18,11 @@ and ``client_cpu`` / ``server_cpu``: [user, system] cores used by the load gener
 server process while the phase ran (from ``/proc/PID/stat``): a client near 1.0 core is
 the bottleneck, and the run is measuring the client. The load generator finds the marker
 in the raw frame bytes for every protocol (no decoding or parsing per delivered message).
+``--half-rate EV_PER_S`` paces every server's second phase at one fixed rate, and
+``--half-rate-from SERVER`` at the rate SERVER (listed first) measured in the same round:
+latency at equal load, next to latency at each server's own half peak. ``--pad CHARS``
+(and ``--pad-for SERVER=CHARS``) sets the filler per triggered event, so that frame size
+can be separated from server cost (e.g. the Pusher path at the STOMP path's frame size).
 ``--client-prof DIR`` / ``--server-prof DIR`` profile the peak phase (V8 profile of the load
 generator; py-spy of a Python server); ``--loadgen PATH`` runs another loadgen.mjs.
 
@@ -228,7 +233,19 @@ RABBIT_START = (
 
 
 def start_rabbitmq() -> None:
-    subprocess.run(RABBIT_START, shell=True, check=False, timeout=60)
+    """Start RabbitMQ (with the raised fd limit) or, when it runs without Web-STOMP (a fresh
+    machine: the plugin ships disabled), enable the plugin; then wait for port 15674."""
+    try:
+        wait_port(5672, None, timeout=1)
+    except RuntimeError:
+        subprocess.run(RABBIT_START, shell=True, check=False, timeout=60)
+        wait_port(5672, None, timeout=90)
+    subprocess.run(
+        ["rabbitmq-plugins", "enable", "rabbitmq_web_stomp"],
+        check=False,
+        capture_output=True,
+        timeout=120,
+    )
     wait_port(15674, None, timeout=90)
 
 
@@ -245,12 +262,19 @@ def rabbit_fd_limit() -> int | None:
     return None
 
 
-def start_baseline(kind: str, tmp: str) -> Server:
+def start_baseline(kind: str, tmp: str, n: int = 0) -> Server:
     if kind == "rabbitmq":
         try:
             wait_port(15674, None, timeout=2)
         except RuntimeError:
             start_rabbitmq()
+        limit = rabbit_fd_limit()
+        if limit is not None and limit < n + 200:
+            raise RuntimeError(
+                f"RabbitMQ's open-file limit is {limit}, too low for {n} subscribers (it "
+                "fails with emfile); restart it with the raised limit: `rabbitmqctl stop`, "
+                f"then: {RABBIT_START}"
+            )
         pid = subprocess.run(
             ["pgrep", "-o", "beam.smp"], capture_output=True, text=True, check=False
         ).stdout.strip()
@@ -329,13 +353,15 @@ def run_loadgen(
     return {"hung": f"no result (exit {proc.returncode})", "stderr": err[-1000:]}
 
 
-def one_run(kind: str, n: int, k: int, args: argparse.Namespace) -> dict[str, Any]:
+def one_run(
+    kind: str, n: int, k: int, args: argparse.Namespace, half_rate: float | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             server = (
                 start_ordercast(kind, tmp)
                 if kind.startswith("ordercast")
-                else start_baseline(kind, tmp)
+                else start_baseline(kind, tmp, n)
             )
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             return {"server": kind, "n": n, "k": k, "hung": f"server did not start: {exc}"}
@@ -350,6 +376,11 @@ def one_run(kind: str, n: int, k: int, args: argparse.Namespace) -> dict[str, An
                 "phaseTimeoutMs": args.phase_timeout * 1000,
                 "half": not args.no_half,
             }
+            pad = dict(item.split("=", 1) for item in args.pad_for).get(kind, args.pad)
+            if pad is not None:
+                cfg["pad"] = int(pad)
+            if half_rate:
+                cfg["halfRate"] = half_rate
             hard = args.connect_timeout + 2 * args.phase_timeout + 30
             if args.client_prof:
                 cfg["profile"] = str(Path(args.client_prof) / f"{kind.replace('/', '_')}-{n}")
@@ -404,7 +435,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--connect-timeout", type=int, default=120, help="seconds")
     parser.add_argument("--phase-timeout", type=int, default=60, help="seconds per phase")
+    parser.add_argument(
+        "--pad",
+        type=int,
+        default=None,
+        help="filler characters per triggered event (default 60): e.g. 1100 gives the "
+        "baselines frames as large as a STOMP order message, to separate frame size from "
+        "server cost",
+    )
+    parser.add_argument(
+        "--pad-for",
+        action="append",
+        default=[],
+        metavar="SERVER=CHARS",
+        help="--pad for one server only (repeatable): e.g. ordercast=1100 makes the Pusher "
+        "path's frames as large as the STOMP path's, to compare the two gateways at equal bytes",
+    )
     parser.add_argument("--no-half", action="store_true", help="skip the half-rate phase")
+    parser.add_argument(
+        "--half-rate",
+        type=float,
+        default=None,
+        metavar="EV_PER_S",
+        help="pace every server's second phase at this many events/s instead of half its own "
+        "peak (latency at equal load)",
+    )
+    parser.add_argument(
+        "--half-rate-from",
+        default=None,
+        metavar="SERVER",
+        help="pace the later servers of each round at the half rate SERVER measured in that "
+        "round (list SERVER first), e.g. picows: every server at the bare loop's half peak",
+    )
     parser.add_argument("--out", default=None, help="append JSON lines here")
     parser.add_argument(
         "--loadgen",
@@ -440,8 +502,11 @@ def main(argv: list[str] | None = None) -> None:
         # Rounds: every server once per round, so a change in machine load hits all alike.
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers}
         for _ in range(args.runs):
+            half_rate = args.half_rate
             for kind in servers:
-                res = one_run(kind, n, k, args)
+                res = one_run(kind, n, k, args, half_rate)
+                if kind == args.half_rate_from and "half" in res:
+                    half_rate = res["half"]["rate_events_per_s"]
                 res["load"] = os.getloadavg()[0]
                 runs[kind].append(res)
                 print(json.dumps(res), flush=True)

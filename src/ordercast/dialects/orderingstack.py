@@ -205,15 +205,20 @@ def _money(cents: Any) -> str:
     return f"{sign}{value // 100}.{value % 100:02d}"
 
 
+# By the state's string value: every order change renders with these (an enum lookup and a
+# set built per call were a third of rendering an order).
+_RANK_OF: Final[dict[str, int]] = {s.value: rank for s, rank in ORDER_RANK.items()}
+_TERMINAL: Final[frozenset[str]] = frozenset(s.value for s in ORDER_TERMINAL)
+_SUBMITTED_RANK: Final = ORDER_RANK[OrderStatus.SUBMITTED]
+_ACCEPTED_RANK: Final = ORDER_RANK[OrderStatus.ACCEPTED]
+
+
 def _rank(status: str | None) -> int | None:
-    try:
-        return ORDER_RANK[OrderStatus(status)] if status is not None else None
-    except ValueError:
-        return None
+    return _RANK_OF.get(status) if status is not None else None
 
 
 def _is_terminal(status: str | None) -> bool:
-    return status is not None and status in {s.value for s in ORDER_TERMINAL}
+    return status in _TERMINAL
 
 
 def _line(item: Mapping[str, Any], status: str) -> dict[str, Any]:
@@ -280,8 +285,8 @@ def ios_order(order: Mapping[str, Any], event: ev.EventRecord | None = None) -> 
         "orderType": ORDER_TYPE.get(str(order.get("type")), "TAKE_AWAY"),
         "status": os_status,
         "statusInfo": status_info,
-        "completed": rank is not None and rank >= ORDER_RANK[OrderStatus.SUBMITTED],
-        "verified": rank is not None and rank >= ORDER_RANK[OrderStatus.ACCEPTED],
+        "completed": rank is not None and rank >= _SUBMITTED_RANK,
+        "verified": rank is not None and rank >= _ACCEPTED_RANK,
         "closed": closed,
         "locked": False,
         "closedDate": order.get("updated_at") if closed else None,
@@ -385,9 +390,7 @@ def _status_before(event: ev.EventRecord, previous: ev.EventRecord | None) -> st
 def kds_visible(status: str | None) -> bool:
     """Whether the venue's KDS stream shows an order in ``status``: submitted, not closed."""
     rank = _rank(status)
-    return (
-        rank is not None and rank >= ORDER_RANK[OrderStatus.SUBMITTED] and not _is_terminal(status)
-    )
+    return rank is not None and rank >= _SUBMITTED_RANK and not _is_terminal(status)
 
 
 def render_order_change(

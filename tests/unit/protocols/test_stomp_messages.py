@@ -121,3 +121,20 @@ def test_encoded_message_is_immutable_and_shareable() -> None:
     # Many subscribers, one encoding: each splice is a fresh bytes object.
     frames = {message.for_subscription(f"sub-{i}") for i in range(100)}
     assert len(frames) == 100
+
+
+def test_a_header_name_with_a_backslash_is_escaped_every_time() -> None:
+    # Valid names are remembered to skip re-checking them; one that needs escaping must
+    # never be remembered as "nothing to escape".
+    for _ in range(2):
+        message = encode_message("/kds/t1/v1", "m-1", BODY, headers=[("x\\y", "1")])
+        assert b"x\\\\y:1\n" in message.tail
+        assert b"x\\y:1\n" in message.raw_tail
+        assert parse_one(message.for_subscription("s")).header_map()["x\\y"] == "1"
+
+
+@pytest.mark.parametrize("name", ["", "a:b", "a\nb", "a\rb"])
+def test_invalid_header_names_are_refused_every_time(name: str) -> None:
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            encode_message("/kds/t1/v1", "m-1", BODY, headers=[(name, "1")])

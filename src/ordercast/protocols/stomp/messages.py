@@ -19,6 +19,8 @@ from .frames import Frame, escape_header
 __all__ = ["EncodedMessage", "encode_message", "subscription_prefix"]
 
 _MESSAGE = b"MESSAGE\nsubscription:"
+# Header names already checked (no ``:``, CR, LF or ``\\``): they need no escaping either.
+_VALID_NAMES: set[str] = set()
 
 
 def subscription_prefix(subscription_id: str, *, escape: bool = True) -> bytes:
@@ -103,14 +105,21 @@ def encode_message(
     all_headers.append(("content-length", str(len(payload))))
     needs_escape = False
     for key, value in all_headers:
-        if not key or any(c in key for c in ":\r\n"):
-            raise ValueError(f"invalid MESSAGE header name {key!r}")
+        if key not in _VALID_NAMES:
+            if not key or ":" in key or "\r" in key or "\n" in key:
+                raise ValueError(f"invalid MESSAGE header name {key!r}")
+            if "\\" in key:
+                needs_escape = True
+            elif len(_VALID_NAMES) < 1024:  # names are ours: a handful
+                _VALID_NAMES.add(key)
         if "\r" in value or "\n" in value:
             raise ValueError(f"MESSAGE header {key!r} must not contain CR or LF")
-        if "\\" in key or ":" in value or "\\" in value:
+        if ":" in value or "\\" in value:
             needs_escape = True
-    tail = _render(all_headers, payload, escape=True)
-    raw_tail = _render(all_headers, payload, escape=False) if needs_escape else tail
+    # Escaping changes nothing unless a header holds ``\\`` or ``:`` (the usual case: one
+    # rendering serves STOMP 1.0 and 1.1/1.2 sessions alike).
+    raw_tail = _render(all_headers, payload, escape=False)
+    tail = _render(all_headers, payload, escape=True) if needs_escape else raw_tail
     return EncodedMessage(
         destination=destination,
         message_id=message_id,

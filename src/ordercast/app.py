@@ -14,6 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from ordercast import __version__, metrics
 from ordercast.api import admin, errors, orders, pos, pusher, webhooks
 from ordercast.api.errors import problem
+from ordercast.api.fastpath import CommandFastPath
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
 
@@ -58,6 +59,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(webhooks.router)
     app.include_router(pos.router)
 
+    # Innermost first: the order-command shortcut runs inside the request metrics.
+    app.add_middleware(CommandFastPath, api=app, endpoints=orders.FAST_COMMANDS)
     app.add_middleware(metrics.HttpMetrics)
 
     @app.get("/health", tags=["system"])

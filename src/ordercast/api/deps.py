@@ -24,8 +24,11 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 async def get_principal(request: Request) -> Principal:
-    runtime = runtime_of(request)
-    header = request.headers.get("authorization")
+    return await authenticate(runtime_of(request), request.headers.get("authorization"))
+
+
+async def authenticate(runtime: Runtime, header: str | None) -> Principal:
+    """Who sent this ``Authorization`` header (raises ``Unauthorized``)."""
     if not header:
         raise Unauthorized(
             "missing Authorization header: use HTTP Basic key:secret (apps) or "

@@ -143,6 +143,11 @@ async def cancellation(
     return command_body(rt, result)
 
 
+# The order commands served by the shortcut in api/fastpath.py (same endpoint functions,
+# same responses; FastAPI itself answers anything unusual). The trigger of every fan-out.
+FAST_COMMANDS = (transition, confirmation, notification, note, cancellation)
+
+
 @router.post("/orders/{order_id}/deliveries", status_code=201)
 async def start_delivery(
     order_id: str, principal: PrincipalDep, rt: RuntimeDep, body: DeliveryIn | None = None

@@ -1,0 +1,332 @@
+"""The order-command shortcut (api/fastpath.py) answers exactly as FastAPI does.
+
+Two runtimes with the same deterministic clock and ids run the same requests, one app with
+the shortcut and one without it: every response (status, headers, body), the stored
+events and the request metrics must be the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import basic
+from ordercast import metrics
+from ordercast.api import orders as orders_api
+from ordercast.api.fastpath import CommandFastPath, fast_route, routes_for
+from ordercast.app import create_app
+from ordercast.delivery import outbox as outbox_module
+from ordercast.runtime import Runtime
+from ordercast.services import directory as directory_module
+from ordercast.services import orders as orders_module
+from ordercast.settings import Settings
+
+J = {"content-type": "application/json"}
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.t += timedelta(milliseconds=1)
+        return self.t
+
+
+@pytest.fixture
+def deterministic(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Ids, secrets and uuids from counters; call the returned function to restart them."""
+    counter = itertools.count()
+
+    def new_id(prefix: str = "") -> str:
+        return f"{prefix}{next(counter):026d}"
+
+    def new_secret(prefix: str, nbytes: int = 24) -> str:
+        return f"{prefix}secret{next(counter)}"
+
+    for module in (orders_module, directory_module, outbox_module):
+        monkeypatch.setattr(module, "new_id", new_id)
+    monkeypatch.setattr(directory_module, "new_secret", new_secret)
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(counter)))
+
+    def restart() -> None:
+        nonlocal counter
+        counter = itertools.count()
+
+    return restart
+
+
+def _http_counts() -> dict[tuple[str, ...], float]:
+    out = {}
+    for family in metrics.REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name in (
+                "ordercast_http_requests_total",
+                "ordercast_http_request_seconds_count",
+            ):
+                out[(sample.name, *sorted(sample.labels.items()))] = sample.value
+    return out  # type: ignore[return-value]
+
+
+Request = tuple[str, str, dict[str, str], bytes | None]
+
+
+def _requests(oid: str, auth: dict[str, str], other: dict[str, str], admin: str) -> list[Request]:
+    notes = f"/v1/orders/{oid}/notes"
+    base = f"/v1/orders/{oid}"
+    aj = {**auth, **J}
+    return [
+        ("POST", notes, aj, b'{"text": "Dave is making your sandwich"}'),
+        ("POST", notes, aj, json.dumps({"text": "caf\u00e9 \u2615 \U0001f354"}).encode()),
+        (
+            "POST",
+            notes,
+            {**auth, "content-type": "application/json; charset=utf-8"},
+            b'{"text":"a"}',
+        ),
+        ("POST", notes, {**auth, "content-type": "application/vnd.x+json"}, b'{"text": "b"}'),
+        ("POST", notes, {**auth, "content-type": "APPLICATION/JSON"}, b'{"text": "c"}'),
+        ("POST", notes, {**auth, "content-type": "text/plain"}, b'{"text": "plain"}'),
+        ("POST", notes, auth, b'{"text": "no content type"}'),
+        ("POST", notes, aj, b'{"text": ""}'),
+        ("POST", notes, aj, b'{"text": "x", "extra": 1}'),
+        ("POST", notes, aj, b'{"text": 5}'),
+        ("POST", notes, aj, b'{"text": '),
+        ("POST", notes, aj, b"[1, 2]"),
+        ("POST", notes, aj, b"null"),
+        ("POST", notes, aj, b""),
+        ("POST", notes, aj, b'{"text": NaN}'),
+        ("POST", notes, J, b'{"text": "no auth"}'),
+        ("POST", notes, {**basic("nokey", "x"), **J}, b'{"text": "unknown key"}'),
+        ("POST", notes, {"authorization": "Basic !!!", **J}, b'{"text": "bad basic"}'),
+        ("POST", notes, {"authorization": "Digest x", **J}, b'{"text": "scheme"}'),
+        ("POST", notes, {"authorization": f"Bearer {admin}", **J}, b'{"text": "admin"}'),
+        ("POST", notes, {"authorization": "Bearer nope", **J}, b'{"text": "bad bearer"}'),
+        ("POST", notes, {**other, **J}, b'{"text": "another tenant"}'),
+        ("POST", notes, {"authorization": "Bearer nope", **J}, b'{"text": '),
+        ("POST", "/v1/orders/ord_missing/notes", aj, b'{"text": "missing order"}'),
+        ("POST", "/v1/orders//notes", aj, b'{"text": "empty id"}'),
+        ("POST", notes + "/", aj, b'{"text": "slash"}'),
+        ("GET", notes, auth, None),
+        ("PUT", notes, aj, b'{"text": "put"}'),
+        ("POST", f"{base}/transitions", aj, b'{"to": "accepted"}'),
+        ("POST", f"{base}/transitions", aj, b'{"to": "submitted"}'),
+        ("POST", f"{base}/transitions", aj, b'{"to": "nonsense"}'),
+        (
+            "POST",
+            f"{base}/transitions",
+            aj,
+            b'{"to": "preparing", "occurred_at": "2026-01-02T03:00:00"}',
+        ),
+        ("POST", f"{base}/transitions", aj, b'{"to": "ready", "occurred_at": "yesterday"}'),
+        ("POST", f"{base}/confirmation", aj, b'{"confirmation": 1}'),
+        ("POST", f"{base}/confirmation", aj, b'{"confirmation": 2, "adjustment": {"time": 0}}'),
+        ("POST", f"{base}/notifications", aj, b'{"type": "info", "message": "on the way"}'),
+        ("POST", f"{base}/cancellation", aj, b'{"by": "martians"}'),
+        ("POST", f"{base}/cancellation", aj, b'{"reason": "changed mind", "request_only": true}'),
+        ("POST", f"{base}/cancellation", aj, b'{"reason": "sold out"}'),
+        ("POST", f"{base}/transitions", aj, b'{"to": "accepted"}'),
+        ("POST", notes, aj, b'{"text": "after the end"}'),
+    ]
+
+
+async def _run(tmp: Path, fast: bool, restart: Callable[[], None]) -> dict[str, Any]:
+    restart()
+    settings = Settings(database_url=f"sqlite:///{tmp}/db.sqlite", admin_token="admin-token")
+    rt = await Runtime.open(settings, clock=StepClock())
+    try:
+        app = create_app(rt)
+        if not fast:
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not CommandFastPath]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            admin = {"authorization": "Bearer admin-token"}
+            apps = []
+            for name in ("A", "B"):
+                tenant = (await http.post("/v1/tenants", headers=admin, json={"name": name})).json()
+                location = (
+                    await http.post(
+                        "/v1/locations",
+                        headers=admin,
+                        json={"tenant_id": tenant["id"], "name": "L"},
+                    )
+                ).json()
+                app_body = (
+                    await http.post(
+                        "/v1/apps",
+                        headers=admin,
+                        json={
+                            "tenant_id": tenant["id"],
+                            "name": "Channel",
+                            "kind": "channel",
+                            "location_ids": [location["id"]],
+                        },
+                    )
+                ).json()
+                apps.append((location["id"], basic(app_body["key"], app_body["secret"])))
+            (location_id, auth), (_, other) = apps
+            order = await http.post(
+                "/v1/orders",
+                headers=auth,
+                json={
+                    "location_id": location_id,
+                    "items": [{"name": "Burger", "quantity": 2, "unit_price": 899}],
+                },
+            )
+            assert order.status_code == 201, order.text
+            oid = order.json()["id"]
+            before = _http_counts()
+            answers = []
+            for method, path, headers, content in _requests(oid, auth, other, "admin-token"):
+                r = await http.request(method, path, headers=headers, content=content)
+                answers.append((method, path, r.status_code, r.headers.multi_items(), r.content))
+            after = _http_counts()
+            events = (await http.get(f"/v1/orders/{oid}/events", headers=auth)).json()
+        deltas = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k)}
+        return {
+            "answers": answers,
+            "events": events,
+            "metrics": deltas,
+        }
+    finally:
+        await rt.close()
+
+
+async def test_same_answers_with_and_without_the_shortcut(
+    tmp_path: Path, deterministic: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = []
+    original = CommandFastPath._serve
+
+    async def counting(self: CommandFastPath, *args: Any) -> None:
+        served.append(args[0].route.path)
+        await original(self, *args)
+
+    monkeypatch.setattr(CommandFastPath, "_serve", counting)
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "slow").mkdir()
+    fast = await _run(tmp_path / "fast", True, deterministic)
+    taken = len(served)
+    slow = await _run(tmp_path / "slow", False, deterministic)
+    assert len(served) == taken  # the app without the shortcut never went through it
+    assert taken > 20
+    for a, b in zip(fast["answers"], slow["answers"], strict=True):
+        assert a == b
+    assert fast["events"] == slow["events"]
+    assert len(fast["events"]["events"]) > 8
+    assert fast["metrics"] == slow["metrics"]
+    statuses = {a[2] for a in fast["answers"]}
+    assert {200, 401, 403, 404, 405, 409, 422}.issubset(statuses), statuses
+
+
+async def _asgi(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], messages: list[Any]
+) -> Any:
+    sent: list[Any] = []
+    pending = list(messages)
+
+    async def receive() -> Any:
+        if pending:
+            return pending.pop(0)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "state": {},
+    }
+    try:
+        await app(scope, receive, send)
+    except Exception as exc:  # what the server would see
+        return ("raised", type(exc).__name__)
+    return sent
+
+
+async def test_chunked_bodies_and_disconnects_match(
+    tmp_path: Path, deterministic: Callable[[], None]
+) -> None:
+    results = []
+    for fast in (True, False):
+        deterministic()
+        (tmp_path / str(fast)).mkdir()
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path}/{fast}/db.sqlite", admin_token="admin-token"
+        )
+        rt = await Runtime.open(settings, clock=StepClock())
+        try:
+            app = create_app(rt)
+            if not fast:
+                app.user_middleware = [
+                    m for m in app.user_middleware if m.cls is not CommandFastPath
+                ]
+            tenant = await rt.directory.create_tenant("T")
+            location = await rt.directory.create_location(
+                tenant_id=tenant.id, name="L", timezone="UTC", settings={}
+            )
+            created = await rt.directory.create_app(
+                tenant_id=tenant.id, name="C", kind="channel", location_ids=[location.id]
+            )
+            principal = await rt.directory.authenticate_basic(created.app.key, created.secret)
+            order = await rt.orders.create(
+                principal,
+                {"location_id": location.id, "items": [{"name": "B", "quantity": 1}]},
+            )
+            auth = basic(created.app.key, created.secret)["Authorization"].encode()
+            headers = [(b"content-type", b"application/json"), (b"authorization", auth)]
+            path = f"/v1/orders/{order.id}/notes"
+            chunks = [
+                {"type": "http.request", "body": b'{"te', "more_body": True},
+                {"type": "http.request", "body": b'xt": "in two parts"}', "more_body": False},
+            ]
+            gone = [{"type": "http.request", "body": b'{"te', "more_body": True}]
+            twice = [
+                (b"content-type", b"application/json"),
+                (b"content-type", b"text/plain"),
+                (b"authorization", auth),
+                (b"authorization", b"Bearer nope"),
+            ]
+            one = [{"type": "http.request", "body": b'{"text": "x"}', "more_body": False}]
+            results.append(
+                [
+                    await _asgi(app, path, headers, chunks),
+                    await _asgi(app, path, headers, gone),
+                    await _asgi(app, path, twice, one),
+                    await _asgi(app, path, list(reversed(twice)), one),
+                ]
+            )
+        finally:
+            await rt.close()
+    assert results[0] == results[1]
+    assert results[0][0][0]["status"] == 200
+    assert results[0][2][0]["status"] == 200
+
+
+def test_only_the_supported_route_shape_is_accepted() -> None:
+    app = create_app(Runtime.__new__(Runtime))
+    for route in routes_for(app, orders_api.FAST_COMMANDS):
+        assert fast_route(route).route is route
+    for endpoint in (orders_api.start_delivery, orders_api.list_orders, orders_api.subscribe):
+        (route,) = routes_for(app, [endpoint])
+        with pytest.raises(ValueError, match="no fast path"):
+            fast_route(route)

@@ -26,11 +26,14 @@ from ordercast.services.orders import CommandResult, order_resource
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 
+# Responses are serialized at once: the resources need not be deep copies (copy=False).
+
+
 def command_body(rt: Runtime, result: CommandResult) -> dict[str, Any]:
     body: dict[str, Any] = {
         "applied": result.applied,
         "outcome": result.outcome.value,
-        "order": order_resource(result.order, rt.settings.base_url),
+        "order": order_resource(result.order, rt.settings.base_url, copy=False),
         "events": [e.to_dict() for e in result.events],
     }
     if result.detail:
@@ -41,7 +44,7 @@ def command_body(rt: Runtime, result: CommandResult) -> dict[str, Any]:
 @router.post("/orders", status_code=201)
 async def create_order(body: OrderIn, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
     order = await rt.orders.create(principal, body.spec())
-    return order_resource(order, rt.settings.base_url)
+    return order_resource(order, rt.settings.base_url, copy=False)
 
 
 @router.get("/orders")
@@ -60,13 +63,13 @@ async def list_orders(
         updated_since=iso_or_none(updated_since),
         limit=limit,
     )
-    return {"orders": [order_resource(o, rt.settings.base_url) for o in orders]}
+    return {"orders": [order_resource(o, rt.settings.base_url, copy=False) for o in orders]}
 
 
 @router.get("/orders/{order_id}")
 async def get_order(order_id: str, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
     order = await rt.orders.get(principal, order_id)
-    return order_resource(order, rt.settings.base_url)
+    return order_resource(order, rt.settings.base_url, copy=False)
 
 
 @router.get("/orders/{order_id}/events")
@@ -155,7 +158,7 @@ async def start_delivery(
     result, delivery_id = await rt.orders.start_delivery(
         principal, order_id, provider=body.provider if body else None
     )
-    resource = order_resource(result.order, rt.settings.base_url)
+    resource = order_resource(result.order, rt.settings.base_url, copy=False)
     found = next(x for x in resource["deliveries"] if x["id"] == delivery_id)
     return {**found, "order": resource, "events": [e.to_dict() for e in result.events]}
 
@@ -200,7 +203,7 @@ async def subscribe(
     order = await rt.orders.get(principal, order_id)
     _location_header(doshii_location_id, x_location_id, order.location_id)
     order = await rt.orders.subscribe(principal, order_id)
-    return order_resource(order, rt.settings.base_url, subscribed=True)
+    return order_resource(order, rt.settings.base_url, subscribed=True, copy=False)
 
 
 @router.delete("/orders/{order_id}/subscription", status_code=204, tags=["subscriptions"])

@@ -7,7 +7,8 @@ Times are ISO 8601 strings in UTC; money is integer cents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any
 
 from ordercast.domain import events as ev
@@ -30,7 +31,15 @@ class Delivery:
     refund: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: _json_copy(getattr(self, name)) for name in _DELIVERY_FIELDS}
+        d = self.as_dict()
+        for name in _DELIVERY_CONTAINERS:
+            if d[name] is not None:
+                d[name] = _json_copy(d[name])
+        return d
+
+    def as_dict(self) -> dict[str, Any]:
+        """Like :meth:`Order.as_dict`: no copies of the dicts in it; never change them."""
+        return dict(zip(_DELIVERY_FIELDS, _delivery_values(self), strict=True))
 
 
 @dataclass(slots=True)
@@ -83,9 +92,21 @@ class Order:
         return self.state in ORDER_TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
-        # What ``dataclasses.asdict`` gave (a deep copy), without its generic recursion.
-        d = {name: _json_copy(getattr(self, name)) for name in _ORDER_FIELDS}
+        # What ``dataclasses.asdict`` gave (a deep copy), without its generic recursion:
+        # the fields typed as lists or dicts are copied, the others are scalars.
+        d = dict(zip(_ORDER_FIELDS, _order_values(self), strict=True))
+        for name in _ORDER_CONTAINERS:
+            if d[name] is not None:
+                d[name] = _json_copy(d[name])
         d["deliveries"] = {k: v.to_dict() for k, v in self.deliveries.items()}
+        return d
+
+    def as_dict(self) -> dict[str, Any]:
+        """The same keys and values as :meth:`to_dict`, but the lists and dicts in it are
+        this order's own, not copies: for a caller that serializes it at once (to JSON)
+        and keeps nothing. Never change anything in it."""
+        d = dict(zip(_ORDER_FIELDS, _order_values(self), strict=True))
+        d["deliveries"] = {k: v.as_dict() for k, v in self.deliveries.items()}
         return d
 
     @classmethod
@@ -97,10 +118,35 @@ class Order:
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name != "deliveries")
 _DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
+_ALL_ORDER_FIELDS = tuple(f.name for f in fields(Order))
+_order_values = attrgetter(*_ORDER_FIELDS)
+_delivery_values = attrgetter(*_DELIVERY_FIELDS)
+_all_order_values = attrgetter(*_ALL_ORDER_FIELDS)
+
+
+def _containers(cls: type) -> tuple[str, ...]:
+    """The fields of ``cls`` typed as lists or dicts (the others hold scalars)."""
+    return tuple(
+        f.name
+        for f in fields(cls)
+        if f.name != "deliveries" and ("list[" in str(f.type) or "dict[" in str(f.type))
+    )
+
+
+_ORDER_CONTAINERS = _containers(Order)
+_DELIVERY_CONTAINERS = _containers(Delivery)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _json_copy(value: Any) -> Any:
     """A deep copy of JSON-shaped data (dicts, lists, tuples, scalars)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else _json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _json_copy(v) for v in value]
     if isinstance(value, dict):
         return {k: _json_copy(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -109,8 +155,9 @@ def _json_copy(value: Any) -> Any:
 
 
 def _clone(order: Order) -> Order:
-    """A deep copy of ``order`` (what ``copy.deepcopy`` gave, for JSON-shaped fields)."""
-    return Order.from_dict(order.to_dict())
+    """A shallow copy of ``order``: its lists, dicts and deliveries are shared, so whoever
+    changes the copy replaces them rather than changing them in place (:func:`evolve`)."""
+    return Order(*_all_order_values(order))
 
 
 def item_totals(item: dict[str, Any]) -> tuple[int, int]:
@@ -137,7 +184,11 @@ def with_totals(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
-    """The order after one event. Returns a new object; the input is not changed."""
+    """The order after one event. Returns a new object; the input is not changed.
+
+    Copy on write: the new order shares the input's lists, dicts and deliveries, and every
+    change below assigns a new value to a field (or a copied delivery) instead of changing
+    a shared one in place; the full deep copy this replaced cost ~30 µs per event."""
     o = _clone(order)
     o.version += 1
     o.updated_at = recorded_at
@@ -172,11 +223,16 @@ def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
         o.confirmation = 2
         removed_items = set(d.get("removed_items", []))
         removed_options = set(d.get("removed_options", []))
-        kept = [i for i in o.items if i.get("uuid") not in removed_items]
-        for item in kept:
-            item["options"] = [
-                opt for opt in item.get("options", []) if opt.get("name") not in removed_options
-            ]
+        kept = [
+            {
+                **item,
+                "options": [
+                    opt for opt in item.get("options", []) if opt.get("name") not in removed_options
+                ],
+            }
+            for item in o.items
+            if item.get("uuid") not in removed_items
+        ]
         o.items = with_totals(kept)
         o.total = order_total(o.items, o.surcounts)
         if d.get("available_eta"):
@@ -200,19 +256,25 @@ def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
 
 
 def _evolve_delivery(o: Order, t: str, d: dict[str, Any], recorded_at: str) -> None:
+    # ``o`` shares its deliveries with the order it was copied from (``_clone``): the
+    # mapping and the changed delivery are replaced, never changed in place.
     delivery_id = d["delivery_id"]
     if t == "delivery.requested" and delivery_id not in o.deliveries:
-        o.deliveries[delivery_id] = Delivery(
-            id=delivery_id,
-            order_id=o.id,
-            status="requested",
-            provider=d.get("provider"),
-            created_at=recorded_at,
-            updated_at=recorded_at,
-            provider_status=d.get("provider_status"),
-        )
+        o.deliveries = {
+            **o.deliveries,
+            delivery_id: Delivery(
+                id=delivery_id,
+                order_id=o.id,
+                status="requested",
+                provider=d.get("provider"),
+                created_at=recorded_at,
+                updated_at=recorded_at,
+                provider_status=d.get("provider_status"),
+            ),
+        }
         return
-    dl = o.deliveries[delivery_id]
+    dl = replace(o.deliveries[delivery_id])
+    o.deliveries = {**o.deliveries, delivery_id: dl}
     dl.updated_at = recorded_at
     if t in ev.COURIER_STATE_EVENTS:
         dl.status = ev.COURIER_STATE_EVENTS[t].value

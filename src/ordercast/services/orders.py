@@ -456,9 +456,14 @@ class OrderService:
         return await self.store.unsubscribe(order.id, app.app_id)
 
 
-def order_resource(order: Order, base_url: str, subscribed: bool | None = None) -> dict[str, Any]:
-    """The public Order resource (snake_case; Doshii's fields that make sense)."""
-    doc = order.to_dict()
+def order_resource(
+    order: Order, base_url: str, subscribed: bool | None = None, *, copy: bool = True
+) -> dict[str, Any]:
+    """The public Order resource (snake_case; Doshii's fields that make sense).
+
+    ``copy=False``: its lists and dicts are the order's own (``Order.as_dict``), for an
+    HTTP response serialized at once; otherwise a deep copy."""
+    doc = order.to_dict() if copy else order.as_dict()
     doc.pop("previous_status", None)
     doc["deliveries"] = sorted(doc["deliveries"].values(), key=lambda x: x["created_at"])
     doc["uri"] = f"{base_url}/v1/orders/{order.id}"

@@ -33,15 +33,20 @@ EVENTS_APPENDED = Counter(
 )
 
 
-def count_events(_order: Order, records: list[EventRecord]) -> None:
-    for record in records:
-        EVENTS_APPENDED.labels(record.type).inc()
-
-
-# Children of the labelled HTTP metrics by label values (``labels()`` validates and takes
-# a lock on every call). Bounded like the metrics themselves: routes x methods x statuses.
+# Children of the labelled metrics by label values (``labels()`` validates and takes a
+# lock on every call). Bounded like the metrics themselves: event types; routes x methods
+# x statuses.
+_EVENT_CHILDREN: dict[str, Any] = {}
 _REQUEST_CHILDREN: dict[tuple[str, str, int], Any] = {}
 _LATENCY_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
+def count_events(_order: Order, records: list[EventRecord]) -> None:
+    for record in records:
+        counter = _EVENT_CHILDREN.get(record.type)
+        if counter is None:
+            counter = _EVENT_CHILDREN[record.type] = EVENTS_APPENDED.labels(record.type)
+        counter.inc()
 
 
 def _observe(scope: Scope, status: int, seconds: float) -> None:

@@ -217,7 +217,7 @@ class CommandFastPath:
             if messages[-1]["type"] != "http.request":
                 raise ValueError("the client went away")
             body = json.loads(b"".join(chunks))  # starlette's Request.json()
-            runtime = runtime_of(Request(scope))
+            runtime = runtime_of(Request(scope))  # as the RuntimeDep dependency
             principal = await authenticate(runtime, authorization)
             arguments[fast.body_name] = fast.model.model_validate(body)
         except Exception:

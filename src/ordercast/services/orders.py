@@ -277,9 +277,10 @@ class OrderService:
                 log.exception("after-commit hook failed")
         try:
             await self.bus.publish(
+                # No copies (as the events' to_dict): bus consumers only read a message.
                 BusMessage(
                     "order",
-                    {"order": order.to_dict(), "events": [r.to_dict() for r in records]},
+                    {"order": order.as_dict(), "events": [r.to_dict() for r in records]},
                 )
             )
         except Exception:

@@ -59,6 +59,10 @@ _INSERT_EVENTS = s.events.insert().inline()
 _INSERT_DELIVERY = s.deliveries.insert().inline()
 _SELECT_DOC = sa.select(s.orders.c.doc).where(s.orders.c.id == sa.bindparam("b_id"))
 _SELECT_DOC_FOR_UPDATE = _SELECT_DOC.with_for_update()
+_SELECT_VERSION = sa.select(s.orders.c.version).where(s.orders.c.id == sa.bindparam("b_id"))
+_SELECT_VERSION_FOR_UPDATE = _SELECT_VERSION.with_for_update()
+# How many orders ``SqlStore`` keeps as last committed (see ``SqlStore._recent``).
+RECENT_ORDERS = 2_000
 # The implicit subscription: one statement, insert unless this app already follows the order.
 _INSERT_SUBSCRIPTION_SQLITE = (
     sqlite_insert(s.subscriptions)
@@ -117,6 +121,15 @@ class SqlStore:
             _INSERT_SUBSCRIPTION_SQLITE if self.is_sqlite else _INSERT_SUBSCRIPTION_PG
         )
         self._select_doc_for_update = _SELECT_DOC if self.is_sqlite else _SELECT_DOC_FOR_UPDATE
+        self._select_version_for_update = (
+            _SELECT_VERSION if self.is_sqlite else _SELECT_VERSION_FOR_UPDATE
+        )
+        # The last orders this process committed, as committed: an order change reads only
+        # the row's version when it matches (no doc to parse). Safe across processes: a
+        # version is committed once per order (the guarded update), so (id, version) names
+        # one document; entries are added after the COMMIT only, on the event loop (the
+        # writer thread only reads), and Orders are never changed in place (``evolve``).
+        self._recent: dict[str, Order] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -280,10 +293,18 @@ class SqlStore:
 
     # -- orders and events ---------------------------------------------------------
 
+    def _committed(self, order: Order) -> None:
+        recent = self._recent
+        recent.pop(order.id, None)
+        recent[order.id] = order
+        if len(recent) > RECENT_ORDERS:
+            del recent[next(iter(recent))]
+
     async def create_order(self, mutation: Mutation) -> None:
         for _ in range(_MAX_RETRIES):
             try:
                 await self._transaction(lambda conn: self._create_tx(conn, mutation))
+                self._committed(mutation.order)
                 return
             except IntegrityError as exc:
                 raise Conflict(f"order {mutation.order.id} already exists") from exc
@@ -298,7 +319,10 @@ class SqlStore:
     ) -> Mutation | None:
         for _ in range(_MAX_RETRIES):
             try:
-                return await self._transaction(lambda conn: self._mutate_tx(conn, order_id, change))
+                done = await self._transaction(lambda conn: self._mutate_tx(conn, order_id, change))
+                if done is not None and done.events:
+                    self._committed(done.order)
+                return done
             except (_Retry, IntegrityError):
                 await asyncio.sleep(0)
             except OperationalError as exc:
@@ -319,12 +343,17 @@ class SqlStore:
     def _mutate_tx(
         self, conn: sa.Connection, order_id: str, change: Callable[[Order], Mutation | None]
     ) -> Mutation | None:
-        doc = fastsql.execute(
-            conn, self._select_doc_for_update, {"b_id": order_id}
-        ).scalar_one_or_none()
-        if doc is None:
-            raise NotFound(f"order {order_id} not found")
-        before = Order.from_dict(doc)
+        key = {"b_id": order_id}
+        before = self._recent.get(order_id)
+        if before is not None:
+            version = fastsql.execute(conn, self._select_version_for_update, key)
+            if version.scalar_one_or_none() != before.version:
+                before = None  # changed since (or gone): read it
+        if before is None:
+            doc = fastsql.execute(conn, self._select_doc_for_update, key).scalar_one_or_none()
+            if doc is None:
+                raise NotFound(f"order {order_id} not found")
+            before = Order.from_dict(doc)
         mutation = change(before)  # pure; raises to refuse, rolling back
         if mutation is None or not mutation.events:
             return mutation

@@ -330,3 +330,29 @@ def test_only_the_supported_route_shape_is_accepted() -> None:
         (route,) = routes_for(app, [endpoint])
         with pytest.raises(ValueError, match="no fast path"):
             fast_route(route)
+
+
+async def test_left_to_fastapi_when_a_body_limit_or_root_path_applies() -> None:
+    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+
+    app = create_app(Runtime.__new__(Runtime))
+    seen: list[Any] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(receive)
+
+    fast = CommandFastPath(inner, api=app, endpoints=orders_api.FAST_COMMANDS)
+
+    async def receive() -> Any:
+        raise AssertionError("the shortcut must not read the body")
+
+    base = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/orders/ord_1/notes",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    for extra in ({MAX_BODY_SIZE_SCOPE_KEY: 10}, {"root_path": "/api"}, {"fastapi.telemetry": 1}):
+        await fast({**base, **extra}, receive, None)  # type: ignore[arg-type]
+    assert seen == [receive, receive, receive]

@@ -17,11 +17,11 @@ lookup as Starlette's ``ExceptionMiddleware``); anything else propagates to the
 ``ServerErrorMiddleware`` as it would from the router.
 
 Anything unusual is left to FastAPI, untouched: another method, a ``root_path``, an
-enabled FastAPI telemetry, a content type other than exactly ``application/json``, an
-empty or invalid body, failed authentication or validation. Nothing has happened yet at
-that point (authentication only reads), so FastAPI answers with its usual error,
-receiving the body we read through a replaying ``receive``. So a request gets the same
-response either way; ``tests/test_h1_fastpath.py`` compares them.
+enabled FastAPI telemetry, a request body size limit, a content type other than exactly
+``application/json``, an empty or invalid body, failed authentication or validation.
+Nothing has happened yet at that point (authentication only reads), so FastAPI answers
+with its usual error, receiving the body we read through a replaying ``receive``. So a
+request gets the same response either way; ``tests/test_h1_fastpath.py`` compares them.
 
 It sits inside the metrics middleware (``scope["route"]`` is set as the router would) and
 outside Starlette's ``ExceptionMiddleware``.
@@ -43,6 +43,7 @@ from pydantic import BaseModel
 from starlette._utils import is_async_callable
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -169,6 +170,7 @@ class CommandFastPath:
             or scope["method"] not in self.methods
             or scope.get("root_path")
             or "fastapi.telemetry" in scope
+            or MAX_BODY_SIZE_SCOPE_KEY in scope
         ):
             await self.app(scope, receive, send)
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,14 @@ def _wal_pages(path: Path) -> tuple[int, int, int]:
     finally:
         conn.close()
     return int(row[0]), int(row[1]), int(row[2])
+
+
+async def _until(done: Callable[[], bool], seconds: float) -> None:
+    """Poll ``done`` (the checkpointer is a thread: there is no event to await)."""
+    for _ in range(int(seconds / 0.02) + 1):
+        if done():
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _writer(path: Path) -> SqliteWriter:
@@ -74,10 +82,8 @@ async def test_background_checkpoints_copy_the_log(tmp_path: Path) -> None:
     try:
         for i in range(writer_module.CHECKPOINT_EVERY * 3):
             await writer.run(_insert(i))
-        deadline = time.monotonic() + 10
         checkpointer = writer._checkpointer
-        while checkpointer.runs == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await _until(lambda: checkpointer.runs > 0, 10)
         assert checkpointer.runs >= 1
         assert checkpointer.last is not None
         busy, log_pages, copied = checkpointer.last
@@ -85,9 +91,7 @@ async def test_background_checkpoints_copy_the_log(tmp_path: Path) -> None:
         # A last commit is checkpointed within CHECKPOINT_INTERVAL even below the count.
         runs = checkpointer.runs
         await writer.run(_insert(10**6))
-        deadline = time.monotonic() + writer_module.CHECKPOINT_INTERVAL + 10
-        while checkpointer.runs == runs and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await _until(lambda: checkpointer.runs > runs, writer_module.CHECKPOINT_INTERVAL + 10)
         assert checkpointer.runs > runs
         _, log_pages, copied = checkpointer.last
         assert copied == log_pages  # everything in the log is in the database file

@@ -120,6 +120,30 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@dataclass(frozen=True)
+class ChannelApp:
+    """A tenant with one UTC location and a channel app granted it, made through the
+    directory service (no HTTP)."""
+
+    location_id: str
+    app_id: str
+    key: str
+    secret: str
+    principal: Any  # the app's AppPrincipal, as HTTP Basic auth would give it
+
+
+async def make_channel_app(rt: Runtime, name: str = "C") -> ChannelApp:
+    tenant = await rt.directory.create_tenant("T")
+    location = await rt.directory.create_location(
+        tenant_id=tenant.id, name="L", timezone="UTC", settings={}
+    )
+    created = await rt.directory.create_app(
+        tenant_id=tenant.id, name=name, kind="channel", location_ids=[location.id]
+    )
+    principal = await rt.directory.authenticate_basic(created.app.key, created.secret)
+    return ChannelApp(location.id, created.app.id, created.app.key, created.secret, principal)
+
+
 @dataclass
 class World:
     """One tenant with one location and a channel app, plus helpers."""

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import basic
+from conftest import basic, make_channel_app
 from ordercast import metrics
 from ordercast.api import orders as orders_api
 from ordercast.api.fastpath import CommandFastPath, fast_route, routes_for
@@ -280,19 +280,13 @@ async def test_chunked_bodies_and_disconnects_match(
                 app.user_middleware = [
                     m for m in app.user_middleware if m.cls is not CommandFastPath
                 ]
-            tenant = await rt.directory.create_tenant("T")
-            location = await rt.directory.create_location(
-                tenant_id=tenant.id, name="L", timezone="UTC", settings={}
-            )
-            created = await rt.directory.create_app(
-                tenant_id=tenant.id, name="C", kind="channel", location_ids=[location.id]
-            )
-            principal = await rt.directory.authenticate_basic(created.app.key, created.secret)
+            channel = await make_channel_app(rt)
+            principal = channel.principal
             order = await rt.orders.create(
                 principal,
-                {"location_id": location.id, "items": [{"name": "B", "quantity": 1}]},
+                {"location_id": channel.location_id, "items": [{"name": "B", "quantity": 1}]},
             )
-            auth = basic(created.app.key, created.secret)["Authorization"].encode()
+            auth = basic(channel.key, channel.secret)["Authorization"].encode()
             headers = [(b"content-type", b"application/json"), (b"authorization", auth)]
             path = f"/v1/orders/{order.id}/notes"
             chunks = [

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from conftest import make_channel_app
 from ordercast.domain.access import Principal
 from ordercast.domain.order import Order
 from ordercast.runtime import Runtime
@@ -29,15 +30,8 @@ async def two(database_url: str) -> AsyncIterator[tuple[Runtime, Runtime]]:
 
 
 async def _principal(rt: Runtime) -> tuple[Principal, str]:
-    tenant = await rt.directory.create_tenant("T")
-    location = await rt.directory.create_location(
-        tenant_id=tenant.id, name="L", timezone="UTC", settings={}
-    )
-    created = await rt.directory.create_app(
-        tenant_id=tenant.id, name="C", kind="channel", location_ids=[location.id]
-    )
-    principal = await rt.directory.authenticate_basic(created.app.key, created.secret)
-    return principal, location.id
+    channel = await make_channel_app(rt)
+    return channel.principal, channel.location_id
 
 
 async def test_changes_from_two_processes_interleave(

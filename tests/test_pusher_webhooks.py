@@ -16,6 +16,7 @@ from typing import Any
 import pusher as pusher_sdk
 import pytest
 
+from conftest import make_channel_app
 from ordercast.delivery.pusher_webhooks import PusherWebhooks
 from ordercast.domain.access import Admin
 from ordercast.runtime import Runtime
@@ -293,16 +294,10 @@ async def test_sink_batches_debounces_and_filters(rt: Runtime) -> None:
 
 async def test_order_events_do_not_go_to_pusher_endpoints(rt: Runtime) -> None:
     """A pusher endpoint is about channels: order changes of its app produce no message."""
-    tenant = await rt.directory.create_tenant("T")
-    location = await rt.directory.create_location(
-        tenant_id=tenant.id, name="L", timezone="UTC", settings={}
-    )
-    created = await rt.directory.create_app(
-        tenant_id=tenant.id, name="A", kind="channel", location_ids=[location.id]
-    )
+    channel = await make_channel_app(rt, name="A")
     assert rt.webhooks is not None
     ep, _ = await rt.webhooks.create_endpoint(
-        Admin(), created.app.id, url="http://127.0.0.1:9/hooks", dialect="pusher"
+        Admin(), channel.app_id, url="http://127.0.0.1:9/hooks", dialect="pusher"
     )
     import httpx
 
@@ -313,9 +308,9 @@ async def test_order_events_do_not_go_to_pusher_endpoints(rt: Runtime) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         r = await http.post(
             "/v1/orders",
-            headers=basic(created.app.key, created.secret),
+            headers=basic(channel.key, channel.secret),
             json={
-                "location_id": location.id,
+                "location_id": channel.location_id,
                 "type": "pickup",
                 "items": [{"pos_id": "x", "name": "X", "quantity": 1, "unit_price": 100}],
             },

@@ -1,4 +1,4 @@
-"""Benchmarks on demand: ``python -m bench fanout [...]``."""
+"""Benchmarks on demand: ``python -m bench fanout [...]``, ``python -m bench rush [...]``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ import sys
 
 def main() -> None:
     args = sys.argv[1:]
-    if not args or args[0] not in ("fanout",):
+    if not args or args[0] not in ("fanout", "rush"):
         print(
             "usage: python -m bench fanout [--mode pusher|stomp|all] [--servers a,b]"
-            " [--n 100,1000,10000] [--runs 3]   (see --help)"
+            " [--n 100,1000,10000] [--runs 3]   (see --help)\n"
+            "       python -m bench rush [--db sqlite|postgresql] [--rates 100,200,...]"
+            " [--locations 200] [--customers 20000]   (see --help)"
         )
         raise SystemExit(2)
+    if args[0] == "rush":
+        from bench.rush.run import main as rush
+
+        rush(args[1:])
+        return
     from bench.fanout.run import main as fanout
 
     fanout(args[1:])

@@ -43,8 +43,8 @@ TABLES = ("orders", "events", "webhook_messages", "webhook_attempts")
 def _sample_sqlite(path: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float]]:
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
-    rows = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} LIMIT 2000")] for t in TABLES}  # noqa: S608
-    counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # noqa: S608
+    rows = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} LIMIT 2000")] for t in TABLES}
+    counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
     changes = conn.execute(
         "SELECT count(*) FROM (SELECT DISTINCT order_id, recorded_at FROM events)"
     ).fetchone()[0]
@@ -59,8 +59,8 @@ async def _sample_pg(url: str) -> tuple[dict[str, list[dict[str, Any]]], dict[st
     try:
         rows = {
             t: [dict(r) for r in await conn.fetch(f"SELECT * FROM {t} LIMIT 2000")] for t in TABLES
-        }  # noqa: S608
-        counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES}  # noqa: S608
+        }
+        counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES}
         changes = await conn.fetchval(
             "SELECT count(*) FROM (SELECT DISTINCT order_id, recorded_at FROM events) x"
         )
@@ -81,7 +81,7 @@ def _per_change(counts: dict[str, int], changes: int) -> dict[str, float]:
 
 def _insert_sql(table: str, columns: list[str], style: str) -> str:
     marks = ", ".join("?" if style == "qmark" else f"${i + 1}" for i in range(len(columns)))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
 
 class Plan:
@@ -158,8 +158,14 @@ def _fresh_schema_sqlite(path: str) -> None:
 ORDER_UPDATE = (
     "UPDATE orders SET doc = {0}, version = {1}, status = {2}, updated_at = {3} WHERE id = {4}"
 )
-CLAIM = "UPDATE webhook_messages SET status = 'delivering', lease_until = {0}, claimed_by = 'bare' WHERE id = {1}"
-DONE = "UPDATE webhook_messages SET status = 'delivered', attempts = attempts + 1, lease_until = NULL WHERE id = {0}"
+CLAIM = (
+    "UPDATE webhook_messages SET status = 'delivering', lease_until = {0}, claimed_by = 'bare' "
+    "WHERE id = {1}"
+)
+DONE = (
+    "UPDATE webhook_messages SET status = 'delivered', attempts = attempts + 1, "
+    "lease_until = NULL WHERE id = {0}"
+)
 
 
 def run_sqlite(plan: Plan, group: int) -> dict[str, Any]:

@@ -17,13 +17,14 @@ def ms(v: float | None) -> str:
 def print_run(r: dict[str, Any]) -> None:
     w = r["world"]
     print(
-        f"\n## rush on {r['db']} at {r['at']} (load {r['loadavg'][0]:.1f}): {w['locations']} locations, "
+        f"\n## rush on {r['db']} at {r['at']} (load {r['loadavg'][0]:.1f}): "
+        f"{w['locations']} locations, "
         f"{w['customers']} customer sockets ({w['stomp_share']:.0%} STOMP), {w['kds']} KDS, "
         f"{w['endpoints']} webhook endpoints; client errors {r['errors']}"
     )
     print(
-        "\n| R asked | achieved/s | server cores | RSS MB | Pusher p50/p99/max ms | STOMP p50/p99/max "
-        "| KDS p50/p99/max | webhook p50/p99/max |"
+        "\n| R asked | achieved/s | server cores | RSS MB | Pusher p50/p99/max ms "
+        "| STOMP p50/p99/max | KDS p50/p99/max | webhook p50/p99/max |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for s in r["steps"]:
@@ -41,7 +42,8 @@ def print_run(r: dict[str, Any]) -> None:
     print("|---|---|---|---|---|---|---|")
     for t, c in sorted(r["checks"].items()):
         print(
-            f"| {t} | {c.get('expected', 0):,} | {c.get('received', 0):,} | {c.get('missing', 0):,} "
+            f"| {t} | {c.get('expected', 0):,} | {c.get('received', 0):,} "
+            f"| {c.get('missing', 0):,} "
             f"| {c.get('duplicates', c.get('repeats_same_id', 0)):,} | {c.get('unexpected', 0):,} "
             f"| {c.get('out_of_order', '—')} |"
         )
@@ -52,7 +54,8 @@ def print_run(r: dict[str, Any]) -> None:
             f"bare driver: {lw['changes_per_s']:,.0f} changes/s (group {lw['group']}), "
             f"{lw['cpu_us_per_change']:,.0f} CPU us/change; bare picows: "
             f"{ls['cpu_us_per_msg']:.1f} CPU us/message; socket messages/change "
-            f"{lim['socket_msgs_per_change']:.2f}; bound {lim['bound_changes_per_s']:,.0f} changes/s"
+            f"{lim['socket_msgs_per_change']:.2f}; "
+            f"bound {lim['bound_changes_per_s']:,.0f} changes/s"
             + (f"; knee = {lim['knee_fraction']:.0%} of it" if "knee_fraction" in lim else "")
         )
 

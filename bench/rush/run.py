@@ -49,7 +49,6 @@ import http.client
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -271,7 +270,7 @@ def expected_messages(
 ) -> tuple[dict[tuple[str, int], set[int]], dict[tuple[int, int], int]]:
     """From the event log over REST and the dialects: socket destination → {(order, seq)}
     and (endpoint, order) → number of webhook messages, for the changes of the run."""
-    from ordercast.dialects import Target, doshii, opendining, orderingstack, ordatic, rbi
+    from ordercast.dialects import Target, doshii, opendining, ordatic, orderingstack, rbi
     from ordercast.domain.events import EventRecord
 
     by_loc_kind = {(e["loc"], e["kind"]): i for i, e in enumerate(world["endpoints"])}
@@ -646,7 +645,7 @@ def main(argv: list[str]) -> None:
 
 def machine_limit(result: dict[str, Any]) -> dict[str, Any]:
     """The best R this box could sustain for the same deliveries and writes: 2 cores over
-    (socket messages per change × the bare loop's CPU per message + the bare writer's CPU
+    (socket messages per change x the bare loop's CPU per message + the bare writer's CPU
     per change), and no more than the bare writer's own rate."""
     checks = result["checks"]
     changes = sum(row["changes"] for row in result["steps"]) or 1

@@ -15,7 +15,8 @@ need storage or a clock:
   destination replays the order's events after N from storage, then live: the subscription
   is registered for live messages *before* the backlog is read, live messages are held while
   replaying, and any live message with ``seq`` ≤ the last one sent is dropped. No gaps, no
-  duplicates.
+  duplicates. That bookkeeping is kept per (subscription, order): a destination that
+  carries many orders (``/kds/…``, the per-user destinations) tracks each order's seq.
 * **Fan-out** (:meth:`StompGateway.on_message`, a hub consumer): each message is encoded once
   per destination (:func:`~ordercast.protocols.stomp.encode_message`) and spliced after each
   subscription's prefix, written with ``transport.send`` and no await; messages queued in
@@ -100,22 +101,53 @@ class StompConfig:
     """Most events read to replay one order (the whole stream is folded)."""
     close_timeout: float = 5.0
     """Seconds a closing socket may take to flush before it is aborted."""
+    max_tracked_orders: int = 4096
+    """Orders whose last sent seq one subscription remembers (see ``_Sub.seqs``)."""
+
+
+#: A message's place in its order's stream: (order id, seq); None for messages outside any
+#: order stream (venue settings changes), which are always delivered.
+Mark = tuple[str, int] | None
 
 
 class _Sub:
-    """One accepted subscription in the destination registry."""
+    """One accepted subscription in the destination registry.
 
-    __slots__ = ("active", "conn", "held", "last_seq", "prefix_tail", "sub", "transport")
+    ``seqs`` is the subscription's delivery bookkeeping, PER ORDER: order id -> the highest
+    seq sent on this subscription. A destination may carry many orders (``/kds/…``, the
+    per-user destinations), each with its own seq; a message is sent when its seq is above
+    its own order's entry. Bounded by ``max_tracked_orders``: past it the oldest entry is
+    forgotten, which can at worst let a replayed message repeat, never drop one."""
 
-    def __init__(self, conn: StompConnection, sub: Subscription, transport: WSTransport) -> None:
+    __slots__ = ("active", "conn", "held", "limit", "prefix_tail", "seqs", "sub", "transport")
+
+    def __init__(
+        self, conn: StompConnection, sub: Subscription, transport: WSTransport, limit: int
+    ) -> None:
         self.conn = conn
         self.sub = sub
         self.transport = transport
         # Hot path for ack:auto: prefix + message.tail (or raw_tail for STOMP 1.0).
         self.prefix_tail = sub.ack == "auto"
-        self.last_seq = -1
-        self.held: list[tuple[EncodedMessage, int | None]] | None = None
+        self.seqs: dict[str, int] = {}
+        self.limit = limit
+        self.held: list[tuple[EncodedMessage, Mark]] | None = None
         self.active = True
+
+    def fresh(self, mark: Mark) -> bool:
+        """Whether ``mark`` is new to this subscription; if so it is recorded as sent."""
+        if mark is None:
+            return True
+        order_id, seq = mark
+        seqs = self.seqs
+        last = seqs.get(order_id)
+        if last is None:
+            if len(seqs) >= self.limit:
+                del seqs[next(iter(seqs))]
+        elif seq <= last:
+            return False
+        seqs[order_id] = seq
+        return True
 
 
 class _Plan:
@@ -157,8 +189,8 @@ class StompGateway:
         self._ids = itertools.count(1)
         self.delivered = 0
         self.dropped_slow = 0
-        #: Messages queued for the end of this loop iteration: (subscribers, message, seq).
-        self.pending: list[tuple[_Plan, EncodedMessage, int | None]] = []
+        #: Messages queued for the end of this loop iteration: (subscribers, message, mark).
+        self.pending: list[tuple[_Plan, EncodedMessage, Mark]] = []
         self._plans: dict[str, _Plan] = {}
 
     # -- routing (runs in picows' handshake callback) -----------------------------------------
@@ -240,7 +272,7 @@ class StompGateway:
         if plan is None:
             plan = self._plans[destination] = _Plan(subs)
         encoded = encode_message(destination, out.message_id, out.body, headers=out.headers)
-        self.pending.append((plan, encoded, out.seq))
+        self.pending.append((plan, encoded, _mark(out)))
         if len(self.pending) == 1:
             flush_soon(self.flush_pending)
 
@@ -262,17 +294,17 @@ class StompGateway:
             if j == i + 1:
                 self._send_one(plan, pending[i][1], pending[i][2])
             else:
-                self._send_run(plan, [(m, seq) for _, m, seq in pending[i:j]])
+                self._send_run(plan, [(m, mark) for _, m, mark in pending[i:j]])
             i = j
 
-    def _send_one(self, plan: _Plan, encoded: EncodedMessage, seq: int | None) -> None:
+    def _send_one(self, plan: _Plan, encoded: EncodedMessage, mark: Mark) -> None:
         # The hot loop: per socket only the liveness and seq checks, one transport.send
         # (picows frames it and tries the socket directly), and the slow-consumer check
         # only once the transport has paused writing (as the Pusher gateway does).
         sent = 0
         for prefix, escape, entries in plan.groups:
             data = prefix + (encoded.tail if escape else encoded.raw_tail)
-            if seq is None:
+            if mark is None:
                 for entry in entries:
                     if entry.active:
                         entry.transport.send(TEXT, data)
@@ -280,34 +312,52 @@ class StompGateway:
                         if entry.conn.paused:
                             entry.conn.check_slow()
                 continue
-            for entry in entries:
-                if entry.active and seq > entry.last_seq:
-                    entry.last_seq = seq
-                    entry.transport.send(TEXT, data)
-                    sent += 1
-                    if entry.conn.paused:
-                        entry.conn.check_slow()
-        self.delivered += sent
-        for entry in plan.others:
-            if entry.active:
-                entry.conn.deliver(entry, encoded, seq)
-
-    def _send_run(self, plan: _Plan, run: list[tuple[EncodedMessage, int | None]]) -> None:
-        sent = 0
-        for prefix, escape, entries in plan.groups:
-            # One blob of WebSocket frames per last seq seen (normally one for all).
-            blobs: dict[int, tuple[bytes, int, int]] = {}
+            order_id, seq = mark
             for entry in entries:
                 if not entry.active:
                     continue
-                last = entry.last_seq
-                blob = blobs.get(last)
+                # _Sub.fresh inlined: this loop runs once per socket per message.
+                seqs = entry.seqs
+                last = seqs.get(order_id)
+                if last is None:
+                    if len(seqs) >= entry.limit:
+                        del seqs[next(iter(seqs))]
+                elif seq <= last:
+                    continue
+                seqs[order_id] = seq
+                entry.transport.send(TEXT, data)
+                sent += 1
+                if entry.conn.paused:
+                    entry.conn.check_slow()
+        self.delivered += sent
+        for entry in plan.others:
+            if entry.active:
+                entry.conn.deliver(entry, encoded, mark)
+
+    def _send_run(self, plan: _Plan, run: list[tuple[EncodedMessage, Mark]]) -> None:
+        sent = 0
+        orders = tuple({mark[0]: None for _, mark in run if mark is not None})
+        for prefix, escape, entries in plan.groups:
+            # One blob of WebSocket frames per state of the run's orders in a subscription's
+            # bookkeeping (normally one for all).
+            blobs: dict[tuple[int | None, ...], tuple[bytes, dict[str, int], int]] = {}
+            for entry in entries:
+                if not entry.active:
+                    continue
+                seqs = entry.seqs
+                state = tuple([seqs.get(o) for o in orders])
+                blob = blobs.get(state)
                 if blob is None:
-                    blob = blobs[last] = _frames(prefix, escape, run, last)
-                data, new_last, frames = blob
+                    blob = blobs[state] = _frames(
+                        prefix, escape, run, dict(zip(orders, state, strict=True))
+                    )
+                data, new_seqs, frames = blob
                 if not frames:
                     continue
-                entry.last_seq = new_last
+                for order_id, seq in new_seqs.items():
+                    if order_id not in seqs and len(seqs) >= entry.limit:
+                        del seqs[next(iter(seqs))]
+                    seqs[order_id] = seq
                 conn = entry.conn
                 entry.transport.underlying_transport.write(data)
                 sent += frames
@@ -316,8 +366,8 @@ class StompGateway:
         self.delivered += sent
         for entry in plan.others:
             if entry.active:
-                for encoded, seq in run:
-                    entry.conn.deliver(entry, encoded, seq)
+                for encoded, mark in run:
+                    entry.conn.deliver(entry, encoded, mark)
 
     def on_lagged(self) -> None:
         # The bus dropped messages: live subscribers may have missed some. Order streams can
@@ -332,18 +382,25 @@ class StompGateway:
 
 
 def _frames(
-    prefix: bytes, escape: bool, run: list[tuple[EncodedMessage, int | None]], last: int
-) -> tuple[bytes, int, int]:
-    """(consecutive WebSocket frames of the run's messages after seq ``last``, the new last
-    seq, how many frames)."""
+    prefix: bytes, escape: bool, run: list[tuple[EncodedMessage, Mark]], seqs: dict[str, int | None]
+) -> tuple[bytes, dict[str, int], int]:
+    """(consecutive WebSocket frames of the run's messages new after ``seqs`` (order id ->
+    last seq sent, None = nothing yet), the orders' new last seqs, how many frames)."""
     frames = []
-    for encoded, seq in run:
-        if seq is not None:
-            if seq <= last:
+    sent: dict[str, int] = {}
+    for encoded, mark in run:
+        if mark is not None:
+            order_id, seq = mark
+            last = seqs[order_id]
+            if last is not None and seq <= last:
                 continue
-            last = seq
+            seqs[order_id] = sent[order_id] = seq
         frames.append(ws_text_frame(prefix + (encoded.tail if escape else encoded.raw_tail)))
-    return b"".join(frames), last, len(frames)
+    return b"".join(frames), sent, len(frames)
+
+
+def _mark(out: dialect.StompMessage) -> Mark:
+    return None if out.seq is None or out.order_id is None else (out.order_id, out.seq)
 
 
 def _peer(transport: WSTransport) -> str:
@@ -620,10 +677,10 @@ class StompConnection(WSListener):
             self._pump()
             return
         assert self.transport is not None  # CONNECT and SUBSCRIBE came through it
-        entry = _Sub(self, sub, self.transport)
+        entry = _Sub(self, sub, self.transport, self.gateway.config.max_tracked_orders)
         if since is not None:
             entry.held = []
-            entry.last_seq = since
+            entry.seqs[route.order_id or ""] = since
         self.entries[sub.id] = entry
         self.gateway.register(entry)  # live first, then the backlog
         self._pump()  # RECEIPT, then frames that waited for this decision
@@ -640,29 +697,28 @@ class StompConnection(WSListener):
             self.gateway.flush_pending()  # live messages queued so far go to entry.held
         for out in dialect.replay_order_messages(entry.sub.destination, events, since):
             encoded = encode_message(out.destination, out.message_id, out.body, headers=out.headers)
-            self._write(entry, encoded, out.seq)
+            self._write(entry, encoded, _mark(out))
             if self._closed:
                 return
         held, entry.held = entry.held or [], None
         self.gateway.replayed(entry)
-        for encoded, seq in held:
-            self.deliver(entry, encoded, seq)
+        for encoded, mark in held:
+            self.deliver(entry, encoded, mark)
 
     # -- fan-out -------------------------------------------------------------------------------
 
-    def deliver(self, entry: _Sub, message: EncodedMessage, seq: int | None) -> None:
+    def deliver(self, entry: _Sub, message: EncodedMessage, mark: Mark) -> None:
         if entry.held is not None:
-            entry.held.append((message, seq))
+            entry.held.append((message, mark))
             if len(entry.held) > 10_000:
                 self.fail("slow consumer", "too many messages while replaying")
             return
-        if seq is not None and seq <= entry.last_seq:
-            return
-        self._write(entry, message, seq)
+        self._write(entry, message, mark)
 
-    def _write(self, entry: _Sub, message: EncodedMessage, seq: int | None) -> None:
+    def _write(self, entry: _Sub, message: EncodedMessage, mark: Mark) -> None:
+        """Write one MESSAGE frame unless ``mark`` was sent on this subscription already."""
         transport = self.transport
-        if transport is None or self._closed:
+        if transport is None or self._closed or not entry.fresh(mark):
             return
         sub = entry.sub
         if entry.prefix_tail:
@@ -673,12 +729,10 @@ class StompConnection(WSListener):
                 self._pump()  # e.g. too many unacknowledged messages: ERROR and close
                 return
             data = frame
-        self._send(transport, entry, data, seq)
+        self._send(transport, data)
 
-    def _send(self, transport: WSTransport, entry: _Sub, data: bytes, seq: int | None) -> None:
+    def _send(self, transport: WSTransport, data: bytes) -> None:
         """Write one MESSAGE frame; past the buffer bound the subscriber is dropped."""
-        if seq is not None:
-            entry.last_seq = seq
         transport.send(TEXT, data)
         self.gateway.delivered += 1
         self.check_slow()

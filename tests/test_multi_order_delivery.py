@@ -1,0 +1,209 @@
+"""Destinations and channels that carry several orders: every subscriber gets every message
+of every order, once, in seq order, when the orders move interleaved.
+
+Issue 11: a STOMP subscription kept ONE last seq for all the orders of its destination, so a
+KDS on ``/kds/{tenant}/{venue}`` saw 4 of 16 messages when four orders moved at once. These
+tests drive several orders concurrently over REST and assert, per subscriber and per order,
+on the (order-id, seq) pairs the real clients received against the event log read back over
+REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+from conftest import World
+from ordercast.dialects import opendining
+from ordercast.runtime import Runtime
+from pusher_support import NodeClient, need_node, start_live
+from stomp_support import RawClient, raw_client, start_stomp, user_token
+
+ORDERS = 4
+USER = "u-multi"
+
+
+async def _interleave(world: World, ids: list[str]) -> None:
+    """Move every order through the kitchen, all orders concurrently at each step, with a
+    note and a notification (user-facing) between the steps."""
+    for step in ("accepted", "preparing", "ready"):
+        rs = await asyncio.gather(*(world.move(i, step) for i in ids))
+        assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+        rs = await asyncio.gather(
+            *(
+                world.http.post(
+                    f"/v1/orders/{i}/notes", headers=world.auth, json={"text": f"{step} {i}"}
+                )
+                for i in ids
+            )
+        )
+        assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+    rs = await asyncio.gather(
+        *(
+            world.http.post(
+                f"/v1/orders/{i}/notifications",
+                headers=world.auth,
+                json={"type": "info", "message": f"bye {i}"},
+            )
+            for i in ids
+        )
+    )
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+    rs = await asyncio.gather(*(world.move(i, "completed", how="picked_up") for i in ids))
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+
+
+async def _log(world: World, order_id: str) -> list[dict[str, Any]]:
+    r = await world.http.get(f"/v1/orders/{order_id}/events", headers=world.auth)
+    assert r.status_code == 200, r.text
+    events: list[dict[str, Any]] = r.json()["events"]
+    return events
+
+
+async def _collect(client: RawClient, count: int) -> dict[str, dict[str, list[int]]]:
+    """Up to ``count`` MESSAGE frames (fewer when nothing more comes for 3 s): subscription
+    -> order id -> seqs in arrival order."""
+    got: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for _ in range(count):
+        try:
+            m = await client.expect("MESSAGE", wait=3)
+        except TimeoutError:
+            break
+        got[m.headers["subscription"]][m.headers["order-id"]].append(int(m.headers["seq"]))
+    return got
+
+
+async def _quiet(client: RawClient) -> None:
+    """Nothing more arrives (no duplicates after the expected messages)."""
+    try:
+        extra = await client.recv(wait=0.3)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame {extra.command} {extra.headers}")
+
+
+async def test_stomp_every_multi_order_destination_gets_every_order_seq(world: World) -> None:
+    rt = world.runtime
+    await start_stomp(rt)
+    kds = await world.new_app("kds")
+    token = await user_token(rt, world.app, USER)
+    t, v = world.tenant_id, world.location_id
+    async with (
+        raw_client(rt.gateway.url("/ws"), max_queue=256) as staff,
+        raw_client(rt.gateway.url("/ws"), max_queue=256) as user,
+    ):
+        assert (await staff.connect(kds["key"], kds["secret"])).command == "CONNECTED"
+        # ack:auto (the fast path) and client-individual (the per-connection path).
+        assert (await staff.subscribe(f"/kds/{t}/{v}", "kds-auto")).command == "RECEIPT"
+        assert (
+            await staff.subscribe(f"/kds/{t}/{v}", "kds-ack", ack="client-individual")
+        ).command == "RECEIPT"
+        assert (await user.connect(token)).command == "CONNECTED"
+        for dest, sub in (
+            (f"/order-changes/{t}/{USER}", "mine"),
+            (f"/kds/{t}/{USER}", "kds-user"),
+            (f"/notifications/{t}/{USER}", "notes"),
+        ):
+            assert (await user.subscribe(dest, sub)).command == "RECEIPT"
+
+        orders = await asyncio.gather(*(world.order(user_id=USER) for _ in range(ORDERS)))
+        ids = [o["id"] for o in orders]
+        await _interleave(world, ids)
+
+        logs = {i: await _log(world, i) for i in ids}
+        every = {i: [e["seq"] for e in log] for i, log in logs.items()}
+        user_facing = {
+            i: [
+                e["seq"]
+                for e in log
+                if e["type"] in ("order.note", "order.notification", "order.rejected")
+            ]
+            for i, log in logs.items()
+        }
+        assert all(len(s) == 9 for s in every.values()), every  # created + 3 x (move, note) + 2
+        assert all(len(s) == 4 for s in user_facing.values()), user_facing
+
+        staff_got = await _collect(staff, 2 * sum(len(s) for s in every.values()))
+        user_got = await _collect(
+            user,
+            sum(len(s) for s in every.values()) + 2 * sum(len(s) for s in user_facing.values()),
+        )
+        await _quiet(staff)
+        await _quiet(user)
+
+    for sub in ("kds-auto", "kds-ack"):
+        assert dict(staff_got[sub]) == every, sub
+    assert dict(user_got["mine"]) == every
+    assert dict(user_got["kds-user"]) == user_facing
+    assert dict(user_got["notes"]) == user_facing
+
+
+async def test_pusher_presence_and_order_channels_get_every_order_event(runtime: Runtime) -> None:
+    """``presence-r-{location}`` carries every order of the location, and one pusher-js
+    client subscribes to the four orders' ``private-o-`` channels at once: per order every
+    event arrives once, in seq order, with the orders moving interleaved (real pusher-js)."""
+    need_node()
+    async for live in start_live(runtime):
+        orders = [await live.order(user_id=USER) for _ in range(ORDERS)]
+        ids = [o["id"] for o in orders]
+        staff_auth = (
+            f"{live.base_url}/api/v1/pusher/auth?key={live.app['key']}&secret={live.app['secret']}"
+        )
+        presence = f"presence-r-{live.location_id}"
+        channels = [presence] + [f"private-o-{i}" for i in ids]
+        staff = await NodeClient.start(
+            "pusher_client.mjs",
+            {
+                "key": live.app["key"],
+                "wsPort": live.ws_port,
+                "authEndpoint": staff_auth,
+                "channels": channels,
+            },
+        )
+        try:
+            subscribed: set[str] = set()
+            while subscribed != set(channels):
+                msg = await staff.next()
+                assert msg["type"] in ("state", "connected", "subscribed"), msg
+                if msg["type"] == "subscribed":
+                    subscribed.add(msg["channel"])
+            more = await asyncio.gather(*(live.order(user_id=USER) for _ in range(ORDERS)))
+            new_ids = [o["id"] for o in more]
+            for step in ("accepted", "preparing", "ready"):
+                await asyncio.gather(
+                    *(live.post(f"/v1/orders/{i}/transitions", {"to": step}) for i in ids),
+                    *(live.post(f"/v1/orders/{i}/notes", {"text": f"{step} {i}"}) for i in ids),
+                )
+            await asyncio.gather(
+                *(live.post(f"/v1/orders/{i}/cancellation", {"reason": "x"}) for i in new_ids),
+                *(live.post(f"/v1/orders/{i}/cancellation", {"reason": "y"}) for i in ids),
+            )
+            expected: dict[tuple[str, str], list[int]] = defaultdict(list)
+            view = await runtime.gateway.extensions["pusher"].location(live.location_id)
+            for oid in ids + new_ids:
+                r = await live.http.get(f"/v1/orders/{oid}", auth=live.auth)
+                order = r.json()
+                r = await live.http.get(f"/v1/orders/{oid}/events", auth=live.auth)
+                for event in r.json()["events"]:
+                    if oid in ids and event["seq"] == 1:
+                        continue  # created before the client subscribed
+                    for out in opendining.render(event, order, view):
+                        if out.channel in channels:
+                            expected[(out.channel, oid)].append(event["seq"])
+            got: dict[tuple[str, str], list[int]] = defaultdict(list)
+            want = sum(len(v) for v in expected.values())
+            quiet = 0.5
+            with contextlib.suppress(TimeoutError):
+                # Until nothing more comes: every expected event, and no extra one.
+                while True:
+                    msg = await staff.next(
+                        within=3 if sum(map(len, got.values())) < want else quiet
+                    )
+                    if msg.get("type") == "event":
+                        data = msg["data"]
+                        got[(msg["channel"], data["order_id"])].append(int(data["seq"]))
+            assert dict(got) == dict(expected)
+        finally:
+            await staff.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Awaitable
 from typing import Any
 
 from conftest import World
@@ -207,3 +208,61 @@ async def test_pusher_presence_and_order_channels_get_every_order_event(runtime:
             assert dict(got) == dict(expected)
         finally:
             await staff.close()
+
+
+class _Gate:
+    """A hub consumer ahead of the gateways that holds every bus message until opened: the
+    events are committed, their bus messages on the way, as on a busy node."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+
+    def on_message(self, message: object) -> Awaitable[bool] | None:
+        return None if self.opened.is_set() else self.opened.wait()
+
+    def on_lagged(self) -> None:
+        return None
+
+
+async def test_pusher_last_state_load_loses_nothing_on_other_channels(runtime: Runtime) -> None:
+    """A customer subscribes to ``private-o-{order}`` while the order's first events are
+    committed but their bus messages not yet delivered: the customer gets the order's last
+    state once (not again live), the staff tablet on ``presence-r-…`` still gets
+    ``new_order``. Before the fix the last-state load marked the order's events as sent for
+    the whole gateway, and ``new_order`` never reached the tablet."""
+    need_node()
+    async for live in start_live(runtime):
+        gate = _Gate()
+        runtime.hub.consumers.insert(0, gate)
+        staff_auth = (
+            f"{live.base_url}/api/v1/pusher/auth?key={live.app['key']}&secret={live.app['secret']}"
+        )
+        presence = f"presence-r-{live.location_id}"
+        config = {"key": live.app["key"], "wsPort": live.ws_port, "authEndpoint": staff_auth}
+        staff = await NodeClient.start("pusher_client.mjs", {**config, "channels": [presence]})
+        cust = None
+        try:
+            await staff.wait_for(type="subscribed", channel=presence)
+            order = await live.order(user_id=USER)
+            oid = order["id"]
+            await live.post(f"/v1/orders/{oid}/transitions", {"to": "accepted"})
+            await live.post(f"/v1/orders/{oid}/notes", {"text": "on it"})
+            cust = await NodeClient.start(
+                "pusher_client.mjs", {**config, "channels": [f"private-o-{oid}"]}
+            )
+            first = await cust.wait_for(type="event")
+            assert (first["event"], first["data"]["seq"]) == ("order_tracker", 3)
+            gate.opened.set()
+            created = await staff.wait_for(type="event", within=5)
+            assert (created["event"], created["data"]["order_id"], created["data"]["seq"]) == (
+                "new_order",
+                oid,
+                1,
+            )
+            await live.post(f"/v1/orders/{oid}/transitions", {"to": "rejected"})
+            nxt = await cust.wait_for(type="event")
+            assert (nxt["event"], nxt["data"]["seq"]) == ("order_confirmation", 4)
+        finally:
+            await staff.close()
+            if cust is not None:
+                await cust.close()

@@ -95,6 +95,10 @@ class Channel:
     name: str
     subs: dict[str, PusherConnection] = field(default_factory=dict)
     _targets: tuple[PusherConnection, ...] | None = None
+    #: Per-subscriber bookkeeping of an order channel: a socket sent the order's last state
+    #: from storage -> that event's seq. The live path skips the socket for seqs up to it
+    #: (the same event's bus message may still be on its way) and then forgets it.
+    floors: dict[PusherConnection, int] = field(default_factory=dict)
 
     @property
     def targets(self) -> tuple[PusherConnection, ...]:
@@ -111,7 +115,19 @@ class Channel:
         if self.subs.pop(conn.socket_id, None) is None:
             return False
         self._targets = None
+        self.floors.pop(conn, None)
         return True
+
+    def live_targets(self, seq: int) -> tuple[PusherConnection, ...]:
+        """The subscribers that should get the order event ``seq`` live."""
+        floors = self.floors
+        if not floors:
+            return self.targets
+        targets = tuple(c for c in self.targets if floors.get(c, 0) < seq)
+        for conn, floor in list(floors.items()):
+            if floor <= seq:
+                del floors[conn]
+        return targets
 
 
 @dataclass(slots=True)
@@ -248,7 +264,11 @@ class PusherGateway:
         self.connections: dict[str, PusherConnection] = {}
         self.locations: dict[str, LocationView] = {}
         self.last_state: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
-        self.sent_seq: dict[str, int] = {}  # order id -> highest seq delivered
+        # Order id -> highest seq the live path (or a catch-up) rendered, only for orders
+        # someone listens to (their order channel or their location's presence channel):
+        # a catch-up after a bus gap starts there, and the live path skips what a catch-up
+        # sent already.
+        self.sent_seq: dict[str, int] = {}
         # Order channel -> seq of the last event the live path sent to its subscribers (only
         # while the channel has subscribers): tells a last-state load whether its socket has
         # already been sent something at least as new while the load was reading storage.
@@ -512,6 +532,8 @@ class PusherGateway:
                 if not apps:
                     del self.by_name[name]
                     self.live_seq.pop(name, None)
+                    if name.startswith(opendining.ORDER_CHANNEL_PREFIX):
+                        self.sent_seq.pop(name[len(opendining.ORDER_CHANNEL_PREFIX) :], None)
             self._webhook(state, {"name": "channel_vacated", "channel": name})
 
     def _client_event(
@@ -716,7 +738,19 @@ class PusherGateway:
             if record.seq <= already:
                 continue  # delivered by a catch-up already
             self._render_and_send(record, order, location)
-        self.sent_seq[order_id] = max(already, int(order.get("version") or 0))
+        self._sent(order_id, order.get("location_id"), max(already, int(order.get("version") or 0)))
+
+    def _sent(self, order_id: str, location_id: object, seq: int) -> None:
+        """Record ``seq`` as rendered for ``order_id`` while someone listens to the order;
+        otherwise forget it (memory stays bounded by what subscribers follow)."""
+        by_name = self.by_name
+        if (
+            opendining.ORDER_CHANNEL_PREFIX + order_id in by_name
+            or f"{opendining.LOCATION_CHANNEL_PREFIX}{location_id}" in by_name
+        ):
+            self.sent_seq[order_id] = seq
+        else:
+            self.sent_seq.pop(order_id, None)
 
     def _render_and_send(
         self, record: EventRecord, order: dict[str, Any], location: LocationView
@@ -728,8 +762,14 @@ class PusherGateway:
                 if out.channel in self.by_name:
                     self.live_seq[out.channel] = record.seq
             apps = self._apps_for(out.channel, order)
-            if apps:
-                self.publish(apps, out.channel, frame)
+            for app_id in apps:
+                channel = self.apps[app_id].channels.get(out.channel)
+                if channel is not None:
+                    targets = channel.live_targets(record.seq)
+                    if targets:
+                        self.pending.append((targets, frame, None))
+                        if len(self.pending) == 1:
+                            flush_soon(self.flush_fanout)
 
     def _remember(self, channel: str, seq: int, frame: bytes) -> None:
         self.last_state[channel] = (seq, frame)
@@ -742,7 +782,7 @@ class PusherGateway:
         conn.flush()
         cached = self.last_state.get(name)
         if cached is not None:
-            conn.send_text(cached[1])
+            self._send_state(state, conn, name, *cached)
             return
         self._spawn(self._load_last_state(state, conn, name, self.live_seq.get(name)))
 
@@ -766,7 +806,6 @@ class PusherGateway:
                     frame = encode_event(out.event, out.channel, _json(out.data)).encode()
                     last = (record.seq, frame)
         delivered = self.sent_seq.get(order_id)
-        self.sent_seq.setdefault(order_id, order.version)
         if last is None:
             return
         if name not in self.last_state or self.last_state[name][0] < last[0]:
@@ -780,7 +819,17 @@ class PusherGateway:
             return
         live = not conn.dead and conn.session is not None and conn.session.is_subscribed(name)
         if live and self.last_state[name][0] == last[0]:
-            conn.send_text(last[1])
+            self._send_state(state, conn, name, *last)
+
+    def _send_state(
+        self, state: AppState, conn: PusherConnection, name: str, seq: int, frame: bytes
+    ) -> None:
+        """Send ``conn`` an order channel's state at ``seq`` outside the live path; the live
+        path then skips this socket up to ``seq`` (no duplicate)."""
+        conn.send_text(frame)
+        channel = state.channels.get(name)
+        if channel is not None and conn.socket_id in channel.subs:
+            channel.floors[conn] = seq
 
     def on_lagged(self) -> Awaitable[None] | None:
         return self._catch_up()
@@ -804,7 +853,7 @@ class PusherGateway:
             order_dict = order.to_dict()
             for record in records:
                 self._render_and_send(record, order_dict, location)
-            self.sent_seq[order_id] = order.version
+            self._sent(order_id, order.location_id, order.version)
 
 
 def channel_is_presence(name: str) -> bool:

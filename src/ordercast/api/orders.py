@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Header, Query, Response
 
+from ordercast.api import commands
+from ordercast.api.commands import command_body
 from ordercast.api.deps import PrincipalDep, RuntimeDep
 from ordercast.api.schemas import (
     CancellationIn,
@@ -20,25 +22,9 @@ from ordercast.api.schemas import (
     iso_or_none,
 )
 from ordercast.errors import ValidationError
-from ordercast.runtime import Runtime
-from ordercast.services.orders import CommandResult, order_resource
+from ordercast.services.orders import order_resource
 
 router = APIRouter(prefix="/v1", tags=["orders"])
-
-
-# Responses are serialized at once: the resources need not be deep copies (copy=False).
-
-
-def command_body(rt: Runtime, result: CommandResult) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "applied": result.applied,
-        "outcome": result.outcome.value,
-        "order": order_resource(result.order, rt.settings.base_url, copy=False),
-        "events": [e.to_dict() for e in result.events],
-    }
-    if result.detail:
-        body["detail"] = result.detail
-    return body
 
 
 @router.post("/orders", status_code=201)
@@ -91,64 +77,44 @@ async def order_events(
     }
 
 
+# The order commands. ``api/commands.py`` serves them (plain Starlette endpoints placed before
+# these routes); these FastAPI declarations run the same commands and give the OpenAPI
+# document its operations.
+
+
 @router.post("/orders/{order_id}/transitions")
 async def transition(
     order_id: str, body: TransitionIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    result = await rt.orders.transition(
-        principal,
-        order_id,
-        to=body.to,
-        reason=body.reason,
-        how=body.how,
-        errors=[e.model_dump() for e in body.errors] if body.errors else None,
-        occurred_at=iso_or_none(body.occurred_at),
-    )
-    return command_body(rt, result)
+    return command_body(rt, await commands.transition(rt, principal, order_id, body))
 
 
 @router.post("/orders/{order_id}/confirmation")
 async def confirmation(
     order_id: str, body: ConfirmationIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    result = await rt.orders.confirm(
-        principal,
-        order_id,
-        confirmation=body.confirmation,
-        reason=body.reason,
-        adjustment=body.adjustment.model_dump(exclude_none=True) if body.adjustment else None,
-    )
-    return command_body(rt, result)
+    return command_body(rt, await commands.confirm(rt, principal, order_id, body))
 
 
 @router.post("/orders/{order_id}/notifications")
 async def notification(
     order_id: str, body: NotificationIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    result = await rt.orders.notify(principal, order_id, type=body.type, message=body.message)
-    return command_body(rt, result)
+    return command_body(rt, await commands.notify(rt, principal, order_id, body))
 
 
 @router.post("/orders/{order_id}/notes")
 async def note(
     order_id: str, body: NoteIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    return command_body(rt, await rt.orders.note(principal, order_id, text=body.text))
+    return command_body(rt, await commands.note(rt, principal, order_id, body))
 
 
 @router.post("/orders/{order_id}/cancellation")
 async def cancellation(
     order_id: str, body: CancellationIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    result = await rt.orders.cancel(
-        principal, order_id, reason=body.reason, by=body.by, request_only=body.request_only
-    )
-    return command_body(rt, result)
-
-
-# The order commands served by the shortcut in api/fastpath.py (same endpoint functions,
-# same responses; FastAPI itself answers anything unusual). The trigger of every fan-out.
-FAST_COMMANDS = (transition, confirmation, notification, note, cancellation)
+    return command_body(rt, await commands.cancel(rt, principal, order_id, body))
 
 
 @router.post("/orders/{order_id}/deliveries", status_code=201)

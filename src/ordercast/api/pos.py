@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from ordercast.api.commands import command_body
 from ordercast.api.deps import PrincipalDep, RuntimeDep
-from ordercast.api.orders import command_body
 from ordercast.api.schemas import iso_or_none
 from ordercast.domain.pos_flow import Callback
 from ordercast.runtime import Runtime

@@ -1,8 +1,10 @@
-"""The order-command shortcut (api/fastpath.py) answers exactly as FastAPI does.
+"""The order commands as plain Starlette endpoints (api/commands.py) answer exactly as
+the FastAPI routes declared for them in api/orders.py.
 
-Two runtimes with the same deterministic clock and ids run the same requests, one app with
-the shortcut and one without it: every response (status, headers, body), the stored
-events and the request metrics must be the same.
+Two runtimes with the same deterministic clock and ids run the same requests, one app as
+served (the Starlette endpoints first) and one with those endpoints removed, so FastAPI's
+routes answer: every response (status, headers, body), the stored events and the request
+metrics must be the same.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import pytest
 
 from conftest import basic, make_channel_app
 from ordercast import metrics
-from ordercast.api import orders as orders_api
-from ordercast.api.fastpath import CommandFastPath, fast_route, routes_for
+from ordercast.api.commands import COMMANDS, CommandRoute
 from ordercast.app import create_app
 from ordercast.delivery import outbox as outbox_module
 from ordercast.runtime import Runtime
@@ -138,6 +139,10 @@ def _requests(oid: str, auth: dict[str, str], other: dict[str, str], admin: str)
     ]
 
 
+def _without_command_routes(app: Any) -> None:
+    app.router.routes = [r for r in app.router.routes if not isinstance(r, CommandRoute)]
+
+
 async def _run(tmp: Path, fast: bool, restart: Callable[[], None]) -> dict[str, Any]:
     restart()
     settings = Settings(database_url=f"sqlite:///{tmp}/db.sqlite", admin_token="admin-token")
@@ -145,7 +150,7 @@ async def _run(tmp: Path, fast: bool, restart: Callable[[], None]) -> dict[str, 
     try:
         app = create_app(rt)
         if not fast:
-            app.user_middleware = [m for m in app.user_middleware if m.cls is not CommandFastPath]
+            _without_command_routes(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             admin = {"authorization": "Bearer admin-token"}
@@ -200,23 +205,23 @@ async def _run(tmp: Path, fast: bool, restart: Callable[[], None]) -> dict[str, 
         await rt.close()
 
 
-async def test_same_answers_with_and_without_the_shortcut(
+async def test_same_answers_from_the_starlette_endpoints_and_fastapi(
     tmp_path: Path, deterministic: Callable[[], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served = []
-    original = CommandFastPath._serve
+    original = CommandRoute.handle
 
-    async def counting(self: CommandFastPath, *args: Any) -> None:
-        served.append(args[0].route.path)
+    async def counting(self: CommandRoute, *args: Any) -> None:
+        served.append(self.path)
         await original(self, *args)
 
-    monkeypatch.setattr(CommandFastPath, "_serve", counting)
+    monkeypatch.setattr(CommandRoute, "handle", counting)
     (tmp_path / "fast").mkdir()
     (tmp_path / "slow").mkdir()
     fast = await _run(tmp_path / "fast", True, deterministic)
     taken = len(served)
     slow = await _run(tmp_path / "slow", False, deterministic)
-    assert len(served) == taken  # the app without the shortcut never went through it
+    assert len(served) == taken  # the app without the endpoints never went through them
     assert taken > 20
     for a, b in zip(fast["answers"], slow["answers"], strict=True):
         assert a == b
@@ -277,9 +282,7 @@ async def test_chunked_bodies_and_disconnects_match(
         try:
             app = create_app(rt)
             if not fast:
-                app.user_middleware = [
-                    m for m in app.user_middleware if m.cls is not CommandFastPath
-                ]
+                _without_command_routes(app)
             channel = await make_channel_app(rt)
             principal = channel.principal
             order = await rt.orders.create(
@@ -316,37 +319,13 @@ async def test_chunked_bodies_and_disconnects_match(
     assert results[0][2][0]["status"] == 200
 
 
-def test_only_the_supported_route_shape_is_accepted() -> None:
+def test_every_command_is_documented_by_its_fastapi_route() -> None:
     app = create_app(Runtime.__new__(Runtime))
-    for route in routes_for(app, orders_api.FAST_COMMANDS):
-        assert fast_route(route).route is route
-    for endpoint in (orders_api.start_delivery, orders_api.list_orders, orders_api.subscribe):
-        (route,) = routes_for(app, [endpoint])
-        with pytest.raises(ValueError, match="no fast path"):
-            fast_route(route)
-
-
-async def test_left_to_fastapi_when_a_body_limit_or_root_path_applies() -> None:
-    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
-
-    app = create_app(Runtime.__new__(Runtime))
-    seen: list[Any] = []
-
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(receive)
-
-    fast = CommandFastPath(inner, api=app, endpoints=orders_api.FAST_COMMANDS)
-
-    async def receive() -> Any:
-        raise AssertionError("the shortcut must not read the body")
-
-    base = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/orders/ord_1/notes",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-    }
-    for extra in ({MAX_BODY_SIZE_SCOPE_KEY: 10}, {"root_path": "/api"}, {"fastapi.telemetry": 1}):
-        await fast({**base, **extra}, receive, None)  # type: ignore[arg-type]
-    assert seen == [receive, receive, receive]
+    served = [r for r in app.router.routes if isinstance(r, CommandRoute)]
+    assert [r.path for r in served] == [c.path for c in COMMANDS]
+    assert app.router.routes[: len(COMMANDS)] == served  # matched before FastAPI's routes
+    operations = app.openapi()["paths"]
+    for command in COMMANDS:
+        post = operations[command.path]["post"]
+        schema = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert schema.endswith("/" + command.model.__name__)

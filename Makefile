@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/node/node_modules/.installed
 
-.PHONY: run test check lint typecheck bench clean node
+.PHONY: run test check lint typecheck bench clean node soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The model-based delivery suite (tests/conformance) on more seeds, for MINUTES in total
+# across its three configurations: make soak SEEDS=1,2,3 MINUTES=10
+SEEDS ?=
+MINUTES ?= 10
+soak: $(STAMP)
+	CONFORMANCE_SOAK_MINUTES=$(MINUTES) CONFORMANCE_SEEDS=$(SEEDS) ORDERCAST_REQUIRE_SERVICES=1 \
+		$(BIN)/pytest tests/conformance -k soak -x -s $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

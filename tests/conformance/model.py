@@ -20,10 +20,14 @@ import httpx
 from .nodes import ADMIN, Cluster
 from .wire import HookReceiver, LoopbackPos, PusherSub, StompSub
 
-ORDER_STATES = [
-    "submitted", "accepted", "held", "preparing", "ready", "handed_off", "completed",
-    "rejected", "cancelled", "failed", "priced", "draft", "reopened", "nonsense",
-]  # fmt: skip
+# Transition targets and weights: mostly forward moves (skips allowed), some stale ones,
+# terminal failures, and invalid ones (an unknown state, reopening an open order).
+ORDER_STATES = {
+    "submitted": 1, "accepted": 4, "held": 2, "preparing": 4, "ready": 4, "handed_off": 2,
+    "completed": 2, "rejected": 1, "cancelled": 1, "failed": 1, "priced": 1, "draft": 1,
+    "reopened": 1, "nonsense": 1,
+}  # fmt: skip
+TERMINAL = {"completed", "rejected", "cancelled", "failed"}
 COURIER_FLOW = ["assigned", "at_pickup", "picked_up", "at_dropoff", "delivered"]
 L2_LABELS = {"accepted": "Got it", "preparing": "Cooking"}
 
@@ -60,6 +64,7 @@ class OrderRef:
     type: str
     user: str | None
     app: App  # the app that created it (acts on it)
+    status: str = "submitted"  # as the last response said (used to pick courier work only)
     deliveries: list[list[Any]] = field(default_factory=list)  # [delivery id, next step]
     doshii: dict[str, int] = field(default_factory=dict)  # app key -> version at subscribe
 
@@ -104,6 +109,8 @@ class Driver:
         self.seed = seed
         self.rng = random.Random(seed)
         self.steps = steps
+        self.step = 0
+        self.up_at: dict[str, int] = {}  # receiver -> step when it answers 200 again
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -117,7 +124,9 @@ class Driver:
 
     async def setup(self) -> None:
         w = self.w
-        tenants = {t: (await self.admin("POST", "/v1/tenants", {"name": t}))["id"] for t in ("T1", "T2")}
+        tenants = {
+            t: (await self.admin("POST", "/v1/tenants", {"name": t}))["id"] for t in ("T1", "T2")
+        }
         specs = [
             ("L1", "T1", "America/New_York", {}),
             ("L2", "T1", "Europe/London", {"tracker_labels": L2_LABELS, "legacy_tracker": True}),
@@ -214,13 +223,12 @@ class Driver:
             PusherSub("presence-L3", ws, base, chan1.app_key, f"presence-r-{w.locs['L3'].id}", secret=chan1.secret),
             PusherSub("presence-L4", ws, base, kds2.app_key, f"presence-r-{w.locs['L4'].id}", secret=kds2.secret),
         ]  # fmt: skip
-        floor = await w.floor()
         for sub in stomp:
             w.stomp[sub.name] = sub
-            await sub.connect(floor)
+            await sub.connect(w.floor)
         for psub in pusher:
             w.pusher[psub.name] = psub
-            await psub.connect(floor)
+            await psub.connect(w.floor)
         w.note(f"subscribed {len(stomp)} STOMP and {len(pusher)} Pusher subscribers")
 
     # -- commands -------------------------------------------------------------------------
@@ -228,8 +236,15 @@ class Driver:
     async def call(self, app: App, method: str, path: str, body: Any = None) -> httpx.Response:
         r = await self.w.http.request(method, path, json=body, auth=app.auth)
         self.w.note(f"{app.key} {method} {path} {json.dumps(body)[:160]} -> {r.status_code}")
+        if r.status_code == 200 and isinstance(r.json().get("order"), dict):
+            order = r.json()["order"]
+            for ref in self.w.orders:
+                if ref.id == order["id"]:
+                    ref.status = order["status"]
         if r.status_code >= 500:
-            self.w.violations.append(f"server error {r.status_code} on {method} {path}: {r.text[:300]}")
+            self.w.violations.append(
+                f"server error {r.status_code} on {method} {path}: {r.text[:300]}"
+            )
         return r
 
     def pick_order(self) -> OrderRef:
@@ -277,34 +292,37 @@ class Driver:
         ws, base = w.cluster.reader.ws, w.cluster.reader.base
         assert ref.user is not None
         which = rng.choice(["pusher-customer", "stomp-order", "both", "staff"])
-        floor = None
         if which in ("pusher-customer", "both"):
             sub = PusherSub(
                 f"pusher-customer-{ref.idx}", ws, base, ref.app.app_key, f"private-o-{ref.id}",
                 token=w.tokens[ref.user],
             )  # fmt: skip
             w.pusher[sub.name] = sub
-            await sub.connect(floor := await w.floor())
+            await sub.connect(w.floor)
         if which in ("stomp-order", "both"):
             ssub = StompSub(
                 f"stomp-order-{ref.idx}", ws, f"/order-changes/{ref.user}/{ref.id}",
                 login=w.tokens[ref.user], order_id=ref.id,
             )  # fmt: skip
             w.stomp[ssub.name] = ssub
-            await ssub.connect(floor or await w.floor())
+            await ssub.connect(w.floor)
         if which == "staff":
-            app = w.apps["kds1"] if ref.loc.key in ("L1", "L2") else w.apps["chan1" if ref.loc.tenant == "T1" else "chan2"]
+            app = (
+                w.apps["kds1"]
+                if ref.loc.key in ("L1", "L2")
+                else w.apps["chan1" if ref.loc.tenant == "T1" else "chan2"]
+            )
             psub = PusherSub(
                 f"pusher-staff-{ref.idx}", ws, base, app.app_key, f"private-o-{ref.id}",
                 secret=app.secret,
             )  # fmt: skip
             w.pusher[psub.name] = psub
-            await psub.connect(await w.floor())
+            await psub.connect(w.floor)
         w.note(f"follow #{ref.idx}: {which}")
 
     async def transition(self) -> None:
         ref = self.pick_order()
-        to = self.rng.choice(ORDER_STATES)
+        to = self.rng.choices(list(ORDER_STATES), list(ORDER_STATES.values()))[0]
         body: dict[str, Any] = {"to": to}
         if to in ("rejected", "cancelled", "failed"):
             body["reason"] = "conformance"
@@ -317,11 +335,15 @@ class Driver:
 
     def expect_4xx_or_ok(self, r: httpx.Response, allowed: set[int]) -> None:
         if r.status_code not in allowed:
-            self.w.violations.append(f"unexpected {r.status_code} for {r.request.url}: {r.text[:300]}")
+            self.w.violations.append(
+                f"unexpected {r.status_code} for {r.request.url}: {r.text[:300]}"
+            )
         elif r.status_code >= 400:
             ctype = r.headers.get("content-type", "")
             if "problem+json" not in ctype or "code" not in r.json():
-                self.w.violations.append(f"{r.status_code} without problem+json code: {r.text[:200]}")
+                self.w.violations.append(
+                    f"{r.status_code} without problem+json code: {r.text[:200]}"
+                )
 
     async def confirmation(self) -> None:
         ref = self.pick_order()
@@ -338,7 +360,10 @@ class Driver:
 
     async def notification(self) -> None:
         ref = self.pick_order()
-        body = {"type": self.rng.choice(["delivery_fee_changed", "order_time_changed"]), "message": "heads up"}
+        body = {
+            "type": self.rng.choice(["delivery_fee_changed", "order_time_changed"]),
+            "message": "heads up",
+        }
         r = await self.call(ref.app, "POST", f"/v1/orders/{ref.id}/notifications", body)
         self.expect_4xx_or_ok(r, {200, 409})
 
@@ -360,13 +385,19 @@ class Driver:
 
     async def courier(self) -> None:
         w, rng = self.w, self.rng
-        candidates = [o for o in w.orders if o.type == "delivery" and o.loc.key != "L3"]
+        candidates = [
+            o for o in w.orders
+            if o.type == "delivery" and o.loc.key != "L3" and o.status not in TERMINAL
+        ]  # fmt: skip
         if not candidates:
             return
-        ref = rng.choice(candidates[-6:])
+        busy = [o for o in candidates if any(d[1] < len(COURIER_FLOW) for d in o.deliveries)]
+        ref = rng.choice(busy if busy and rng.random() < 0.8 else candidates)
         rider = w.apps["rider1"] if ref.loc.tenant == "T1" else ref.app
-        if not ref.deliveries or rng.random() < 0.1:
-            r = await self.call(rider, "POST", f"/v1/orders/{ref.id}/deliveries", {"provider": "conformance"})
+        if not ref.deliveries or rng.random() < 0.05:
+            r = await self.call(
+                rider, "POST", f"/v1/orders/{ref.id}/deliveries", {"provider": "conformance"}
+            )
             self.expect_4xx_or_ok(r, {201, 409})
             if r.status_code == 201:
                 ref.deliveries.append([r.json()["id"], 0])
@@ -435,7 +466,7 @@ class Driver:
             w.note(f"disconnect {sub.name}")
             return
         if isinstance(sub, PusherSub):
-            await sub.connect(await w.floor())
+            await sub.connect(w.floor)
             # Pusher resume: the order's events after the last one seen, over REST.
             if sub.channel.startswith("private-o-"):
                 order_id = sub.channel.removeprefix("private-o-")
@@ -457,19 +488,34 @@ class Driver:
             return
         if sub.order_id is not None:
             since = sub.last_seen(sub.order_id)
-            await sub.connect(await w.floor(), since=since)
+            await sub.connect(w.floor, since=since)
             w.note(f"resume {sub.name} x-since-seq={since}")
         else:
-            snapshot = sub.destination.startswith("/kds/") and sub.name.startswith("kds-L") and rng.random() < 0.7
-            await sub.connect(await w.floor(), snapshot=snapshot)
+            snapshot = (
+                sub.destination.startswith("/kds/")
+                and sub.name.startswith("kds-L")
+                and rng.random() < 0.7
+            )
+            await sub.connect(w.floor, snapshot=snapshot)
             w.note(f"resume {sub.name} snapshot={snapshot}")
 
     async def flaky(self) -> None:
-        """A webhook receiver goes down (500) for a while, or comes back."""
-        names = sorted(n for n in self.w.hooks if n != "posL3-rbi-fifo")
+        """A webhook receiver answers 500 for the next few steps, then 200 again (well
+        inside the retry schedule, so nothing is dead-lettered)."""
+        names = sorted(n for n, h in self.w.hooks.items() if n != "posL3-rbi-fifo" and not h.down)
+        if not names:
+            return
         hook = self.w.hooks[self.rng.choice(names)]
-        hook.down = not hook.down
-        self.w.note(f"receiver {hook.name} {'down (500)' if hook.down else 'up'}")
+        hook.down = True
+        self.up_at[hook.name] = self.step + self.rng.randint(3, 15)
+        self.w.note(f"receiver {hook.name} down (500) until step {self.up_at[hook.name]}")
+
+    def back_up(self) -> None:
+        for name, at in sorted(self.up_at.items()):
+            if at <= self.step:
+                self.w.hooks[name].down = False
+                del self.up_at[name]
+                self.w.note(f"receiver {name} up")
 
     async def forbidden(self) -> None:
         """Subscriptions that must be refused: another user's order, another tenant."""
@@ -480,12 +526,16 @@ class Driver:
         ref = rng.choice(theirs)
         ws, base = w.cluster.reader.ws, w.cluster.reader.base
         if rng.random() < 0.5:
-            sub = PusherSub("forbidden", ws, base, ref.app.app_key, f"private-o-{ref.id}", token=w.tokens["u1"])
+            sub = PusherSub(
+                "forbidden", ws, base, ref.app.app_key, f"private-o-{ref.id}", token=w.tokens["u1"]
+            )
         else:
             kds2 = w.apps["kds2"]
-            sub = PusherSub("forbidden", ws, base, kds2.app_key, f"private-o-{ref.id}", secret=kds2.secret)
+            sub = PusherSub(
+                "forbidden", ws, base, kds2.app_key, f"private-o-{ref.id}", secret=kds2.secret
+            )
         try:
-            await sub.connect({})
+            await sub.connect()
         except AssertionError as exc:
             if "pusher auth 40" not in str(exc):
                 w.violations.append(f"forbidden Pusher subscription failed oddly: {exc}")
@@ -500,7 +550,7 @@ class Driver:
         ):
             ssub = StompSub("forbidden", ws, dest, login=login, passcode=passcode)
             try:
-                await ssub.connect({})
+                await ssub.connect()
             except AssertionError as exc:
                 if "SUBSCRIBE refused" not in str(exc):
                     w.violations.append(f"forbidden STOMP subscription failed oddly: {exc}")
@@ -523,22 +573,22 @@ class Driver:
             (self.fire, 2),
             (self.patch_venue, 1),
             (self.churn, 7),
-            (self.flaky, 2),
+            (self.flaky, 3),
             (self.forbidden, 1),
         ]
         funcs = [c for c, _ in commands]
         weights = [wt for _, wt in commands]
         for step in range(self.steps):
+            self.step = step
+            self.back_up()
             need = min_orders - len(self.w.orders)
             remaining = self.steps - step
             if not self.w.orders or (need > 0 and self.rng.random() < max(0.15, need / remaining)):
                 await self.create_order()
                 continue
             await self.rng.choices(funcs, weights)[0]()
-        for hook in self.w.hooks.values():
-            if hook.down:
-                hook.down = False
-                self.w.note(f"receiver {hook.name} up")
+        self.step = self.steps + 100
+        self.back_up()
         # The end: every subscriber online again, resumed the way a client would.
         for sub in sorted([*self.w.pusher.values(), *self.w.stomp.values()], key=lambda s: s.name):
             if not sub.connected:

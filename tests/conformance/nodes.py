@@ -70,7 +70,9 @@ class Node:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
                     return
-            assert time.monotonic() < deadline, f"{self.name} did not start:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, (
+                f"{self.name} did not start:\n{self.log.read_text()}"
+            )
             time.sleep(0.05)
 
     def stop(self) -> None:

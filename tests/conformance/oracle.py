@@ -39,7 +39,9 @@ async def read_logs(world: World) -> dict[str, list[dict[str, Any]]]:
     return logs
 
 
-def expected_for(world: World, logs: Logs, sub: PusherSub | StompSub) -> dict[str, routing.Expected]:
+def expected_for(
+    world: World, logs: Logs, sub: PusherSub | StompSub
+) -> dict[str, routing.Expected]:
     """Per order, what this subscriber should see (orders with nothing are left out)."""
     out: dict[str, routing.Expected] = {}
     for ref in world.orders:
@@ -53,12 +55,16 @@ def expected_for(world: World, logs: Logs, sub: PusherSub | StompSub) -> dict[st
                 exp = routing.pusher_location_channel(events)
         else:
             d = sub.destination
-            if d == f"/order-changes/{ref.user}/{ref.id}" or d == f"/order-changes/{tenant_id}/{ref.user}":
+            if (
+                d == f"/order-changes/{ref.user}/{ref.id}"
+                or d == f"/order-changes/{tenant_id}/{ref.user}"
+            ):
                 exp = routing.stomp_order(events)
             elif d == f"/kds/{tenant_id}/{ref.loc.id}":
                 exp = routing.stomp_kds_venue(events)
             elif ref.user is not None and d in (
-                f"/kds/{tenant_id}/{ref.user}", f"/notifications/{tenant_id}/{ref.user}"
+                f"/kds/{tenant_id}/{ref.user}",
+                f"/notifications/{tenant_id}/{ref.user}",
             ):
                 exp = routing.stomp_notifications(events)
         if exp:
@@ -88,7 +94,9 @@ def check_sessions(
         for order_id, msgs in by_order.items():
             exp = expected.get(order_id)
             if not exp:
-                bad.append(f"{where}: {len(msgs)} message(s) of order {order_id} it may not see: {[(m.seq, m.name) for m in msgs][:5]}")
+                bad.append(
+                    f"{where}: {len(msgs)} message(s) of order {order_id} it may not see: {[(m.seq, m.name) for m in msgs][:5]}"
+                )
                 continue
         for order_id, exp in expected.items():
             msgs = by_order.get(order_id, [])
@@ -215,7 +223,9 @@ def check_hook(world: World, logs: Logs, hook: HookReceiver) -> list[str]:
             rec_list = [(n, None) for n, _ in received]
         if hook.fifo:
             if rec_list != want_list:
-                bad.append(f"{hook.name} (FIFO) order {ref.id}: received {rec_list}, expected {want_list}")
+                bad.append(
+                    f"{hook.name} (FIFO) order {ref.id}: received {rec_list}, expected {want_list}"
+                )
         else:
             missing = Counter(want_list) - Counter(rec_list)
             extra = Counter(rec_list) - Counter(want_list)
@@ -247,7 +257,9 @@ def check_venues(world: World) -> list[str]:
         got = [m for s in sub.sessions for m in s.other]
         want = world.venue_patches.get(key, 0)
         if len(got) != want or any(m.get("venue") != world.locs[key].id for m in got):
-            bad.append(f"{sub.name}: {len(got)} venue change message(s) for {want} PATCHes: {got[:3]}")
+            bad.append(
+                f"{sub.name}: {len(got)} venue change message(s) for {want} PATCHes: {got[:3]}"
+            )
     return bad
 
 

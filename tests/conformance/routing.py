@@ -63,7 +63,9 @@ def pusher_order_channel(events: list[Event], labels: Mapping[str, str]) -> Expe
             out.append((seq, "order_tracker"))  # the free text is the tracker status
         elif t in COURIER_STATES:
             out.append((seq, "order_tracker"))  # the provider status string
-        elif state in RANK and t != "order.created" and (state in labels or state in DEFAULT_TRACKED):
+        elif (
+            state in RANK and t != "order.created" and (state in labels or state in DEFAULT_TRACKED)
+        ):
             out.append((seq, "order_tracker"))
     return out
 
@@ -209,11 +211,13 @@ def _rbi_names(e: Event, before: str | None, order: Mapping[str, Any], kind: str
         elif t == "order.fire_requested":
             names.append("FIRE_ORDER")
     status = RBI_STATUS.get(e["type"])
-    if status is not None:
-        # docs silent: held says COMMITTED only when the order skipped accepted (else
-        # COMMITTED was sent already); dialects/rbi.py.
-        if not (e["type"] == "order.held" and before is not None and RANK[before] >= RANK["accepted"]):
-            names.append(f"ORDER_EVENT:{status}")
+    # docs silent: held says COMMITTED only when the order skipped accepted (else COMMITTED
+    # was sent already); dialects/rbi.py.
+    held_after_accept = (
+        e["type"] == "order.held" and before is not None and RANK[before] >= RANK["accepted"]
+    )
+    if status is not None and not held_after_accept:
+        names.append(f"ORDER_EVENT:{status}")
     return names
 
 
@@ -237,9 +241,13 @@ def webhook(
             out += [(seq, n) for n in _ordatic_names(e, before, order) if kind in ORDATIC_SCOPE[n]]
         elif dialect == "rbi":
             out += [(seq, n) for n in _rbi_names(e, before, order, kind)]
-        elif dialect == "doshii":  # seed 003: subscribed apps; stale updates change nothing
-            if subscribed_at is not None and seq > subscribed_at and not t.endswith("stale_update"):
-                out.append((seq, "order_created" if t == "order.created" else "order_updated"))
+        elif (  # seed 003: subscribed apps only; a stale update changes nothing
+            dialect == "doshii"
+            and subscribed_at is not None
+            and seq > subscribed_at
+            and not t.endswith("stale_update")
+        ):
+            out.append((seq, "order_created" if t == "order.created" else "order_updated"))
         before = e["status"]
     return out
 

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,12 @@ from standardwebhooks import Webhook
 from stomp_support import frame as stomp_frame
 from stomp_support import parse as stomp_parse
 from webhooks_fixtures import free_port
+
+Floor = Callable[[], Awaitable[dict[str, int]]]
+
+
+async def no_floor() -> dict[str, int]:
+    return {}
 
 
 @dataclass
@@ -87,7 +94,7 @@ class PusherSub:
     def connected(self) -> bool:
         return self._ws is not None
 
-    async def connect(self, floor: dict[str, int]) -> None:
+    async def connect(self, floor: Floor = no_floor) -> None:
         url = f"{self.ws_base}/app/{self.key}?protocol=7&client=conformance&version=1.0"
         ws = await websockets.connect(url, open_timeout=10, ping_interval=None, max_queue=None)
         hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -116,9 +123,9 @@ class PusherSub:
             if raw.get("event") == "pusher:error":
                 raise AssertionError(f"{self.name}: subscribe refused: {raw}")
             self._record(session, raw)
-        # Orders' versions after the subscription was confirmed: a lower bound of what
-        # the subscriber must receive (the caller reads them now).
-        session.floor = floor
+        # Orders' versions read after the subscription was confirmed: every event after
+        # them must arrive.
+        session.floor = await floor()
         self._ws = ws
         self._reader = asyncio.create_task(self._read(ws, session))
 
@@ -196,7 +203,7 @@ class StompSub:
         return self._ws is not None
 
     async def connect(
-        self, floor: dict[str, int], *, since: int | None = None, snapshot: bool = False
+        self, floor: Floor = no_floor, *, since: int | None = None, snapshot: bool = False
     ) -> None:
         ws = await websockets.connect(
             f"{self.ws_base}/ws",
@@ -235,7 +242,7 @@ class StompSub:
             if got.command == "ERROR":
                 raise AssertionError(f"{self.name}: SUBSCRIBE refused: {got.headers} {got.text}")
             self._record(session, got)
-        session.floor = floor
+        session.floor = await floor()
         self._ws = ws
         self._reader = asyncio.create_task(self._read(ws, session))
 

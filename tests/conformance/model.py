@@ -491,11 +491,9 @@ class Driver:
             await sub.connect(w.floor, since=since)
             w.note(f"resume {sub.name} x-since-seq={since}")
         else:
-            snapshot = (
-                sub.destination.startswith("/kds/")
-                and sub.name.startswith("kds-L")
-                and rng.random() < 0.7
-            )
+            # A restarting display asks for the board first (x-snapshot, API.md "STOMP
+            # extras"): the venue's KDS stream and the user's order stream offer it.
+            snapshot = sub.name.startswith(("kds-L", "user-orders-")) and rng.random() < 0.7
             await sub.connect(w.floor, snapshot=snapshot)
             w.note(f"resume {sub.name} snapshot={snapshot}")
 

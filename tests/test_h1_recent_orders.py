@@ -14,7 +14,7 @@ from ordercast.domain.access import Principal
 from ordercast.domain.order import Order
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
-from ordercast.storage.sql import RECENT_ORDERS, SqlStore
+from ordercast.storage.sql import RECENT_ORDERS, SqliteStore
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ async def test_a_stale_copy_never_decides(two: tuple[Runtime, Runtime]) -> None:
 
 
 def test_bounded() -> None:
-    store = SqlStore("sqlite:///:memory:")
+    store = SqliteStore("sqlite:///:memory:")
     for i in range(RECENT_ORDERS + 10):
         store._committed(
             Order(

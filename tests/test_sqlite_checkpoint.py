@@ -8,15 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from ordercast.storage import writer as writer_module
 from ordercast.storage.writer import WAL_AUTOCHECKPOINT_PAGES, SqliteWriter
 
 
 def _insert(i: int):  # type: ignore[no-untyped-def]
-    def job(conn: sa.Connection) -> int:
-        conn.exec_driver_sql("INSERT INTO t (v) VALUES (?)", (f"{i:06d}" + "x" * 4000,))
+    def job(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO t (v) VALUES (?)", (f"{i:06d}" + "x" * 4000,))
         return i
 
     return job
@@ -46,7 +45,7 @@ async def _writer(path: Path) -> SqliteWriter:
     setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
     setup.commit()
     setup.close()
-    return SqliteWriter(sa.make_url(f"sqlite:///{path}"), asyncio.Lock())
+    return SqliteWriter(str(path), asyncio.Lock())
 
 
 async def test_commits_never_checkpoint_below_the_safety_net(
@@ -63,7 +62,7 @@ async def test_commits_never_checkpoint_below_the_safety_net(
         for i in range(1500):
             assert await writer.run(_insert(i)) == i
         checked = await writer.run(
-            lambda conn: conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         )
         assert checked == WAL_AUTOCHECKPOINT_PAGES
         busy, log_pages, _ = _wal_pages(path)

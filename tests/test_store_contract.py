@@ -70,7 +70,7 @@ async def test_a_change_failing_among_concurrent_ones_rolls_back_alone(any_world
     p = principal(w)
     oid = (await w.order())["id"]
 
-    def hook(conn: object, order: object, events: list[EventRecord]) -> None:
+    async def hook(tx: object, order: object, events: list[EventRecord]) -> None:
         if any(e.data.get("text") == "boom" for e in events):
             raise RuntimeError("boom")
 

@@ -19,7 +19,14 @@ format in one table.
     ├── TooOld                     code=too_old               cursor older than retention
     ├── RateLimited                code=rate_limited
     ├── ProtocolError              code=protocol_error        a wire peer broke the protocol
-    └── ConfigError                code=config_error          bad settings, fail fast
+    ├── ConfigError                code=config_error          bad settings, fail fast
+    └── StorageError               code=storage_error         the database failed a statement
+        ├── IntegrityViolation     code=integrity_violation   a constraint refused a write
+        ├── StorageBusy            code=storage_busy          locked by another process: retry
+        └── StorageUnavailable     code=storage_unavailable   connection lost or refused
+
+The storage errors are raised by the one translation function of each database driver
+(``storage/connector.py``); the edges treat them as internal errors (500, logged).
 """
 
 from __future__ import annotations
@@ -98,3 +105,29 @@ class ProtocolError(OrdercastError):
 class ConfigError(OrdercastError):
     code = "config_error"
     title = "Configuration error"
+
+
+class StorageError(OrdercastError):
+    code = "storage_error"
+    title = "Storage error"
+
+
+class IntegrityViolation(StorageError):
+    """``constraint``: the constraint's name (PostgreSQL) or the columns (SQLite)."""
+
+    code = "integrity_violation"
+    title = "Integrity violation"
+
+    def __init__(self, detail: str, *, constraint: str | None = None) -> None:
+        super().__init__(detail)
+        self.constraint = constraint
+
+
+class StorageBusy(StorageError):
+    code = "storage_busy"
+    title = "Storage busy"
+
+
+class StorageUnavailable(StorageError):
+    code = "storage_unavailable"
+    title = "Storage unavailable"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -62,12 +62,36 @@ class Mutation:
     new_delivery_id: str | None = None
 
 
+Params = Mapping[str, Any]
+
+
+class Row(Protocol):
+    """A result row: by column name or position (``sqlite3.Row``, ``asyncpg.Record``)."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+    def keys(self) -> Iterable[str]: ...
+
+
+class Tx(Protocol):
+    """One open database transaction, running named SQL (``storage/sql/*.sql``).
+
+    The methods are coroutines so one body serves both databases: on PostgreSQL they await
+    the driver; on a SQLite file the whole body runs on the store's writer thread and never
+    suspends (``storage/connector.py``). So a body awaits nothing but its ``Tx``, touches
+    no asyncio object, and stays short: a SQLite body holds the database's write lock.
+    Driver errors arrive as ``ordercast.errors.StorageError``.
+    """
+
+    async def execute(self, query: str, params: Params = ..., /) -> int: ...
+    async def execute_many(self, query: str, rows: Sequence[Params], /) -> None: ...
+    async def fetch_all(self, query: str, params: Params = ..., /) -> list[Row]: ...
+    async def fetch_one(self, query: str, params: Params = ..., /) -> Row | None: ...
+
+
 # A hook run inside the order-write transaction (the webhook outbox and the POS timers plug
-# in here). It is a plain function: it receives the adapter's open connection (a synchronous
-# ``sqlalchemy.Connection`` for the SQL store), the order after the change and the new
-# events, and may only do I/O on that connection. It may run off the event loop's thread
-# (SQLite's writer thread), so it must not touch asyncio objects.
-TxHook = Callable[[Any, Order, list[EventRecord]], None]
+# in here): the transaction, the order after the change and the new events. It may only do
+# I/O through the ``Tx`` (see there for what else it must not do).
+TxHook = Callable[[Tx, Order, list[EventRecord]], Awaitable[None]]
 
 
 class Store(Protocol):

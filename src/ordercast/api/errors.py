@@ -60,6 +60,8 @@ def _where(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.OrdercastError)
     async def _ordercast(_req: Request, exc: e.OrdercastError) -> JSONResponse:
+        if isinstance(exc, e.StorageError):  # the database failed: nothing for the client
+            return await _unexpected(_req, exc)
         return problem(status_of(exc), exc.code, exc.title, exc.detail, **exc.fields)
 
     @app.exception_handler(RequestValidationError)

@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
-
 from ordercast.dialects import Target, matches, renderer
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
+from ordercast.ports import Tx
 from ordercast.protocols.webhooks import encode_body
 from ordercast.services.common import new_id
 from ordercast.services.orders import order_resource
@@ -29,8 +28,7 @@ _MAX_QUEUED = 10_000
 
 
 class OutboxHook:
-    """``(conn, order, events)``, synchronous (``ports.TxHook``): register with
-    ``store.add_tx_hook``."""
+    """``(tx, order, events)`` (``ports.TxHook``): register with ``store.add_tx_hook``."""
 
     def __init__(self, base_url: str, clock: Callable[[], float] = time.time) -> None:
         self.base_url = base_url
@@ -42,15 +40,15 @@ class OutboxHook:
         # set.discard are atomic under the GIL, and each key is touched once by each side.
         self._queued: set[tuple[str, int]] = set()
 
-    def __call__(self, conn: sa.Connection, order: Order, events: list[EventRecord]) -> None:
+    async def __call__(self, tx: Tx, order: Order, events: list[EventRecord]) -> None:
         if not events:
             return
-        endpoints = q.endpoints_for_location(conn, order.tenant_id, order.location_id)
+        endpoints = await q.endpoints_for_location(tx, order.tenant_id, order.location_id)
         if not endpoints:
             return
         subscribed: set[str] = set()
         if any(ep.dialect == "doshii" for ep in endpoints):
-            subscribed = q.subscribers(conn, order.id)
+            subscribed = await q.subscribers(tx, order.id)
         resource = order_resource(order, self.base_url)
         now = self.clock()
         rows: list[dict[str, Any]] = []
@@ -85,7 +83,7 @@ class OutboxHook:
                             "updated_at": now,
                         }
                     )
-        q.insert_messages(conn, rows)
+        await q.insert_messages(tx, rows)
         if any(row["status"] == "pending" for row in rows):
             if len(self._queued) >= _MAX_QUEUED:  # keys of transactions that rolled back
                 self._queued.clear()

@@ -159,7 +159,7 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         cfg = self.config
-        depth = max(1, cfg.depth or (1 if self.outbox.is_sqlite else 2))
+        depth = max(1, cfg.depth or self.outbox.claim_depth)
         while not self._stopping:
             room = cfg.max_in_flight - self._total
             claimed: list[Claimed] = []

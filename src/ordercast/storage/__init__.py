@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from ordercast.ports import Store
-from ordercast.storage.sql import SqlStore, engine_url
+from ordercast.storage.sql import PostgresStore, SqliteStore, SqlStore, engine_url, open_store
 
-__all__ = ["SqlStore", "engine_url", "open_store"]
-
-
-def open_store(url: str) -> Store:
-    """``sqlite:///path.db`` (default) or ``postgresql://…``; anything else fails fast."""
-    return SqlStore(url)
+__all__ = ["PostgresStore", "SqlStore", "SqliteStore", "engine_url", "open_store"]

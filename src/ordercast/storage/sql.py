@@ -1,4 +1,4 @@
-"""The SQL store: SQLite (default, WAL) and PostgreSQL (asyncpg), one implementation.
+"""The SQL stores: :class:`SqliteStore` (default, WAL) and :class:`PostgresStore`.
 
 Order writes are one transaction each: the order row, its new events and whatever the
 registered transaction hooks add (the webhook outbox, POS timers). Per-order ``seq`` stays
@@ -7,17 +7,20 @@ PostgreSQL; on SQLite one writer thread per process, ``storage/writer.py``, whos
 transactions begin IMMEDIATE), the update is guarded by the version read, and
 ``(order_id, seq)`` is unique: a writer that loses any race retries.
 
-The body of an order transaction is one synchronous function on a plain SQLAlchemy
-``Connection`` (``_mutate_tx``, ``_create_tx``, the hooks): on PostgreSQL it runs through
-``AsyncConnection.run_sync`` (one greenlet for the transaction instead of one per
-statement), on a SQLite file on the writer thread (one thread hop per transaction, and
-concurrent changes share a commit).
+The order transaction (``_mutate_tx``, ``_create_tx``, the hooks) is one body of named
+SQL run through the database's connector (``storage/connector.py``): on PostgreSQL on an
+asyncpg connection, on SQLite on the writer thread (one thread hop per transaction, and
+concurrent changes share a commit). The two stores differ only in their connector, their
+statements (``storage/sql/``) and how they migrate; the less frequent reads and writes
+(tenants, apps, endpoints, listings) go through SQLAlchemy Core on an async engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,17 +29,16 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
-from ordercast.errors import ConfigError, Conflict, NotFound
-from ordercast.ports import App, Location, Mutation, Tenant, TxHook
-from ordercast.storage import fastsql
+from ordercast.errors import ConfigError, Conflict, IntegrityViolation, NotFound, StorageBusy
+from ordercast.ports import App, Location, Mutation, Tenant, Tx, TxHook
+from ordercast.storage import queries
 from ordercast.storage import schema as s
+from ordercast.storage.connector import Connector, PgConnector, SqliteConnector
 from ordercast.storage.writer import SqliteWriter, sqlite_pragmas
 
 T = TypeVar("T")
@@ -44,36 +46,8 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MAX_RETRIES = 20
 
-# The guarded order update: SET every column of ``_order_row`` but ``id`` (given as
-# parameters: SQLAlchemy SETs each column named in them) where the row still has the
-# version that was read. ``id`` must not be in the SET list: on SQLite, assigning the
-# parent key, even its own value, makes the foreign keys to it be checked in the child
-# tables (events, deliveries, subscriptions, timers): 85 µs per update at 1,000 events on
-# the order, growing with them, against 7 µs without.
-_UPDATE_ORDER = s.orders.update().where(
-    s.orders.c.id == sa.bindparam("b_id"), s.orders.c.version == sa.bindparam("b_version")
-)
-# ``inline()``: no RETURNING of generated keys (nobody reads them; see storage/fastsql.py).
-_INSERT_ORDER = s.orders.insert().inline()
-_INSERT_EVENTS = s.events.insert().inline()
-_INSERT_DELIVERY = s.deliveries.insert().inline()
-_SELECT_DOC = sa.select(s.orders.c.doc).where(s.orders.c.id == sa.bindparam("b_id"))
-_SELECT_DOC_FOR_UPDATE = _SELECT_DOC.with_for_update()
-_SELECT_VERSION = sa.select(s.orders.c.version).where(s.orders.c.id == sa.bindparam("b_id"))
-_SELECT_VERSION_FOR_UPDATE = _SELECT_VERSION.with_for_update()
-# How many orders ``SqlStore`` keeps as last committed (see ``SqlStore._recent``).
+# How many orders a store keeps as last committed (see ``SqlStore._recent``).
 RECENT_ORDERS = 2_000
-# The implicit subscription: one statement, insert unless this app already follows the order.
-_INSERT_SUBSCRIPTION_SQLITE = (
-    sqlite_insert(s.subscriptions)
-    .on_conflict_do_nothing(index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id])
-    .inline()
-)
-_INSERT_SUBSCRIPTION_PG = (
-    pg_insert(s.subscriptions)
-    .on_conflict_do_nothing(index_elements=[s.subscriptions.c.order_id, s.subscriptions.c.app_id])
-    .inline()
-)
 
 
 def engine_url(url: str) -> str:
@@ -94,36 +68,26 @@ class _Retry(Exception):
     pass
 
 
+def open_store(url: str) -> SqlStore:
+    """``sqlite:///path.db`` (default) or ``postgresql://…``; anything else fails fast."""
+    engine = engine_url(url)
+    if engine.startswith("sqlite"):
+        return SqliteStore(url)
+    return PostgresStore(url)
+
+
 class SqlStore:
-    def __init__(self, url: str) -> None:
+    """What both SQL stores share; build one with :func:`open_store`."""
+
+    #: Claimed webhook messages a delivery worker holds per endpoint, in multiples of its
+    #: max_concurrency, unless configured (see ``delivery.worker.WorkerConfig.depth``).
+    claim_depth = 1
+
+    def __init__(self, url: str, engine: AsyncEngine, connector: Connector) -> None:
         self.url = engine_url(url)
-        self.is_sqlite = self.url.startswith("sqlite")
-        if self.is_sqlite:
-            path = self.url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: AsyncEngine = create_async_engine(self.url)
-            sa_event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
-        else:
-            path = ""
-            self.engine = create_async_engine(self.url, pool_size=10, max_overflow=20)
-        # SQLite allows one writer: serialise writes in-process instead of hitting SQLITE_BUSY.
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
-        # Order writes on a SQLite file: the dedicated writer thread (an in-memory database
-        # is private to its one connection, so it keeps the asyncio engine).
-        self._writer: SqliteWriter | None = None
-        if self._write_lock is not None and path and path != ":memory:":
-            sync_url = sa.make_url(self.url).set(drivername="sqlite")
-            self._writer = SqliteWriter(sync_url, self._write_lock)
+        self.engine = engine
+        self.connector = connector
         self._hooks: list[TxHook] = []
-        # Hot-path statements, built once per module (compiled forms are cached by identity).
-        self._insert_subscription = (
-            _INSERT_SUBSCRIPTION_SQLITE if self.is_sqlite else _INSERT_SUBSCRIPTION_PG
-        )
-        self._select_doc_for_update = _SELECT_DOC if self.is_sqlite else _SELECT_DOC_FOR_UPDATE
-        self._select_version_for_update = (
-            _SELECT_VERSION if self.is_sqlite else _SELECT_VERSION_FOR_UPDATE
-        )
         # The last orders this process committed, as committed: an order change reads only
         # the row's version when it matches (no doc to parse). Safe across processes: a
         # version is committed once per order (the guarded update), so (id, version) names
@@ -131,9 +95,11 @@ class SqlStore:
         # writer thread only reads), and Orders are never changed in place (``evolve``).
         self._recent: dict[str, Order] = {}
 
-    # -- lifecycle -----------------------------------------------------------------
+    def _write_lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held around the engine's write transactions (SQLite: one writer at a time)."""
+        return contextlib.nullcontext()
 
-    async def migrate(self) -> None:
+    async def _migrate(self, conn: AsyncConnection) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
 
@@ -141,15 +107,16 @@ class SqlStore:
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
+        await conn.run_sync(upgrade)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def migrate(self) -> None:
         async with self.engine.begin() as conn:
-            if not self.is_sqlite:
-                # Two processes starting at once must not both migrate.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262730001)"))
-            await conn.run_sync(upgrade)
+            await self._migrate(conn)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.close()
+        await self.connector.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -161,18 +128,9 @@ class SqlStore:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction (serialised on SQLite)."""
-        lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self.engine.begin() as conn:
+        """One write transaction on the engine (serialised on SQLite)."""
+        async with self._write_lock(), self.engine.begin() as conn:
             yield conn
-
-    async def _transaction(self, body: Callable[[sa.Connection], T]) -> T:
-        """Run ``body(connection)`` in one write transaction, committed when this returns."""
-        if self._writer is not None:
-            return await self._writer.run(body)
-        lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self.engine.connect() as conn:
-            return await conn.run_sync(_in_transaction, body)
 
     # -- meta ----------------------------------------------------------------------
 
@@ -301,90 +259,98 @@ class SqlStore:
             del recent[next(iter(recent))]
 
     async def create_order(self, mutation: Mutation) -> None:
+        async def body(tx: Tx) -> None:
+            await self._create_tx(tx, mutation)
+
         for _ in range(_MAX_RETRIES):
             try:
-                await self._transaction(lambda conn: self._create_tx(conn, mutation))
+                await self.connector.transaction(body)
                 self._committed(mutation.order)
                 return
-            except IntegrityError as exc:
+            except IntegrityViolation as exc:
                 raise Conflict(f"order {mutation.order.id} already exists") from exc
-            except OperationalError as exc:
-                if not _locked(exc):
-                    raise
+            except StorageBusy:
                 await asyncio.sleep(0.01)
         raise Conflict("the database is locked by another process; try again")
 
     async def mutate_order(
         self, order_id: str, change: Callable[[Order], Mutation | None]
     ) -> Mutation | None:
+        async def body(tx: Tx) -> Mutation | None:
+            return await self._mutate_tx(tx, order_id, change)
+
         for _ in range(_MAX_RETRIES):
             try:
-                done = await self._transaction(lambda conn: self._mutate_tx(conn, order_id, change))
+                done = await self.connector.transaction(body)
                 if done is not None and done.events:
                     self._committed(done.order)
                 return done
-            except (_Retry, IntegrityError):
+            except (_Retry, IntegrityViolation):
                 await asyncio.sleep(0)
-            except OperationalError as exc:
-                if not _locked(exc):
-                    raise
+            except StorageBusy:
                 await asyncio.sleep(0.01)
         raise Conflict(f"order {order_id} is being changed by too many writers; try again")
 
-    # The transaction bodies: synchronous, on the transaction's connection (see the module
-    # docstring for where they run). Statements go through ``fastsql``: one driver call each
-    # once the transaction is open (on PostgreSQL the first goes through SQLAlchemy, which
-    # opens it).
+    # The transaction bodies (see the module docstring for where they run).
 
-    def _create_tx(self, conn: sa.Connection, mutation: Mutation) -> None:
-        fastsql.execute(conn, _INSERT_ORDER, _order_row(mutation.order))
-        self._append(conn, mutation)
+    async def _create_tx(self, tx: Tx, mutation: Mutation) -> None:
+        await tx.execute("insert_order", _order_row(mutation.order))
+        await self._append(tx, mutation)
 
-    def _mutate_tx(
-        self, conn: sa.Connection, order_id: str, change: Callable[[Order], Mutation | None]
+    async def _mutate_tx(
+        self, tx: Tx, order_id: str, change: Callable[[Order], Mutation | None]
     ) -> Mutation | None:
-        key = {"b_id": order_id}
+        key = {"id": order_id}
         before = self._recent.get(order_id)
         if before is not None:
-            version = fastsql.execute(conn, self._select_version_for_update, key)
-            if version.scalar_one_or_none() != before.version:
+            row = await tx.fetch_one("order_version_for_update", key)
+            if row is None or row[0] != before.version:
                 before = None  # changed since (or gone): read it
         if before is None:
-            doc = fastsql.execute(conn, self._select_doc_for_update, key).scalar_one_or_none()
-            if doc is None:
+            row = await tx.fetch_one("order_doc_for_update", key)
+            if row is None:
                 raise NotFound(f"order {order_id} not found")
-            before = Order.from_dict(doc)
+            before = Order.from_dict(json.loads(row[0]))
         mutation = change(before)  # pure; raises to refuse, rolling back
         if mutation is None or not mutation.events:
             return mutation
         if mutation.order.id != order_id:
             raise ValueError(f"a change of order {order_id} returned order {mutation.order.id}")
-        row = _order_row(mutation.order)
-        del row["id"]  # see _UPDATE_ORDER
-        row["b_id"] = order_id
-        row["b_version"] = before.version
-        if fastsql.execute(conn, _UPDATE_ORDER, row).rowcount != 1:
+        row_values = _order_row(mutation.order)
+        row_values["read_version"] = before.version
+        if await tx.execute("update_order", row_values) != 1:
             raise _Retry()
-        self._append(conn, mutation)
+        await self._append(tx, mutation)
         return mutation
 
-    def _append(self, conn: sa.Connection, mutation: Mutation) -> None:
+    async def _append(self, tx: Tx, mutation: Mutation) -> None:
         order = mutation.order
-        rows = []
-        for rec in mutation.events:
-            row = rec.to_dict()
-            row["tenant_id"] = order.tenant_id
-            row["location_id"] = order.location_id
-            rows.append(row)
-        fastsql.execute_many(conn, _INSERT_EVENTS, rows)
+        await tx.execute_many(
+            "insert_event",
+            [
+                {
+                    "event_id": rec.event_id,
+                    "order_id": rec.order_id,
+                    "seq": rec.seq,
+                    "type": rec.type,
+                    "status": rec.status,
+                    "tenant_id": order.tenant_id,
+                    "location_id": order.location_id,
+                    "occurred_at": rec.occurred_at,
+                    "recorded_at": rec.recorded_at,
+                    "actor": json.dumps(rec.actor),
+                    "data": json.dumps(rec.data),
+                }
+                for rec in mutation.events
+            ],
+        )
         if mutation.new_delivery_id:
-            fastsql.execute(
-                conn, _INSERT_DELIVERY, {"id": mutation.new_delivery_id, "order_id": order.id}
+            await tx.execute(
+                "insert_delivery", {"id": mutation.new_delivery_id, "order_id": order.id}
             )
         if mutation.subscribe_app_id:
-            fastsql.execute(
-                conn,
-                self._insert_subscription,
+            await tx.execute(
+                "subscribe",
                 {
                     "order_id": order.id,
                     "app_id": mutation.subscribe_app_id,
@@ -393,7 +359,7 @@ class SqlStore:
                 },
             )
         for hook in self._hooks:
-            hook(conn, order, mutation.events)
+            await hook(tx, order, mutation.events)
 
     async def get_order(self, order_id: str) -> Order | None:
         async with self.engine.connect() as conn:
@@ -447,15 +413,9 @@ class SqlStore:
     # -- Doshii-style subscriptions -----------------------------------------------
 
     async def subscribe(self, order_id: str, app_id: str, implicit: bool, at: str) -> None:
-        async with self.write() as conn:
-            await self._subscribe(conn, order_id, app_id, implicit, at)
-
-    async def _subscribe(
-        self, conn: AsyncConnection, order_id: str, app_id: str, implicit: bool, at: str
-    ) -> None:
         # One statement: insert unless this app already follows the order.
-        await conn.execute(
-            self._insert_subscription,
+        await self.connector.execute(
+            "subscribe",
             {"order_id": order_id, "app_id": app_id, "implicit": implicit, "created_at": at},
         )
 
@@ -478,16 +438,6 @@ class SqlStore:
             return list(rows.scalars())
 
 
-def _in_transaction(conn: sa.Connection, body: Callable[[sa.Connection], T]) -> T:
-    with conn.begin():
-        return body(conn)
-
-
-def _locked(exc: OperationalError) -> bool:
-    """SQLite's "database is locked": another process held the write lock too long."""
-    return "locked" in str(exc)
-
-
 def _order_row(order: Order) -> dict[str, Any]:
     return {
         "id": order.id,
@@ -499,5 +449,54 @@ def _order_row(order: Order) -> dict[str, Any]:
         "external_order_ref": order.external_order_ref,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
-        "doc": order.as_dict(),  # serialized to JSON at once: no need for a deep copy
+        "doc": json.dumps(order.as_dict()),  # serialized at once: no need for a deep copy
     }
+
+
+class SqliteStore(SqlStore):
+    """A SQLite file (WAL). ``sqlite:///:memory:`` is a temporary file removed on close:
+    the writer thread and the engine are separate connections and must see one database."""
+
+    def __init__(self, url: str) -> None:
+        async_url = engine_url(url)
+        path = async_url.split("///", 1)[-1]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if not path or path == ":memory:":
+            self._tmp = tempfile.TemporaryDirectory(prefix="ordercast-")
+            path = str(Path(self._tmp.name) / "ordercast.db")
+            async_url = "sqlite+aiosqlite:///" + path
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url)
+        sa_event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        # SQLite allows one writer: writes are serialised in-process (the writer thread
+        # takes this lock around each transaction) instead of hitting SQLITE_BUSY.
+        self._lock = asyncio.Lock()
+        connector = SqliteConnector(SqliteWriter(path, self._lock), queries.load("sqlite"))
+        super().__init__(async_url, engine, connector)
+
+    def _write_lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._lock
+
+    async def close(self) -> None:
+        await super().close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class PostgresStore(SqlStore):
+    """PostgreSQL: the engine and an asyncpg pool (order writes, claims, timers)."""
+
+    claim_depth = 2
+
+    def __init__(self, url: str) -> None:
+        async_url = engine_url(url)
+        engine = create_async_engine(async_url, pool_size=10, max_overflow=20)
+        dsn = "postgresql://" + async_url.split("://", 1)[1]
+        super().__init__(async_url, engine, PgConnector(dsn, queries.load("postgresql")))
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            # Two processes starting at once must not both migrate.
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262730001)"))
+            await self._migrate(conn)

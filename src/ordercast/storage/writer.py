@@ -41,12 +41,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy import event as sa_event
-from sqlalchemy.pool import NullPool
-
 T = TypeVar("T")
-Job = Callable[[sa.Connection], Any]
+Job = Callable[[sqlite3.Connection], Any]
 # A job's outcome: (True, value) or (False, exception).
 Outcome = tuple[bool, Any]
 
@@ -67,22 +63,22 @@ log = logging.getLogger("ordercast.storage.writer")
 class SqliteWriter:
     """Runs ``job(connection)`` functions in write transactions on a dedicated thread.
 
+    ``path`` is the database file. The connection is a plain ``sqlite3`` one in autocommit
+    mode (transactions are begun here, ``BEGIN IMMEDIATE``) whose rows are ``sqlite3.Row``.
     ``lock`` is the store's in-process SQLite writer lock: held around each transaction so
     the store's other (asyncio) writers never contend with this connection for the file.
     """
 
-    def __init__(self, url: sa.URL, lock: asyncio.Lock) -> None:
-        self._engine = sa.create_engine(url, poolclass=NullPool)
-        sa_event.listen(self._engine, "connect", _writer_connect)
-        sa_event.listen(self._engine, "begin", _begin_immediate)
+    def __init__(self, path: str, lock: asyncio.Lock) -> None:
+        self._path = path
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ordercast-sqlite-writer")
-        self._conn: sa.Connection | None = None  # only touched on the writer thread
+        self._conn: sqlite3.Connection | None = None  # only touched on the writer thread
         self._lock = lock
         self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
-        self._checkpointer = Checkpointer(self._engine)
+        self._checkpointer = Checkpointer(path)
 
-    async def run(self, job: Callable[[sa.Connection], T]) -> T:
+    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` in a write transaction; its return value once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -134,9 +130,9 @@ class SqliteWriter:
 
     # -- on the writer thread ------------------------------------------------------------
 
-    def _connection(self) -> sa.Connection:
-        if self._conn is None or self._conn.invalidated:
-            self._conn = self._engine.connect()
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = writer_connection(self._path)
         return self._conn
 
     def _apply(self, jobs: list[Job]) -> list[Outcome]:
@@ -150,46 +146,49 @@ class SqliteWriter:
     def _transaction(self, jobs: list[Job]) -> list[Outcome]:
         try:
             conn = self._connection()
-            if len(jobs) == 1:  # no other job to protect: no SAVEPOINT
-                try:
-                    with conn.begin():
-                        return [(True, jobs[0](conn))]
-                except Exception as exc:
-                    return [(False, exc)]
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            outcomes: list[Outcome] = []
-            with conn.begin():
-                for job in jobs:
-                    # Straight on the driver: two statements per job, not worth SQLAlchemy's
-                    # per-statement overhead, and SQLAlchemy need not know about them.
-                    raw.execute("SAVEPOINT job")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if len(jobs) == 1:  # no other job to protect: no SAVEPOINT
                     try:
-                        value = job(conn)
+                        outcomes: list[Outcome] = [(True, jobs[0](conn))]
                     except Exception as exc:
-                        raw.execute("ROLLBACK TO job")
-                        raw.execute("RELEASE job")
-                        outcomes.append((False, exc))
-                    else:
-                        raw.execute("RELEASE job")
-                        outcomes.append((True, value))
+                        conn.execute("ROLLBACK")
+                        return [(False, exc)]
+                else:
+                    outcomes = [self._savepoint(conn, job) for job in jobs]
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             return outcomes
         except Exception as exc:
             return [(False, exc)] * len(jobs)
+
+    @staticmethod
+    def _savepoint(conn: sqlite3.Connection, job: Job) -> Outcome:
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return (False, exc)
+        conn.execute("RELEASE job")
+        return (True, value)
 
     def _close_sync(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self._engine.dispose()
 
 
 class Checkpointer:
     """The writer's background checkpoints (see the module docstring): a daemon thread with
     its own connection, woken by :meth:`committed` (called on the writer thread)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
+    def __init__(self, path: str) -> None:
+        self._path = path
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._commits = 0
@@ -221,7 +220,8 @@ class Checkpointer:
             thread.join()
 
     def _loop(self) -> None:
-        conn = self._engine.raw_connection()
+        conn = sqlite3.connect(self._path, check_same_thread=False)
+        sqlite_pragmas(conn)
         try:
             while True:
                 self._wake.wait(CHECKPOINT_INTERVAL)
@@ -248,7 +248,7 @@ class Checkpointer:
         self.last = (int(row[0]), int(row[1]), int(row[2])) if row else None
 
 
-def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
     """Every ordercast SQLite connection (the store's asyncio engine and this writer's)."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -259,12 +259,10 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _writer_connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
-    # Transactions are begun explicitly (``_begin_immediate``), not by pysqlite's implicit
-    # deferred BEGIN before the first write (SQLAlchemy's documented pysqlite recipe).
-    dbapi_conn.isolation_level = None
-    sqlite_pragmas(dbapi_conn, record)
-
-
-def _begin_immediate(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def writer_connection(path: str) -> sqlite3.Connection:
+    """The writer thread's connection: autocommit mode (``isolation_level=None``: we begin
+    transactions ourselves, not pysqlite before the first write), ``sqlite3.Row`` rows."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    sqlite_pragmas(conn)
+    return conn

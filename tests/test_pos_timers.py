@@ -11,9 +11,9 @@ from typing import Any
 from conftest import World, basic
 from ordercast.delivery.timers import TimerRunner
 from ordercast.domain.pos_flow import plan_timers
+from ordercast.ports import Timers
 from ordercast.runtime import Runtime
-from ordercast.storage.sql import SqlStore
-from ordercast.storage.timers import SqlTimers
+from ordercast.services.common import new_id
 
 
 async def pos_location(w: World) -> dict[str, str]:
@@ -27,19 +27,16 @@ async def pos_location(w: World) -> dict[str, str]:
     return basic(pos["key"], pos["secret"])
 
 
-def timers_of(rt: Runtime) -> SqlTimers:
+def timers_of(rt: Runtime) -> Timers:
     assert rt.pos is not None
-    timers = rt.pos.timers
-    assert isinstance(timers, SqlTimers)
-    return timers
+    return rt.pos.timers
 
 
-def later(rt: Runtime, seconds: float) -> SqlTimers:
+def later(rt: Runtime, seconds: float) -> Timers:
     """The same timers table seen from ``seconds`` in the future."""
-    assert isinstance(rt.store, SqlStore)
-    return SqlTimers(
-        rt.store,
+    return rt.store.timers(
         lambda o, e: plan_timers(o, e, rt.settings.pos_callback_timeout),
+        new_id=new_id,
         clock=lambda: time.time() + seconds,
     )
 

@@ -288,8 +288,8 @@ def deliveries_list(
 ) -> None:
     """Without --endpoint: every endpoint. With it: its messages, newest first (one JSON
     object per line); ``--status failed`` is the dead letter."""
-    from ordercast.delivery.service import endpoint_view
     from ordercast.domain.access import Admin
+    from ordercast.services.webhooks import endpoint_view
 
     settings = _settings(database_url=database_url)
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
+from ordercast.domain.pos_flow import TimerPlan
 
 T = TypeVar("T")
 
@@ -92,6 +93,11 @@ class Tx(Protocol):
 # in here): the transaction, the order after the change and the new events. It may only do
 # I/O through the ``Tx`` (see there for what else it must not do).
 TxHook = Callable[[Tx, Order, list[EventRecord]], Awaitable[None]]
+# What a change means for the POS flow's timers (``domain.pos_flow.plan_timers``, bound to
+# the configured callback timeout).
+TimerPlanner = Callable[[Order, list[EventRecord]], TimerPlan]
+# A new unique id with a prefix (``services.common.new_id``).
+IdFactory = Callable[[str], str]
 
 
 class Store(Protocol):
@@ -135,6 +141,12 @@ class Store(Protocol):
     async def unsubscribe(self, order_id: str, app_id: str) -> bool: ...
     async def subscriber_ids(self, order_id: str) -> list[str]: ...
 
+    # The store's other adapters, on the same database.
+    def outbox(self) -> Outbox: ...
+    def timers(
+        self, planner: TimerPlanner, *, new_id: IdFactory, clock: Callable[[], float] = ...
+    ) -> Timers: ...
+
 
 @dataclass(frozen=True, slots=True)
 class BusMessage:
@@ -174,10 +186,205 @@ class DueTimer:
 
 
 class Timers(Protocol):
-    """The POS flow's durable timers (written by a store transaction hook)."""
+    """The POS flow's durable timers, written by :meth:`hook` (a ``TxHook``: register it
+    with ``store.add_tx_hook``) in the order's own transaction."""
+
+    async def hook(self, tx: Tx, order: Order, events: list[EventRecord]) -> None: ...
+    async def pending(self, order_id: str) -> list[dict[str, Any]]: ...
 
     async def pos_flow_location(self, tenant_id: str, location_id: str) -> bool: ...
     async def claim_due(self, limit: int, lease_seconds: float) -> list[DueTimer]: ...
     async def finish(self, timer_id: str, outcome: str, error: str | None = None) -> None: ...
     async def release(self, timer_id: str, retry_at: float, error: str) -> None: ...
     async def next_due(self) -> float | None: ...
+
+
+# -- the webhook outbox ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointTarget:
+    """A webhook endpoint messages may be written for (``kind``: its app's kind)."""
+
+    id: str
+    app_id: str
+    dialect: str
+    event_types: list[str] | None  # None: every event
+    enabled: bool
+    kind: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One wire message for one endpoint, as the outbox stores it. Build it with
+    :meth:`new` (both producers do: the order hook and the Pusher server webhooks)."""
+
+    id: str  # the Standard Webhooks ``webhook-id``, stable across retries and replays
+    endpoint_id: str
+    order_id: str | None  # None: not about an order (Pusher server webhooks)
+    event_id: str | None
+    part: int  # index among the event's wire messages
+    seq: int | None
+    event_type: str  # canonical
+    wire_type: str  # the dialect's name for it
+    body: str  # the exact JSON sent (UTF-8)
+    status: str  # pending, or skipped when the endpoint is disabled
+    last_error: str | None
+    event_at: str  # the event's recorded_at (ISO)
+    created_at: float  # unix seconds; also the first attempt's due time
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        id: str,
+        endpoint: EndpointTarget,
+        body: bytes,
+        event_type: str,
+        wire_type: str,
+        event_at: str,
+        now: float,
+        part: int = 0,
+        order_id: str | None = None,
+        event_id: str | None = None,
+        seq: int | None = None,
+    ) -> OutboxMessage:
+        """A message due ``now``; a disabled endpoint's is kept as ``skipped`` (nothing is
+        dropped silently: replay can send it later)."""
+        return cls(
+            id=id,
+            endpoint_id=endpoint.id,
+            order_id=order_id,
+            event_id=event_id,
+            part=part,
+            seq=seq,
+            event_type=event_type,
+            wire_type=wire_type,
+            body=body.decode("utf-8"),
+            status="pending" if endpoint.enabled else "skipped",
+            last_error=None if endpoint.enabled else "endpoint disabled",
+            event_at=event_at,
+            created_at=now,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed message with what the worker needs to send it."""
+
+    id: str
+    endpoint_id: str
+    order_id: str | None  # None: not about an order (Pusher server webhooks)
+    event_id: str | None
+    seq: int | None
+    wire_type: str
+    body: bytes
+    attempts: int
+    trigger: str
+    url: str
+    secret: str
+    old_secrets: list[dict[str, Any]]
+    failing_since: float | None
+    max_concurrency: int
+    dialect: str  # "pusher" adds X-Pusher-Key / X-Pusher-Signature (the app's key, secret)
+    app_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, ready to record."""
+
+    message_id: str
+    endpoint_id: str
+    attempt_id: str
+    attempt: int
+    trigger: str
+    url: str
+    at: str
+    webhook_timestamp: int
+    status_code: int | None
+    delivered: bool
+    reason: str
+    latency_ms: float
+    response_body: str | None
+    # What becomes of the message: pending (retry at next_attempt_at), delivered, failed.
+    message_status: str
+    next_attempt_at: float | None
+    disable_endpoint: str | None  # reason, when the endpoint must be disabled
+    now: float
+
+
+class Outbox(Protocol):
+    """Webhook endpoints, the outbox of messages and the attempts log.
+
+    Claiming takes due ``pending`` messages (FIFO endpoints: only the oldest open message of
+    each order) and marks them ``delivering`` under a lease; outcomes are fenced by the
+    claiming worker's id. Endpoints and rows are plain dicts (the API's views read them).
+    """
+
+    #: Claimed messages a worker holds per endpoint, in multiples of max_concurrency.
+    claim_depth: int
+
+    # In an order's write transaction (the outbox hook).
+    async def targets(self, tx: Tx, tenant_id: str, location_id: str) -> list[EndpointTarget]: ...
+    async def subscribers(self, tx: Tx, order_id: str) -> set[str]: ...
+    async def add(self, tx: Tx, messages: Sequence[OutboxMessage]) -> None: ...
+
+    # Messages that belong to no order, in their own transaction.
+    async def app_targets(self, app_ids: Sequence[str], dialect: str) -> list[EndpointTarget]: ...
+    async def enqueue(self, messages: Sequence[OutboxMessage]) -> None: ...
+
+    # The delivery worker.
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        in_flight: dict[str, int],
+        saturated: Sequence[str] = (),
+        depth: int = 1,
+    ) -> list[Claimed]: ...
+    async def renew(self, worker_id: str, lease_until: float) -> None: ...
+    async def reap(self, now: float) -> int: ...
+    async def release(self, worker_id: str, now: float) -> None: ...
+    async def record(self, worker_id: str, outcomes: Sequence[Outcome]) -> None: ...
+    async def app_credentials(self, app_id: str) -> tuple[str, str] | None: ...
+
+    # Endpoint management, the attempts log and replay.
+    async def create_endpoint(self, values: dict[str, Any]) -> None: ...
+    async def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None: ...
+    async def list_endpoints(self, app_id: str | None = None) -> list[dict[str, Any]]: ...
+    async def update_endpoint(self, endpoint_id: str, values: dict[str, Any]) -> None: ...
+    async def delete_endpoint(self, endpoint_id: str) -> None: ...
+    async def list_attempts(
+        self,
+        endpoint_id: str,
+        *,
+        limit: int,
+        before: int | None = None,
+        message_id: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+    async def list_messages(
+        self,
+        endpoint_id: str,
+        *,
+        status: str | None,
+        order_id: str | None,
+        limit: int,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]: ...
+    async def count_messages(self, endpoint_id: str) -> dict[str, int]: ...
+    async def replay(
+        self,
+        endpoint_id: str,
+        *,
+        now: float,
+        since: str | None,
+        until: str | None,
+        order_id: str | None,
+        event_id: str | None,
+        statuses: Iterable[str],
+    ) -> int: ...
+    async def open_count(self) -> int: ...

@@ -12,7 +12,6 @@ from typing import Any
 from ordercast.bus import open_bus
 from ordercast.delivery.outbox import OutboxHook
 from ordercast.delivery.pusher_webhooks import PusherWebhooks
-from ordercast.delivery.service import WebhookService
 from ordercast.delivery.timers import TimerRunner
 from ordercast.delivery.worker import DeliveryWorker
 from ordercast.domain.events import EventRecord
@@ -25,16 +24,14 @@ from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Store
 from ordercast.protocols.netguard import parse_allow_cidrs
-from ordercast.services.common import SystemClock, new_secret
+from ordercast.services.common import SystemClock, new_id, new_secret
 from ordercast.services.directory import Directory
 from ordercast.services.orders import OrderService
 from ordercast.services.pos_flow import PosFlowService
 from ordercast.services.tokens import TokenSigner
+from ordercast.services.webhooks import WebhookService
 from ordercast.settings import Settings
 from ordercast.storage import open_store
-from ordercast.storage.outbox import SqlOutbox
-from ordercast.storage.sql import SqlStore
-from ordercast.storage.timers import SqlTimers
 
 DEMO_KEY = "demo"
 
@@ -86,10 +83,10 @@ class Runtime:
 
     def _open_pos_flow(self) -> None:
         """Register the POS flow's timer hook (same transaction as the order's events)."""
-        if not isinstance(self.store, SqlStore):  # pragma: no cover - one store today
-            return
         timeout = self.settings.pos_callback_timeout
-        timers = SqlTimers(self.store, lambda order, events: plan_timers(order, events, timeout))
+        timers = self.store.timers(
+            lambda order, events: plan_timers(order, events, timeout), new_id=new_id
+        )
         self.store.add_tx_hook(timers.hook)
         self.orders.pos_flow_location = timers.pos_flow_location
         self.pos = PosFlowService(self.orders, timers, self.clock, timeout)
@@ -117,11 +114,9 @@ class Runtime:
 
     def _open_webhooks(self) -> None:
         """Register the webhook outbox hook (every process that writes orders enqueues)."""
-        if not isinstance(self.store, SqlStore):  # pragma: no cover - one store today
-            return
         allow = parse_allow_cidrs(self.settings.webhook_allow_cidrs)
-        outbox = SqlOutbox(self.store)
-        self.outbox_hook = OutboxHook(self.settings.base_url)
+        outbox = self.store.outbox()
+        self.outbox_hook = OutboxHook(outbox, self.settings.base_url)
         self.store.add_tx_hook(self.outbox_hook)
         self.webhooks = WebhookService(self.store, outbox, allow)
         self.pusher_webhooks = PusherWebhooks(outbox)

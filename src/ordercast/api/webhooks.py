@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ordercast.api.deps import PrincipalDep, RuntimeDep
 from ordercast.api.schemas import iso_or_none
-from ordercast.delivery.service import (
+from ordercast.errors import ConfigError
+from ordercast.runtime import Runtime
+from ordercast.services.webhooks import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_MAX_CONCURRENCY,
     WebhookService,
 )
-from ordercast.errors import ConfigError
-from ordercast.runtime import Runtime
 
 router = APIRouter(prefix="/v1/apps/{app_id}/endpoints", tags=["webhooks"])
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ordercast.dialects import Target, matches, renderer
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
-from ordercast.ports import Tx
+from ordercast.ports import Outbox, OutboxMessage, Tx
 from ordercast.protocols.webhooks import encode_body
 from ordercast.services.common import new_id
 from ordercast.services.orders import order_resource
-from ordercast.storage import outbox as q
 
 # Bounds the keys of changes whose transaction rolled back after the hook ran (never taken).
 _MAX_QUEUED = 10_000
@@ -30,7 +28,10 @@ _MAX_QUEUED = 10_000
 class OutboxHook:
     """``(tx, order, events)`` (``ports.TxHook``): register with ``store.add_tx_hook``."""
 
-    def __init__(self, base_url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, outbox: Outbox, base_url: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.outbox = outbox
         self.base_url = base_url
         self.clock = clock
         # Changes whose transaction queued something to send, by (order id, last seq), so
@@ -43,48 +44,39 @@ class OutboxHook:
     async def __call__(self, tx: Tx, order: Order, events: list[EventRecord]) -> None:
         if not events:
             return
-        endpoints = await q.endpoints_for_location(tx, order.tenant_id, order.location_id)
+        endpoints = await self.outbox.targets(tx, order.tenant_id, order.location_id)
         if not endpoints:
             return
         subscribed: set[str] = set()
         if any(ep.dialect == "doshii" for ep in endpoints):
-            subscribed = await q.subscribers(tx, order.id)
+            subscribed = await self.outbox.subscribers(tx, order.id)
         resource = order_resource(order, self.base_url)
         now = self.clock()
-        rows: list[dict[str, Any]] = []
+        messages: list[OutboxMessage] = []
         for ep in endpoints:
             render = renderer(ep.dialect)
             target = Target(ep.app_id, ep.kind, ep.app_id in subscribed)
-            filters = list(ep.event_types) if ep.event_types else None
             for event in events:
                 for part, wire in enumerate(render(event, resource, target)):
-                    if not matches(filters, event.type, wire.type):
+                    if not matches(ep.event_types, event.type, wire.type):
                         continue
-                    rows.append(
-                        {
-                            "id": new_id("msg_"),
-                            "endpoint_id": ep.id,
-                            "order_id": event.order_id,
-                            "event_id": event.event_id,
-                            "part": part,
-                            "seq": event.seq,
-                            "event_type": event.type,
-                            "wire_type": wire.type,
-                            "body": encode_body(wire.payload).decode("utf-8"),
-                            "status": "pending" if ep.enabled else "skipped",
-                            "attempts": 0,
-                            "next_attempt_at": now,
-                            "lease_until": None,
-                            "claimed_by": None,
-                            "last_error": None if ep.enabled else "endpoint disabled",
-                            "trigger": "scheduled",
-                            "event_at": event.recorded_at,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
+                    messages.append(
+                        OutboxMessage.new(
+                            id=new_id("msg_"),
+                            endpoint=ep,
+                            body=encode_body(wire.payload),
+                            event_type=event.type,
+                            wire_type=wire.type,
+                            event_at=event.recorded_at,
+                            now=now,
+                            part=part,
+                            order_id=event.order_id,
+                            event_id=event.event_id,
+                            seq=event.seq,
+                        )
                     )
-        await q.insert_messages(tx, rows)
-        if any(row["status"] == "pending" for row in rows):
+        await self.outbox.add(tx, messages)
+        if any(m.status == "pending" for m in messages):
             if len(self._queued) >= _MAX_QUEUED:  # keys of transactions that rolled back
                 self._queued.clear()
             self._queued.add((order.id, events[-1].seq))

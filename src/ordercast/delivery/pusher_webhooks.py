@@ -35,10 +35,9 @@ from typing import Any, Final
 
 from ordercast.dialects import matches
 from ordercast.dialects import pusher as dialect
-from ordercast.ports import App
+from ordercast.ports import App, Outbox, OutboxMessage
 from ordercast.protocols.webhooks import encode_body
 from ordercast.services.common import iso, new_id
-from ordercast.storage.outbox import SqlOutbox
 
 log = logging.getLogger("ordercast.delivery.pusher")
 
@@ -51,7 +50,7 @@ class PusherWebhooks:
 
     def __init__(
         self,
-        outbox: SqlOutbox,
+        outbox: Outbox,
         *,
         window: float = 0.05,
         vacate_delay: float = 1.0,
@@ -157,42 +156,32 @@ class PusherWebhooks:
         return written
 
     async def _write(self, ready: dict[str, list[dict[str, Any]]]) -> int:
-        endpoints = await self.outbox.endpoints_of_apps(list(ready), dialect.NAME)
+        endpoints = await self.outbox.app_targets(list(ready), dialect.NAME)
         if not endpoints:
             return 0
         now = self.clock()
         time_ms = int(now * 1000)
         event_at = iso(datetime.fromtimestamp(now, UTC))
-        rows: list[dict[str, Any]] = []
+        messages: list[OutboxMessage] = []
         for ep in endpoints:
-            filters = list(ep.event_types) if ep.event_types else None
-            chosen = [e for e in ready.get(ep.app_id, ()) if matches(filters, e["name"], e["name"])]
+            chosen = [
+                e for e in ready.get(ep.app_id, ()) if matches(ep.event_types, e["name"], e["name"])
+            ]
             for part, events in enumerate(dialect.batches(chosen, self.max_batch)):
-                rows.append(
-                    {
-                        "id": new_id("msg_"),
-                        "endpoint_id": ep.id,
-                        "order_id": None,
-                        "event_id": None,
-                        "part": part,
-                        "seq": None,
-                        "event_type": dialect.NAME,
-                        "wire_type": dialect.wire_type(events),
-                        "body": encode_body(dialect.body(time_ms, events)).decode("utf-8"),
-                        "status": "pending" if ep.enabled else "skipped",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "lease_until": None,
-                        "claimed_by": None,
-                        "last_error": None if ep.enabled else "endpoint disabled",
-                        "trigger": "scheduled",
-                        "event_at": event_at,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
+                messages.append(
+                    OutboxMessage.new(
+                        id=new_id("msg_"),
+                        endpoint=ep,
+                        body=encode_body(dialect.body(time_ms, events)),
+                        event_type=dialect.NAME,
+                        wire_type=dialect.wire_type(events),
+                        event_at=event_at,
+                        now=now,
+                        part=part,
+                    )
                 )
-        await self.outbox.enqueue(rows)
-        return len(rows)
+        await self.outbox.enqueue(messages)
+        return len(messages)
 
     async def close(self) -> None:
         """Release everything held back and write it (a clean stop)."""

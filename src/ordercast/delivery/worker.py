@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ordercast.delivery.sender import Sender, SendResult
+from ordercast.ports import Claimed, Outbox, Outcome
 from ordercast.protocols.pusher.auth import webhook_signature
 from ordercast.protocols.webhooks import (
     DEFAULT_POLICY,
@@ -42,7 +43,6 @@ from ordercast.protocols.webhooks import (
     decide,
 )
 from ordercast.services.common import iso, new_id
-from ordercast.storage.outbox import Claimed, Outcome, SqlOutbox
 
 log = logging.getLogger("ordercast.delivery")
 
@@ -96,7 +96,7 @@ class _Stats:
 class DeliveryWorker:
     def __init__(
         self,
-        outbox: SqlOutbox,
+        outbox: Outbox,
         sender: Sender,
         config: WorkerConfig | None = None,
         *,

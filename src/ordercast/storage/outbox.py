@@ -1,6 +1,6 @@
 """SQL for webhook delivery: endpoints, the outbox of messages and the attempts log.
 
-The outbox rows are inserted by :func:`insert_messages` in the order's own write
+The outbox rows are inserted by :meth:`SqlOutbox.add` in the order's own write
 transaction (the store's transaction hook: see ``ports.TxHook``), so an order change and
 its webhook messages commit or roll back together.
 
@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ordercast.ports import Row, Tx
+from ordercast.ports import Claimed, EndpointTarget, OutboxMessage, Outcome, Row, Tx
 from ordercast.storage import schema as s
 from ordercast.storage.connector import PgConnector
-from ordercast.storage.sql import SqlStore
+
+if TYPE_CHECKING:
+    from ordercast.storage.sql import SqlStore
 
 E = s.webhook_endpoints
 M = s.webhook_messages
@@ -34,88 +35,40 @@ A = s.webhook_attempts
 OPEN_STATUSES = ("pending", "delivering")
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A claimed message with what the worker needs to send it."""
-
-    id: str
-    endpoint_id: str
-    order_id: str | None  # None: not about an order (Pusher server webhooks)
-    event_id: str | None
-    seq: int | None
-    wire_type: str
-    body: bytes
-    attempts: int
-    trigger: str
-    url: str
-    secret: str
-    old_secrets: list[dict[str, Any]]
-    failing_since: float | None
-    max_concurrency: int
-    dialect: str  # "pusher" adds X-Pusher-Key / X-Pusher-Signature (the app's key, secret)
-    app_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The result of one attempt, ready to record."""
-
-    message_id: str
-    endpoint_id: str
-    attempt_id: str
-    attempt: int
-    trigger: str
-    url: str
-    at: str
-    webhook_timestamp: int
-    status_code: int | None
-    delivered: bool
-    reason: str
-    latency_ms: float
-    response_body: str | None
-    # What becomes of the message: pending (retry at next_attempt_at), delivered, failed.
-    message_status: str
-    next_attempt_at: float | None
-    disable_endpoint: str | None  # reason, when the endpoint must be disabled
-    now: float
+def _message_row(m: OutboxMessage) -> dict[str, Any]:
+    """The ``webhook_messages`` row of a new message (the one place that spells it)."""
+    return {
+        "id": m.id,
+        "endpoint_id": m.endpoint_id,
+        "order_id": m.order_id,
+        "event_id": m.event_id,
+        "part": m.part,
+        "seq": m.seq,
+        "event_type": m.event_type,
+        "wire_type": m.wire_type,
+        "body": m.body,
+        "status": m.status,
+        "attempts": 0,
+        "next_attempt_at": m.created_at,
+        "lease_until": None,
+        "claimed_by": None,
+        "last_error": m.last_error,
+        "trigger": "scheduled",
+        "event_at": m.event_at,
+        "created_at": m.created_at,
+        "updated_at": m.created_at,
+    }
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointTarget:
-    """An endpoint an order change may be sent to, with its app's kind."""
-
-    id: str
-    app_id: str
-    dialect: str
-    event_types: list[str] | None
-    enabled: bool
-    kind: str
-
-
-async def endpoints_for_location(tx: Tx, tenant_id: str, location_id: str) -> list[EndpointTarget]:
-    """Endpoints of the apps that may see orders at ``location_id`` (with the app's kind)."""
-    rows = await tx.fetch_all(
-        "endpoints_for_location", {"location_id": location_id, "tenant_id": tenant_id}
+def _target(r: Row) -> EndpointTarget:
+    return EndpointTarget(
+        id=r["id"],
+        app_id=r["app_id"],
+        dialect=r["dialect"],
+        event_types=_json_list(r["event_types"]) if r["event_types"] is not None else None,
+        enabled=bool(r["enabled"]),
+        kind=r["kind"],
     )
-    return [
-        EndpointTarget(
-            r["id"],
-            r["app_id"],
-            r["dialect"],
-            _json_list(r["event_types"]) if r["event_types"] is not None else None,
-            bool(r["enabled"]),
-            r["kind"],
-        )
-        for r in rows
-    ]
-
-
-async def subscribers(tx: Tx, order_id: str) -> set[str]:
-    return {r[0] for r in await tx.fetch_all("order_subscribers", {"order_id": order_id})}
-
-
-async def insert_messages(tx: Tx, rows: list[dict[str, Any]]) -> None:
-    await tx.execute_many("insert_message", rows)
 
 
 def _endpoint_dict(row: Any) -> dict[str, Any]:
@@ -171,11 +124,29 @@ _ATTEMPT_COLUMNS = (
 
 
 class SqlOutbox:
+    """``ports.Outbox`` on a SQL store."""
+
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self.engine = store.engine
         self.connector = store.connector
         self.claim_depth = store.claim_depth
+
+    # -- in an order's write transaction (the outbox hook) -------------------------
+
+    async def targets(self, tx: Tx, tenant_id: str, location_id: str) -> list[EndpointTarget]:
+        """Endpoints of the apps that may see orders at ``location_id`` (with the app's
+        kind)."""
+        rows = await tx.fetch_all(
+            "endpoints_for_location", {"location_id": location_id, "tenant_id": tenant_id}
+        )
+        return [_target(r) for r in rows]
+
+    async def subscribers(self, tx: Tx, order_id: str) -> set[str]:
+        return {r[0] for r in await tx.fetch_all("order_subscribers", {"order_id": order_id})}
+
+    async def add(self, tx: Tx, messages: Sequence[OutboxMessage]) -> None:
+        await tx.execute_many("insert_message", [_message_row(m) for m in messages])
 
     # -- endpoints -------------------------------------------------------------------
 
@@ -207,24 +178,34 @@ class SqlOutbox:
 
     # -- messages that belong to no order (Pusher server webhooks) ------------------------
 
-    async def endpoints_of_apps(self, app_ids: Sequence[str], dialect: str) -> list[Any]:
-        """``id, app_id, event_types, enabled`` of these apps' endpoints in ``dialect``."""
+    async def app_targets(self, app_ids: Sequence[str], dialect: str) -> list[EndpointTarget]:
+        """These apps' endpoints in ``dialect``."""
         if not app_ids:
             return []
         q = (
-            sa.select(E.c.id, E.c.app_id, E.c.event_types, E.c.enabled)
+            sa.select(E.c.id, E.c.app_id, E.c.dialect, E.c.event_types, E.c.enabled)
             .where(E.c.app_id.in_(list(app_ids)), E.c.dialect == dialect)
             .order_by(E.c.id)
         )
         async with self.engine.connect() as conn:
-            return list((await conn.execute(q)).all())
+            rows = (await conn.execute(q)).all()
+        return [
+            EndpointTarget(
+                id=r.id,
+                app_id=r.app_id,
+                dialect=r.dialect,
+                event_types=list(r.event_types) if r.event_types else None,
+                enabled=bool(r.enabled),
+            )
+            for r in rows
+        ]
 
-    async def enqueue(self, rows: list[dict[str, Any]]) -> None:
-        """Insert message rows in their own transaction (committed when this returns)."""
-        if rows:
+    async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
+        """Insert messages in their own transaction (committed when this returns)."""
+        if messages:
 
             async def insert(tx: Tx) -> None:
-                await insert_messages(tx, rows)
+                await self.add(tx, messages)
 
             await self.connector.transaction(insert)
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,10 +36,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
 from ordercast.errors import ConfigError, Conflict, IntegrityViolation, NotFound, StorageBusy
-from ordercast.ports import App, Location, Mutation, Tenant, Tx, TxHook
+from ordercast.ports import (
+    App,
+    IdFactory,
+    Location,
+    Mutation,
+    Outbox,
+    Tenant,
+    TimerPlanner,
+    Timers,
+    Tx,
+    TxHook,
+)
 from ordercast.storage import queries
 from ordercast.storage import schema as s
 from ordercast.storage.connector import Connector, PgConnector, SqliteConnector
+from ordercast.storage.outbox import SqlOutbox
+from ordercast.storage.timers import SqlTimers
 from ordercast.storage.writer import SqliteWriter, sqlite_pragmas
 
 T = TypeVar("T")
@@ -125,6 +139,18 @@ class SqlStore:
 
     def add_tx_hook(self, hook: TxHook) -> None:
         self._hooks.append(hook)
+
+    def outbox(self) -> Outbox:
+        return SqlOutbox(self)
+
+    def timers(
+        self,
+        planner: TimerPlanner,
+        *,
+        new_id: IdFactory,
+        clock: Callable[[], float] = time.time,
+    ) -> Timers:
+        return SqlTimers(self, planner, new_id=new_id, clock=clock)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

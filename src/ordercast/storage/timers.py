@@ -17,25 +17,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
-from ordercast.domain.pos_flow import POS_APP_KIND, POS_DIALECT, TimerPlan, parse_iso
-from ordercast.ports import DueTimer, Tx
-from ordercast.services.common import new_id
-from ordercast.storage.sql import SqlStore
+from ordercast.domain.pos_flow import POS_APP_KIND, POS_DIALECT, parse_iso
+from ordercast.ports import DueTimer, IdFactory, TimerPlanner, Tx
 
-Planner = Callable[[Order, list[EventRecord]], TimerPlan]
+if TYPE_CHECKING:
+    from ordercast.storage.sql import SqlStore
 
 
 class SqlTimers:
+    """``ports.Timers`` on a SQL store (build it with ``store.timers(...)``)."""
+
     def __init__(
-        self, store: SqlStore, planner: Planner, clock: Callable[[], float] = time.time
+        self,
+        store: SqlStore,
+        planner: TimerPlanner,
+        *,
+        new_id: IdFactory,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.connector = store.connector
         self.planner = planner
+        self.new_id = new_id
         self.clock = clock
 
     # -- inside the order's transaction ------------------------------------------------
@@ -59,7 +66,7 @@ class SqlTimers:
             "insert_timer",
             [
                 {
-                    "id": new_id("tmr_"),
+                    "id": self.new_id("tmr_"),
                     "order_id": order.id,
                     "kind": kind.value,
                     "due_at": parse_iso(due).timestamp(),

@@ -15,11 +15,10 @@ from typing import Any, Final
 from ordercast.dialects import WEBHOOK_DIALECTS, validate_event_types, webhook_dialect
 from ordercast.domain.access import Admin, AppPrincipal, Principal
 from ordercast.errors import Forbidden, NotFound, ValidationError
-from ordercast.ports import App, Store
+from ordercast.ports import App, Outbox, Store
 from ordercast.protocols.netguard import Network, validate_webhook_url
 from ordercast.protocols.webhooks import parse_secret, secret_from_bytes
 from ordercast.services.common import iso, new_id
-from ordercast.storage.outbox import SqlOutbox
 
 DEFAULT_MAX_CONCURRENCY: Final = 16
 MAX_CONCURRENCY_LIMIT: Final = 1000
@@ -96,7 +95,7 @@ class WebhookService:
     def __init__(
         self,
         store: Store,
-        outbox: SqlOutbox,
+        outbox: Outbox,
         allow_cidrs: Sequence[Network],
         clock: Callable[[], float] = time.time,
     ) -> None:

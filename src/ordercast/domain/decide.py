@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordercast.domain import events as ev
+from ordercast.domain.events import Decision
 from ordercast.domain.lifecycle import (
     COMPLETION_HOW,
     COURIER_IMPLIES_ORDER,
@@ -99,14 +100,6 @@ Command = (
     | RecordError
     | PosCommand  # the POS flow's commands: domain/pos_flow.py
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    events: list[ev.NewEvent]
-    applied: bool  # did the state (or a fact) change as asked
-    outcome: Move
-    detail: str | None = None
 
 
 REOPENED = "reopened"
@@ -337,7 +330,7 @@ def _courier(order: Order, cmd: CourierUpdate) -> Decision:
 def decide(order: Order, cmd: Command) -> Decision:
     """The events ``cmd`` produces on ``order``; raises an OrdercastError when refused."""
     if isinstance(cmd, POS_COMMANDS):
-        return Decision(*decide_pos(order, cmd))
+        return decide_pos(order, cmd)
     if isinstance(cmd, Transition):
         return _transition(order, cmd)
     if isinstance(cmd, Confirm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ordercast.domain.lifecycle import CourierStatus, OrderStatus
+from ordercast.domain.lifecycle import CourierStatus, Move, OrderStatus
 
 ORDER_CREATED: Final = "order.created"
 ORDER_STALE_UPDATE: Final = "order.stale_update"
@@ -126,3 +126,15 @@ class EventRecord:
             actor=dict(d["actor"]),
             data=dict(d["data"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a command decides (``decide.decide`` and ``pos_flow.decide_pos`` alike): the
+    events to append, whether the state (or a fact) changed as asked, how the requested
+    move was classified, and why when nothing changed."""
+
+    events: list[NewEvent]
+    applied: bool
+    outcome: Move
+    detail: str | None = None

@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 from ordercast.domain import events as ev
+from ordercast.domain.events import Decision
 from ordercast.domain.lifecycle import (
     ORDER_TERMINAL,
     Move,
@@ -190,15 +191,8 @@ PosCommand = PosCallback | PosOrderEvent | RequestFire | PosTimeout
 POS_COMMANDS: Final = (PosCallback, PosOrderEvent, RequestFire, PosTimeout)
 
 
-class PosDecision(NamedTuple):
-    events: list[ev.NewEvent]
-    applied: bool
-    outcome: Move
-    detail: str | None = None
-
-
-def _noop(detail: str, outcome: Move = Move.DUPLICATE) -> PosDecision:
-    return PosDecision([], False, outcome, detail)
+def _noop(detail: str, outcome: Move = Move.DUPLICATE) -> Decision:
+    return Decision([], False, outcome, detail)
 
 
 def _state(target: OrderStatus, order_status: str, data: dict[str, Any]) -> ev.NewEvent:
@@ -243,7 +237,7 @@ def _not_in_flow(order: Order) -> WrongPhase:
     )
 
 
-def _callback(order: Order, cmd: PosCallback) -> PosDecision:
+def _callback(order: Order, cmd: PosCallback) -> Decision:
     success, waiting_phase = CALLBACKS[cmd.callback]
     status = cmd.status.upper()
     if status not in (success, "ERROR"):
@@ -283,7 +277,7 @@ def _callback(order: Order, cmd: PosCallback) -> PosDecision:
             "code": errors[0]["code"],
             "errors": errors,
         }
-        return PosDecision([_state(target, order.status, data)], True, Move.APPLY)
+        return Decision([_state(target, order.status, data)], True, Move.APPLY)
     out: list[ev.NewEvent] = []
     if cmd.callback is Callback.PRICE:
         priced: dict[str, Any] = dict(marker)
@@ -310,10 +304,10 @@ def _callback(order: Order, cmd: PosCallback) -> PosDecision:
             out.append(_state(OrderStatus.HELD, OrderStatus.ACCEPTED.value, held))
     else:
         out.append(_state(OrderStatus.PREPARING, order.status, marker))
-    return PosDecision(out, True, Move.APPLY)
+    return Decision(out, True, Move.APPLY)
 
 
-def _order_event(order: Order, cmd: PosOrderEvent) -> PosDecision:
+def _order_event(order: Order, cmd: PosOrderEvent) -> Decision:
     status = cmd.status.upper()
     if status not in ORDER_EVENT_STATUS:
         raise ValidationError(
@@ -337,10 +331,10 @@ def _order_event(order: Order, cmd: PosOrderEvent) -> PosDecision:
             if errors:
                 data.update(code=errors[0]["code"], errors=errors)
         event = ev.NewEvent(ev.order_state_event(target), {"from": order.status, **data})
-        return PosDecision([ev.NewEvent(event.type, event.data, cmd.occurred_at)], True, move)
+        return Decision([ev.NewEvent(event.type, event.data, cmd.occurred_at)], True, move)
     if move is Move.STALE:
         stale = {"requested": target.value, "current": order.status, "pos_status": status}
-        return PosDecision(
+        return Decision(
             [ev.NewEvent(ev.ORDER_STALE_UPDATE, stale, cmd.occurred_at)],
             False,
             move,
@@ -356,7 +350,7 @@ def _order_event(order: Order, cmd: PosOrderEvent) -> PosDecision:
     )
 
 
-def _fire(order: Order, cmd: RequestFire) -> PosDecision:
+def _fire(order: Order, cmd: RequestFire) -> Decision:
     if cmd.by not in FIRE_BY:
         raise ValidationError(f"a fire is requested by one of: {', '.join(FIRE_BY)}", field="by")
     lenient = cmd.by == "timer"
@@ -369,7 +363,7 @@ def _fire(order: Order, cmd: RequestFire) -> PosDecision:
     phase = phase_of(order.status, False)
     if phase is PosPhase.HELD:
         data = {"by": cmd.by, **cmd.extra}
-        return PosDecision([ev.NewEvent(ev.ORDER_FIRE_REQUESTED, data)], True, Move.APPLY)
+        return Decision([ev.NewEvent(ev.ORDER_FIRE_REQUESTED, data)], True, Move.APPLY)
     if lenient or phase is PosPhase.KITCHEN:
         return _noop(f"order is in phase '{phase.value}' (status '{order.status}'); not fired")
     why = (
@@ -380,7 +374,7 @@ def _fire(order: Order, cmd: RequestFire) -> PosDecision:
     raise _wrong_phase(order, phase, why)
 
 
-def _timeout(order: Order, cmd: PosTimeout) -> PosDecision:
+def _timeout(order: Order, cmd: PosTimeout) -> Decision:
     _, waiting_phase = CALLBACKS[cmd.callback]
     phase = order_phase(order)
     if phase is not waiting_phase or cmd.callback.value in order.pos_callbacks:
@@ -388,10 +382,10 @@ def _timeout(order: Order, cmd: PosTimeout) -> PosDecision:
     message = f"the POS did not answer the {cmd.callback.value} webhook within {cmd.seconds:g} s"
     errors = [{"code": "TIMEOUT", "message": message}]
     data = {"reason": "pos_timeout", "code": "TIMEOUT", "errors": errors}
-    return PosDecision([_state(OrderStatus.FAILED, order.status, data)], True, Move.APPLY)
+    return Decision([_state(OrderStatus.FAILED, order.status, data)], True, Move.APPLY)
 
 
-def decide_pos(order: Order, cmd: PosCommand) -> PosDecision:
+def decide_pos(order: Order, cmd: PosCommand) -> Decision:
     """The events a POS-flow command produces on ``order``; raises when refused."""
     if isinstance(cmd, PosCallback):
         return _callback(order, cmd)

@@ -227,7 +227,7 @@ class OrderService:
             )
 
         mutation = await self.store.mutate_order(order_id, change)
-        decision: d.Decision = outcome["decision"]
+        decision: ev.Decision = outcome["decision"]
         if mutation is None:
             return CommandResult(
                 outcome["before"], decision.applied, decision.outcome, decision.detail, []

@@ -8,7 +8,7 @@ import pytest
 
 from ordercast.domain import decide as d
 from ordercast.domain import pos_flow as pf
-from ordercast.domain.events import EventRecord, NewEvent
+from ordercast.domain.events import Decision, EventRecord, NewEvent
 from ordercast.domain.lifecycle import Move
 from ordercast.domain.order import Order, evolve
 from ordercast.errors import InvalidTransition, ValidationError, WrongPhase
@@ -35,7 +35,7 @@ def make_order(status: str = "draft", pos_flow: bool = True, **kw: Any) -> Order
     return order
 
 
-def run(order: Order, cmd: d.Command) -> tuple[Order, d.Decision]:
+def run(order: Order, cmd: d.Command) -> tuple[Order, Decision]:
     decision = d.decide(order, cmd)
     for e in decision.events:
         order = evolve(order, e, T1)

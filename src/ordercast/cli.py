@@ -356,7 +356,7 @@ def deliveries_replay(
     """Send events again with their original webhook-id; a running `ordercast run` (or any
     worker on this database) delivers them."""
     from ordercast.domain.access import Admin
-    from ordercast.services.common import iso, parse_time
+    from ordercast.domain.isotime import iso, parse_iso
 
     settings = _settings(database_url=database_url)
 
@@ -364,7 +364,7 @@ def deliveries_replay(
         if value is None:
             return None
         try:
-            return iso(parse_time(value))
+            return iso(parse_iso(value))
         except ValueError as exc:
             err.print(f"[red]error:[/red] --{name} must be an ISO 8601 time")
             raise typer.Exit(2) from exc

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ordercast.services.common import iso
+from ordercast.domain.isotime import iso
 
 
 class In(BaseModel):
@@ -129,21 +129,15 @@ class OrderIn(In):
         for key in ("required_at", "available_eta"):
             value = getattr(self, key)
             if value is not None:
-                out[key] = iso(value if value.tzinfo else value.replace(tzinfo=_utc()))
+                out[key] = iso(value)  # a naive time is taken as UTC
         out["fire_order_in_seconds"] = self.fire_order_in_seconds
         return out
-
-
-def _utc() -> Any:
-    from datetime import UTC
-
-    return UTC
 
 
 def iso_or_none(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return iso(value if value.tzinfo else value.replace(tzinfo=_utc()))
+    return iso(value)  # a naive time is taken as UTC
 
 
 class ErrorItem(In):

@@ -30,14 +30,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from ordercast.dialects import matches
 from ordercast.dialects import pusher as dialect
+from ordercast.domain.isotime import iso_from_unix
 from ordercast.ports import App, Outbox, OutboxMessage
 from ordercast.protocols.webhooks import encode_body
-from ordercast.services.common import iso, new_id
+from ordercast.services.common import new_id
 
 log = logging.getLogger("ordercast.delivery.pusher")
 
@@ -161,7 +161,7 @@ class PusherWebhooks:
             return 0
         now = self.clock()
         time_ms = int(now * 1000)
-        event_at = iso(datetime.fromtimestamp(now, UTC))
+        event_at = iso_from_unix(now)
         messages: list[OutboxMessage] = []
         for ep in endpoints:
             chosen = [

@@ -29,9 +29,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from ordercast.delivery.sender import Sender, SendResult
+from ordercast.domain.isotime import iso_from_unix
 from ordercast.ports import Claimed, Outbox, Outcome
 from ordercast.protocols.pusher.auth import webhook_signature
 from ordercast.protocols.webhooks import (
@@ -42,7 +42,7 @@ from ordercast.protocols.webhooks import (
     build_headers,
     decide,
 )
-from ordercast.services.common import iso, new_id
+from ordercast.services.common import new_id
 
 log = logging.getLogger("ordercast.delivery")
 
@@ -356,10 +356,6 @@ class DeliveryWorker:
             cached = self._credentials[msg.app_id] = (*found, time.monotonic() + CREDENTIALS_TTL)
         key, secret, _ = cached
         return {"X-Pusher-Key": key, "X-Pusher-Signature": webhook_signature(secret, msg.body)}
-
-
-def iso_from_unix(ts: float) -> str:
-    return iso(datetime.fromtimestamp(ts, UTC))
 
 
 # Crockford's base32 (ULID's alphabet), lowercase as new_id writes it, two characters (10

@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ordercast.domain import events as ev
 from ordercast.domain.events import EventRecord
+from ordercast.domain.isotime import parse_iso
 from ordercast.domain.provider_codes import (
     ProviderCode,
     lookup_provider_code,
@@ -147,10 +148,9 @@ def _parse(iso: str | None) -> datetime | None:
     if not iso:
         return None
     try:
-        parsed = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        return parse_iso(iso)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=ZoneInfo("UTC"))
 
 
 def local_time(iso: str | None, timezone: str) -> str | None:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from ordercast.domain import events as ev
 from ordercast.domain.events import Decision
+from ordercast.domain.isotime import iso_plus
 from ordercast.domain.lifecycle import (
     ORDER_TERMINAL,
     Move,
@@ -397,18 +397,6 @@ def decide_pos(order: Order, cmd: PosCommand) -> Decision:
 
 
 # -- timers ------------------------------------------------------------------------------
-
-
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def iso_plus(value: str, seconds: float) -> str:
-    """``value`` (ISO 8601) plus ``seconds``, in the same ISO style as the services use."""
-    when = parse_iso(value) + timedelta(seconds=seconds)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)

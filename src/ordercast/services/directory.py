@@ -16,9 +16,10 @@ from ordercast.domain.access import (
     Principal,
     check_location_access,
 )
+from ordercast.domain.isotime import iso
 from ordercast.errors import NotFound, Unauthorized, ValidationError
 from ordercast.ports import App, Bus, BusMessage, Clock, Location, Store, Tenant
-from ordercast.services.common import iso, new_id, new_secret
+from ordercast.services.common import new_id, new_secret
 from ordercast.services.tokens import PREFIX as TOKEN_PREFIX
 from ordercast.services.tokens import TokenSigner
 

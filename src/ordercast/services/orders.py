@@ -22,11 +22,12 @@ from ordercast.domain.access import (
     require_app,
 )
 from ordercast.domain.events import EventRecord, NewEvent
+from ordercast.domain.isotime import iso
 from ordercast.domain.lifecycle import ORDER_TERMINAL, Move, OrderStatus
 from ordercast.domain.order import Order, evolve, order_total, with_totals
 from ordercast.errors import NotFound, ValidationError
 from ordercast.ports import Bus, BusMessage, Clock, Mutation, Store
-from ordercast.services.common import iso, new_id
+from ordercast.services.common import new_id
 
 log = logging.getLogger("ordercast.orders")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from ordercast.domain import pos_flow as pf
 from ordercast.domain.access import Admin, Principal, require_app
+from ordercast.domain.isotime import iso
 from ordercast.errors import NotFound
 from ordercast.ports import Clock, DueTimer, Timers
-from ordercast.services.common import iso
 from ordercast.services.orders import CommandResult, OrderService
 
 log = logging.getLogger("ordercast.pos_flow")

@@ -14,11 +14,12 @@ from typing import Any, Final
 
 from ordercast.dialects import WEBHOOK_DIALECTS, validate_event_types, webhook_dialect
 from ordercast.domain.access import Admin, AppPrincipal, Principal
+from ordercast.domain.isotime import iso, iso_from_unix
 from ordercast.errors import Forbidden, NotFound, ValidationError
 from ordercast.ports import App, Outbox, Store
 from ordercast.protocols.netguard import Network, validate_webhook_url
 from ordercast.protocols.webhooks import parse_secret, secret_from_bytes
-from ordercast.services.common import iso, new_id
+from ordercast.services.common import new_id
 
 DEFAULT_MAX_CONCURRENCY: Final = 16
 MAX_CONCURRENCY_LIMIT: Final = 1000
@@ -30,7 +31,7 @@ REPLAYABLE: Final = ("pending", "delivered", "failed", "skipped")
 
 
 def _iso_unix(ts: float | None) -> str | None:
-    return iso(datetime.fromtimestamp(ts, UTC)) if ts is not None else None
+    return iso_from_unix(ts) if ts is not None else None
 
 
 def endpoint_view(ep: dict[str, Any], now: float) -> dict[str, Any]:

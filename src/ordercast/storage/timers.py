@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ordercast.domain.events import EventRecord
+from ordercast.domain.isotime import parse_iso
 from ordercast.domain.order import Order
-from ordercast.domain.pos_flow import POS_APP_KIND, POS_DIALECT, parse_iso
+from ordercast.domain.pos_flow import POS_APP_KIND, POS_DIALECT
 from ordercast.ports import DueTimer, IdFactory, TimerPlanner, Tx
 
 if TYPE_CHECKING:

@@ -1,0 +1,34 @@
+"""ISO 8601 times as ordercast writes and reads them (the one place; pure: no clock).
+
+Written: UTC with microseconds and a ``Z`` (``2026-01-02T03:04:05.000006Z``): fixed
+width, so stored times sort as text. Read: any ISO 8601 form Python parses, ``Z``
+included; a time without a zone is taken as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def iso(dt: datetime) -> str:
+    """``dt`` written in ordercast's form (a naive ``dt`` is taken as UTC)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime(FORMAT)
+
+
+def parse_iso(value: str) -> datetime:
+    """An aware datetime (raises ``ValueError`` on a malformed value)."""
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def iso_from_unix(seconds: float) -> str:
+    return iso(datetime.fromtimestamp(seconds, UTC))
+
+
+def iso_plus(value: str, seconds: float) -> str:
+    """``value`` plus ``seconds``, written in ordercast's form."""
+    return iso(parse_iso(value) + timedelta(seconds=seconds))

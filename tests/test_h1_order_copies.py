@@ -10,6 +10,7 @@ from typing import Any
 from ordercast.domain import events as ev
 from ordercast.domain.lifecycle import CourierStatus, OrderStatus
 from ordercast.domain.order import Delivery, Order, evolve, with_totals
+from ordercast.domain.pos_flow import PosState
 
 
 def _order() -> Order:
@@ -42,7 +43,7 @@ def _order() -> Order:
         surcounts=[{"name": "Tip", "value": 100}],
         consumer={"name": "Ada", "address": {"city": "X", "lines": ["1", "2"]}},
         errors=[{"code": "e", "message": "m"}],
-        pos_callbacks={"price": "ok"},
+        pos=PosState(callbacks={"price": "ok"}),
         deliveries={
             "dlv_1": Delivery(
                 id="dlv_1",
@@ -58,8 +59,14 @@ def _order() -> Order:
 
 
 def _reference_dict(order: Order) -> dict[str, Any]:
-    """What the old ``to_dict`` gave: every field deep-copied."""
-    d = {f.name: copy.deepcopy(getattr(order, f.name)) for f in dataclasses.fields(order)}
+    """What the old ``to_dict`` gave: every field deep-copied (the POS state's fields flat,
+    where they were fields of the order)."""
+    d: dict[str, Any] = {}
+    for f in dataclasses.fields(order):
+        if f.name == "pos":
+            d.update((key, copy.deepcopy(value)) for key, value in order.pos.items())
+        else:
+            d[f.name] = copy.deepcopy(getattr(order, f.name))
     d["deliveries"] = {
         k: {f.name: copy.deepcopy(getattr(v, f.name)) for f in dataclasses.fields(v)}
         for k, v in order.deliveries.items()

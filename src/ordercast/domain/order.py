@@ -13,7 +13,7 @@ from typing import Any
 
 from ordercast.domain import events as ev
 from ordercast.domain.lifecycle import ORDER_TERMINAL, OrderStatus
-from ordercast.domain.pos_flow import evolve_pos
+from ordercast.domain.pos_flow import POS_KEYS, PosState
 
 
 @dataclass(slots=True)
@@ -74,14 +74,34 @@ class Order:
     completed_how: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     previous_status: str | None = None  # the open state a terminal one replaced
-    # POS flow (domain/pos_flow.py): fixed at creation; phase, answered callbacks, the fire.
-    pos_flow: bool = False
-    pos_phase: str | None = None
-    pos_callbacks: dict[str, str] = field(default_factory=dict)
-    fire_at: str | None = None  # when a held order is due to be fired (None: until asked)
-    fired_at: str | None = None  # when the fire was requested (at most once)
-    fired_by: str | None = None  # timer | app | channel
+    # POS flow (domain/pos_flow.py), a value of its own; flat keys in the document.
+    pos: PosState = field(default_factory=PosState)
     deliveries: dict[str, Delivery] = field(default_factory=dict)
+
+    # The POS fields by their document names (read-only: ``pos`` is replaced, not changed).
+    @property
+    def pos_flow(self) -> bool:
+        return self.pos.flow
+
+    @property
+    def pos_phase(self) -> str | None:
+        return self.pos.phase
+
+    @property
+    def pos_callbacks(self) -> dict[str, str]:
+        return self.pos.callbacks
+
+    @property
+    def fire_at(self) -> str | None:
+        return self.pos.fire_at
+
+    @property
+    def fired_at(self) -> str | None:
+        return self.pos.fired_at
+
+    @property
+    def fired_by(self) -> str | None:
+        return self.pos.fired_by
 
     @property
     def state(self) -> OrderStatus:
@@ -98,6 +118,8 @@ class Order:
         for name in _ORDER_CONTAINERS:
             if d[name] is not None:
                 d[name] = _json_copy(d[name])
+        d.update(self.pos.items())
+        d["pos_callbacks"] = dict(self.pos.callbacks)
         d["deliveries"] = {k: v.to_dict() for k, v in self.deliveries.items()}
         return d
 
@@ -106,6 +128,7 @@ class Order:
         this order's own, not copies: for a caller that serializes it at once (to JSON)
         and keeps nothing. Never change anything in it."""
         d = dict(zip(_ORDER_FIELDS, _order_values(self), strict=True))
+        d.update(self.pos.items())
         d["deliveries"] = {k: v.as_dict() for k, v in self.deliveries.items()}
         return d
 
@@ -113,10 +136,13 @@ class Order:
     def from_dict(cls, d: dict[str, Any]) -> Order:
         data = dict(d)
         deliveries = {k: Delivery(**v) for k, v in data.pop("deliveries", {}).items()}
-        return cls(**data, deliveries=deliveries)
+        pos = PosState.from_doc(data)
+        for key in POS_KEYS:
+            data.pop(key, None)
+        return cls(**data, pos=pos, deliveries=deliveries)
 
 
-_ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name != "deliveries")
+_ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name not in ("pos", "deliveries"))
 _DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
 _ALL_ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _order_values = attrgetter(*_ORDER_FIELDS)
@@ -251,7 +277,7 @@ def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
         _evolve_delivery(o, t, d, recorded_at)
     # order.created, order.notification, order.payment_updated, order.stale_update:
     # recorded in the stream, no field of the resource changes beyond version.
-    evolve_pos(o, event, recorded_at)
+    o.pos = o.pos.evolved(o.status, event, recorded_at)
     return o
 
 

@@ -1,6 +1,6 @@
 """The POS flow (RBI partner POS API, seed 001): price → commit → fire, as pure rules.
 
-An order in the POS flow (``Order.pos_flow``, decided once when the order is created at a
+An order in the POS flow (``Order.pos.flow``, decided once when the order is created at a
 location whose POS app has an ``rbi`` webhook endpoint) goes through phases derived from
 its status and whether it was fired:
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from ordercast.domain import events as ev
 from ordercast.domain.events import Decision
@@ -41,9 +41,6 @@ from ordercast.domain.lifecycle import (
     classify_order_move,
 )
 from ordercast.errors import InvalidTransition, ValidationError, WrongPhase
-
-if TYPE_CHECKING:  # the Order module imports this one (evolve keeps the POS fields)
-    from ordercast.domain.order import Order
 
 POS_APP_KIND: Final = "pos"
 POS_DIALECT: Final = "rbi"
@@ -126,25 +123,79 @@ def phase_of(status: str, fired: bool) -> PosPhase:
     return PosPhase.KITCHEN
 
 
-def order_phase(order: Order) -> PosPhase | None:
-    if not order.pos_flow:
+@dataclass(frozen=True, slots=True)
+class PosState:
+    """An order's POS-flow fields (``Order.pos``): whether it is in the flow (fixed at
+    creation), its phase, the callbacks answered, and the fire. In the order's document
+    and resource they are the flat keys of :data:`POS_KEYS`."""
+
+    flow: bool = False
+    phase: str | None = None
+    callbacks: dict[str, str] = field(default_factory=dict)  # callback -> status answered
+    fire_at: str | None = None  # when a held order is due to be fired (None: until asked)
+    fired_at: str | None = None  # when the fire was requested (at most once)
+    fired_by: str | None = None  # timer | app | channel
+
+    def items(self) -> tuple[tuple[str, Any], ...]:
+        """``(key, value)`` in the document's order (``callbacks`` is shared, not copied)."""
+        return (
+            ("pos_flow", self.flow),
+            ("pos_phase", self.phase),
+            ("pos_callbacks", self.callbacks),
+            ("fire_at", self.fire_at),
+            ("fired_at", self.fired_at),
+            ("fired_by", self.fired_by),
+        )
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PosState:
+        return cls(
+            flow=bool(doc.get("pos_flow", False)),
+            phase=doc.get("pos_phase"),
+            callbacks=dict(doc.get("pos_callbacks") or {}),
+            fire_at=doc.get("fire_at"),
+            fired_at=doc.get("fired_at"),
+            fired_by=doc.get("fired_by"),
+        )
+
+    def evolved(self, status: str, event: ev.NewEvent, recorded_at: str) -> PosState:
+        """The state after ``event``; ``status``: the order's status after it."""
+        d = event.data
+        fire_at, fired_at, fired_by = self.fire_at, self.fired_at, self.fired_by
+        callbacks = self.callbacks
+        if event.type == ev.ORDER_FIRE_REQUESTED:
+            fired_at, fired_by = recorded_at, d.get("by")
+        if event.type == ev.order_state_event(OrderStatus.HELD):
+            fire_at = d.get("fire_at")
+        callback = d.get("pos_callback")
+        if callback:
+            callbacks = {**callbacks, str(callback): str(d.get("pos_status"))}
+        phase = phase_of(status, fired_at is not None).value if self.flow else self.phase
+        return PosState(self.flow, phase, callbacks, fire_at, fired_at, fired_by)
+
+
+POS_KEYS: Final = tuple(key for key, _ in PosState().items())
+
+
+class PosOrder(Protocol):
+    """What the POS rules read of an order (``domain.order.Order`` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def state(self) -> OrderStatus: ...
+    @property
+    def fire_order_in_seconds(self) -> int | None: ...
+    @property
+    def pos(self) -> PosState: ...
+
+
+def order_phase(order: PosOrder) -> PosPhase | None:
+    if not order.pos.flow:
         return None
-    return phase_of(order.status, order.fired_at is not None)
-
-
-def evolve_pos(order: Order, event: ev.NewEvent, recorded_at: str) -> None:
-    """Keep the POS fields of ``order`` (already evolved by ``event``) up to date, in place."""
-    d = event.data
-    if event.type == ev.ORDER_FIRE_REQUESTED:
-        order.fired_at = recorded_at
-        order.fired_by = d.get("by")
-    if event.type == ev.order_state_event(OrderStatus.HELD):
-        order.fire_at = d.get("fire_at")
-    callback = d.get("pos_callback")
-    if callback:
-        order.pos_callbacks = {**order.pos_callbacks, str(callback): str(d.get("pos_status"))}
-    if order.pos_flow:
-        order.pos_phase = phase_of(order.status, order.fired_at is not None).value
+    return phase_of(order.status, order.pos.fired_at is not None)
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -220,7 +271,7 @@ def clean_errors(
     return out
 
 
-def _wrong_phase(order: Order, phase: PosPhase | None, why: str) -> WrongPhase:
+def _wrong_phase(order: PosOrder, phase: PosPhase | None, why: str) -> WrongPhase:
     where = f"phase '{phase.value}'" if phase else "no POS flow"
     return WrongPhase(
         f"order {order.id} is in {where} (status '{order.status}'): {why}",
@@ -229,7 +280,7 @@ def _wrong_phase(order: Order, phase: PosPhase | None, why: str) -> WrongPhase:
     )
 
 
-def _not_in_flow(order: Order) -> WrongPhase:
+def _not_in_flow(order: PosOrder) -> WrongPhase:
     return _wrong_phase(
         order,
         None,
@@ -237,7 +288,7 @@ def _not_in_flow(order: Order) -> WrongPhase:
     )
 
 
-def _callback(order: Order, cmd: PosCallback) -> Decision:
+def _callback(order: PosOrder, cmd: PosCallback) -> Decision:
     success, waiting_phase = CALLBACKS[cmd.callback]
     status = cmd.status.upper()
     if status not in (success, "ERROR"):
@@ -254,10 +305,10 @@ def _callback(order: Order, cmd: PosCallback) -> Decision:
         )
     if cmd.total is not None and (cmd.callback is not Callback.PRICE or status != success):
         raise ValidationError("'total' belongs to a PRICED price callback", field="total")
-    if not order.pos_flow:
+    if not order.pos.flow:
         raise _not_in_flow(order)
-    phase = phase_of(order.status, order.fired_at is not None)
-    answered = order.pos_callbacks.get(cmd.callback.value)
+    phase = phase_of(order.status, order.pos.fired_at is not None)
+    answered = order.pos.callbacks.get(cmd.callback.value)
     if answered is not None:
         if answered == status:
             return _noop(f"the {cmd.callback.value} callback {status} was already received")
@@ -307,7 +358,7 @@ def _callback(order: Order, cmd: PosCallback) -> Decision:
     return Decision(out, True, Move.APPLY)
 
 
-def _order_event(order: Order, cmd: PosOrderEvent) -> Decision:
+def _order_event(order: PosOrder, cmd: PosOrderEvent) -> Decision:
     status = cmd.status.upper()
     if status not in ORDER_EVENT_STATUS:
         raise ValidationError(
@@ -350,16 +401,16 @@ def _order_event(order: Order, cmd: PosOrderEvent) -> Decision:
     )
 
 
-def _fire(order: Order, cmd: RequestFire) -> Decision:
+def _fire(order: PosOrder, cmd: RequestFire) -> Decision:
     if cmd.by not in FIRE_BY:
         raise ValidationError(f"a fire is requested by one of: {', '.join(FIRE_BY)}", field="by")
     lenient = cmd.by == "timer"
-    if not order.pos_flow:
+    if not order.pos.flow:
         if lenient:
             return _noop("order is not in the POS flow")
         raise _not_in_flow(order)
-    if order.fired_at is not None:
-        return _noop(f"order was already fired (by {order.fired_by} at {order.fired_at})")
+    if order.pos.fired_at is not None:
+        return _noop(f"order was already fired (by {order.pos.fired_by} at {order.pos.fired_at})")
     phase = phase_of(order.status, False)
     if phase is PosPhase.HELD:
         data = {"by": cmd.by, **cmd.extra}
@@ -374,10 +425,10 @@ def _fire(order: Order, cmd: RequestFire) -> Decision:
     raise _wrong_phase(order, phase, why)
 
 
-def _timeout(order: Order, cmd: PosTimeout) -> Decision:
+def _timeout(order: PosOrder, cmd: PosTimeout) -> Decision:
     _, waiting_phase = CALLBACKS[cmd.callback]
     phase = order_phase(order)
-    if phase is not waiting_phase or cmd.callback.value in order.pos_callbacks:
+    if phase is not waiting_phase or cmd.callback.value in order.pos.callbacks:
         return _noop(f"order is no longer waiting for the {cmd.callback.value} callback")
     message = f"the POS did not answer the {cmd.callback.value} webhook within {cmd.seconds:g} s"
     errors = [{"code": "TIMEOUT", "message": message}]
@@ -385,7 +436,7 @@ def _timeout(order: Order, cmd: PosTimeout) -> Decision:
     return Decision([_state(OrderStatus.FAILED, order.status, data)], True, Move.APPLY)
 
 
-def decide_pos(order: Order, cmd: PosCommand) -> Decision:
+def decide_pos(order: PosOrder, cmd: PosCommand) -> Decision:
     """The events a POS-flow command produces on ``order``; raises when refused."""
     if isinstance(cmd, PosCallback):
         return _callback(order, cmd)
@@ -408,12 +459,12 @@ class TimerPlan:
 
 
 def plan_timers(
-    order: Order, events: Sequence[ev.EventRecord], callback_timeout: float
+    order: PosOrder, events: Sequence[ev.EventRecord], callback_timeout: float
 ) -> TimerPlan:
     """What a change does to the order's timers. ``order`` is the order after ``events``."""
-    if not order.pos_flow:
+    if not order.pos.flow:
         return TimerPlan({}, frozenset())
-    phase = phase_of(order.status, order.fired_at is not None)
+    phase = phase_of(order.status, order.pos.fired_at is not None)
     live = {kind for kind, p in TIMER_PHASE.items() if p is phase}
     schedule: dict[TimerKind, str] = {}
     for e in events:

@@ -25,6 +25,7 @@ from ordercast.domain.events import EventRecord, NewEvent
 from ordercast.domain.isotime import iso
 from ordercast.domain.lifecycle import ORDER_TERMINAL, Move, OrderStatus
 from ordercast.domain.order import Order, evolve, order_total, with_totals
+from ordercast.domain.pos_flow import PosState
 from ordercast.errors import NotFound, ValidationError
 from ordercast.ports import Bus, BusMessage, Clock, Mutation, Store
 from ordercast.services.common import new_id
@@ -185,7 +186,7 @@ class OrderService:
             notes=spec.get("notes"),
             total=order_total(items, surcounts),
             fire_order_in_seconds=spec.get("fire_order_in_seconds"),
-            pos_flow=pos_flow,
+            pos=PosState(flow=pos_flow),
         )
         created = NewEvent(ev.ORDER_CREATED, {"status": status, "order": order.to_dict()})
         # The creation event is seq 1; the snapshot inside it is the order at seq 0.

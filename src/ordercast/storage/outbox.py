@@ -16,17 +16,16 @@ again. FIFO endpoints only ever expose the oldest undelivered message of each or
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ordercast.ports import Claimed, EndpointTarget, OutboxMessage, Outcome, Row, Tx
 from ordercast.storage import schema as s
-from ordercast.storage.connector import PgConnector
-
-if TYPE_CHECKING:
-    from ordercast.storage.sql import SqlStore
+from ordercast.storage.connector import Connector, PgConnector
 
 E = s.webhook_endpoints
 M = s.webhook_messages
@@ -126,11 +125,17 @@ _ATTEMPT_COLUMNS = (
 class SqlOutbox:
     """``ports.Outbox`` on a SQL store."""
 
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
-        self.engine = store.engine
-        self.connector = store.connector
-        self.claim_depth = store.claim_depth
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        connector: Connector,
+        claim_depth: int,
+    ) -> None:
+        self.engine = engine
+        self.write = write  # the store's write transactions on the engine
+        self.connector = connector
+        self.claim_depth = claim_depth
 
     # -- in an order's write transaction (the outbox hook) -------------------------
 
@@ -151,7 +156,7 @@ class SqlOutbox:
     # -- endpoints -------------------------------------------------------------------
 
     async def create_endpoint(self, values: dict[str, Any]) -> None:
-        async with self.store.write() as conn:
+        async with self.write() as conn:
             await conn.execute(E.insert().values(**values))
 
     async def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
@@ -167,11 +172,11 @@ class SqlOutbox:
             return [_endpoint_dict(r) for r in (await conn.execute(q)).all()]
 
     async def update_endpoint(self, endpoint_id: str, values: dict[str, Any]) -> None:
-        async with self.store.write() as conn:
+        async with self.write() as conn:
             await conn.execute(E.update().where(E.c.id == endpoint_id).values(**values))
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
-        async with self.store.write() as conn:
+        async with self.write() as conn:
             await conn.execute(A.delete().where(A.c.endpoint_id == endpoint_id))
             await conn.execute(M.delete().where(M.c.endpoint_id == endpoint_id))
             await conn.execute(E.delete().where(E.c.id == endpoint_id))
@@ -464,7 +469,7 @@ class SqlOutbox:
             last_error=None,
             updated_at=now,
         )
-        async with self.store.write() as conn:
+        async with self.write() as conn:
             result = await conn.execute(q)
             return int(result.rowcount or 0)
 

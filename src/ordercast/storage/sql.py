@@ -141,7 +141,7 @@ class SqlStore:
         self._hooks.append(hook)
 
     def outbox(self) -> Outbox:
-        return SqlOutbox(self)
+        return SqlOutbox(self.engine, self.write, self.connector, self.claim_depth)
 
     def timers(
         self,
@@ -150,7 +150,7 @@ class SqlStore:
         new_id: IdFactory,
         clock: Callable[[], float] = time.time,
     ) -> Timers:
-        return SqlTimers(self, planner, new_id=new_id, clock=clock)
+        return SqlTimers(self.connector, planner, new_id=new_id, clock=clock)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import parse_iso
 from ordercast.domain.order import Order
 from ordercast.domain.pos_flow import POS_APP_KIND, POS_DIALECT
 from ordercast.ports import DueTimer, IdFactory, TimerPlanner, Tx
-
-if TYPE_CHECKING:
-    from ordercast.storage.sql import SqlStore
+from ordercast.storage.connector import Connector
 
 
 class SqlTimers:
@@ -34,14 +32,13 @@ class SqlTimers:
 
     def __init__(
         self,
-        store: SqlStore,
+        connector: Connector,
         planner: TimerPlanner,
         *,
         new_id: IdFactory,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store
-        self.connector = store.connector
+        self.connector = connector
         self.planner = planner
         self.new_id = new_id
         self.clock = clock

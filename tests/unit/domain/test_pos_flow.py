@@ -17,7 +17,9 @@ T0 = "2026-11-23T10:00:00.000000Z"
 T1 = "2026-11-23T10:00:05.000000Z"
 
 
-def make_order(status: str = "draft", pos_flow: bool = True, **kw: Any) -> Order:
+def make_order(
+    status: str = "draft", pos_flow: bool = True, fired_at: str | None = None, **kw: Any
+) -> Order:
     order = Order(
         id="o1",
         tenant_id="t1",
@@ -28,10 +30,10 @@ def make_order(status: str = "draft", pos_flow: bool = True, **kw: Any) -> Order
         created_at=T0,
         updated_at=T0,
         total=1000,
-        pos_flow=pos_flow,
         **kw,
     )
-    order.pos_phase = pf.order_phase(order).value if pos_flow else None  # type: ignore[union-attr]
+    phase = pf.phase_of(status, fired_at is not None).value if pos_flow else None
+    order.pos = pf.PosState(flow=pos_flow, phase=phase, fired_at=fired_at)
     return order
 
 

@@ -18,6 +18,15 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class Ids(Protocol):
+    """Where new ids, secrets and item uuids come from (``services.common.SystemIds``;
+    tests inject counters instead of patching modules)."""
+
+    def new_id(self, prefix: str = "") -> str: ...
+    def new_secret(self, prefix: str, nbytes: int = 24) -> str: ...
+    def uuid4(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     id: str

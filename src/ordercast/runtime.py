@@ -22,9 +22,9 @@ from ordercast.gateway.hub import Hub
 from ordercast.gateway.pusher import PusherGateway, pusher_of
 from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
-from ordercast.ports import Bus, Clock, Store
+from ordercast.ports import Bus, Clock, Ids, Store
 from ordercast.protocols.netguard import parse_allow_cidrs
-from ordercast.services.common import SystemClock, new_id, new_secret
+from ordercast.services.common import SYSTEM_IDS, SystemClock
 from ordercast.services.directory import Directory
 from ordercast.services.orders import OrderService
 from ordercast.services.pos_flow import PosFlowService
@@ -42,6 +42,7 @@ class Runtime:
     store: Store
     bus: Bus
     clock: Clock
+    ids: Ids
     directory: Directory
     orders: OrderService
     admin_token: str
@@ -60,23 +61,28 @@ class Runtime:
     pusher_webhooks: PusherWebhooks | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+    async def open(
+        cls, settings: Settings, clock: Clock | None = None, ids: Ids | None = None
+    ) -> Runtime:
         clock = clock or SystemClock()
+        ids = ids or SYSTEM_IDS
         store = open_store(settings.database_url)
         await store.migrate()
         bus = open_bus(settings.bus_url)
         await bus.start()
         # Dev mode keeps generated secrets in the database so restarts keep them.
-        admin_token = settings.admin_token or await _kept(store, "admin_token", "oca_")
-        secret_key = settings.secret_key or await _kept(store, "secret_key", "")
+        admin_token = settings.admin_token or await _kept(store, ids, "admin_token", "oca_")
+        secret_key = settings.secret_key or await _kept(store, ids, "secret_key", "")
         signer = TokenSigner(secret_key)
-        directory = Directory(store, bus, clock, signer, admin_token)
-        orders = OrderService(store, bus, clock)
+        directory = Directory(store, bus, clock, signer, admin_token, ids)
+        orders = OrderService(store, bus, clock, ids)
         orders.after_commit.append(count_events)
         hub = Hub(bus)
         gateway = GatewayServer(hub, settings.host, settings.ws_port)
         PusherGateway(store).install(gateway)
-        runtime = cls(settings, store, bus, clock, directory, orders, admin_token, hub, gateway)
+        runtime = cls(
+            settings, store, bus, clock, ids, directory, orders, admin_token, hub, gateway
+        )
         runtime._open_webhooks()
         runtime._open_pos_flow()
         return runtime
@@ -85,7 +91,7 @@ class Runtime:
         """Register the POS flow's timer hook (same transaction as the order's events)."""
         timeout = self.settings.pos_callback_timeout
         timers = self.store.timers(
-            lambda order, events: plan_timers(order, events, timeout), new_id=new_id
+            lambda order, events: plan_timers(order, events, timeout), new_id=self.ids.new_id
         )
         self.store.add_tx_hook(timers.hook)
         self.orders.pos_flow_location = timers.pos_flow_location
@@ -116,10 +122,10 @@ class Runtime:
         """Register the webhook outbox hook (every process that writes orders enqueues)."""
         allow = parse_allow_cidrs(self.settings.webhook_allow_cidrs)
         outbox = self.store.outbox()
-        self.outbox_hook = OutboxHook(outbox, self.settings.base_url)
+        self.outbox_hook = OutboxHook(outbox, self.settings.base_url, ids=self.ids)
         self.store.add_tx_hook(self.outbox_hook)
-        self.webhooks = WebhookService(self.store, outbox, allow)
-        self.pusher_webhooks = PusherWebhooks(outbox)
+        self.webhooks = WebhookService(self.store, outbox, allow, ids=self.ids)
+        self.pusher_webhooks = PusherWebhooks(outbox, ids=self.ids)
         pusher_of(self.gateway).webhooks = self.pusher_webhooks
 
     async def start_delivery(self) -> DeliveryWorker:
@@ -206,9 +212,9 @@ class Runtime:
         return demo, True
 
 
-async def _kept(store: Store, key: str, prefix: str) -> str:
+async def _kept(store: Store, ids: Ids, key: str, prefix: str) -> str:
     """A generated secret kept in the database: the same on every start."""
-    candidate = new_secret(prefix, 32)
+    candidate = ids.new_secret(prefix, 32)
     if await store.insert_meta(key, candidate):
         return candidate
     value = await store.get_meta(key)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from ordercast.dialects import Target, matches, renderer
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
-from ordercast.ports import Outbox, OutboxMessage, Tx
+from ordercast.ports import Ids, Outbox, OutboxMessage, Tx
 from ordercast.protocols.webhooks import encode_body
-from ordercast.services.common import new_id
+from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.orders import order_resource
 
 # Bounds the keys of changes whose transaction rolled back after the hook ran (never taken).
@@ -29,9 +29,14 @@ class OutboxHook:
     """``(tx, order, events)`` (``ports.TxHook``): register with ``store.add_tx_hook``."""
 
     def __init__(
-        self, outbox: Outbox, base_url: str, clock: Callable[[], float] = time.time
+        self,
+        outbox: Outbox,
+        base_url: str,
+        clock: Callable[[], float] = time.time,
+        ids: Ids = SYSTEM_IDS,
     ) -> None:
         self.outbox = outbox
+        self.ids = ids
         self.base_url = base_url
         self.clock = clock
         # Changes whose transaction queued something to send, by (order id, last seq), so
@@ -62,7 +67,7 @@ class OutboxHook:
                         continue
                     messages.append(
                         OutboxMessage.new(
-                            id=new_id("msg_"),
+                            id=self.ids.new_id("msg_"),
                             endpoint=ep,
                             body=encode_body(wire.payload),
                             event_type=event.type,

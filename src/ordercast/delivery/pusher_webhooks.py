@@ -35,9 +35,9 @@ from typing import Any, Final
 from ordercast.dialects import matches
 from ordercast.dialects import pusher as dialect
 from ordercast.domain.isotime import iso_from_unix
-from ordercast.ports import App, Outbox, OutboxMessage
+from ordercast.ports import App, Ids, Outbox, OutboxMessage
 from ordercast.protocols.webhooks import encode_body
-from ordercast.services.common import new_id
+from ordercast.services.common import SYSTEM_IDS
 
 log = logging.getLogger("ordercast.delivery.pusher")
 
@@ -56,8 +56,10 @@ class PusherWebhooks:
         vacate_delay: float = 1.0,
         max_batch: int = dialect.MAX_BATCH,
         clock: Callable[[], float] = time.time,
+        ids: Ids = SYSTEM_IDS,
     ) -> None:
         self.outbox = outbox
+        self.ids = ids
         self.window = window
         self.vacate_delay = vacate_delay
         self.max_batch = max_batch
@@ -170,7 +172,7 @@ class PusherWebhooks:
             for part, events in enumerate(dialect.batches(chosen, self.max_batch)):
                 messages.append(
                     OutboxMessage.new(
-                        id=new_id("msg_"),
+                        id=self.ids.new_id("msg_"),
                         endpoint=ep,
                         body=encode_body(dialect.body(time_ms, events)),
                         event_type=dialect.NAME,

@@ -18,8 +18,8 @@ from ordercast.domain.access import (
 )
 from ordercast.domain.isotime import iso
 from ordercast.errors import NotFound, Unauthorized, ValidationError
-from ordercast.ports import App, Bus, BusMessage, Clock, Location, Store, Tenant
-from ordercast.services.common import new_id, new_secret
+from ordercast.ports import App, Bus, BusMessage, Clock, Ids, Location, Store, Tenant
+from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.tokens import PREFIX as TOKEN_PREFIX
 from ordercast.services.tokens import TokenSigner
 
@@ -138,11 +138,18 @@ class AppCache:
 
 class Directory:
     def __init__(
-        self, store: Store, bus: Bus, clock: Clock, signer: TokenSigner, admin_token: str
+        self,
+        store: Store,
+        bus: Bus,
+        clock: Clock,
+        signer: TokenSigner,
+        admin_token: str,
+        ids: Ids = SYSTEM_IDS,
     ) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
+        self.ids = ids
         self.signer = signer
         self._admin_token = admin_token
         self.apps = AppCache()
@@ -188,7 +195,9 @@ class Directory:
     # -- tenants, locations, apps ----------------------------------------------------
 
     async def create_tenant(self, name: str, tenant_id: str | None = None) -> Tenant:
-        tenant = Tenant(id=tenant_id or new_id("ten_"), name=name, created_at=iso(self.clock.now()))
+        tenant = Tenant(
+            id=tenant_id or self.ids.new_id("ten_"), name=name, created_at=iso(self.clock.now())
+        )
         await self.store.create_tenant(tenant)
         return tenant
 
@@ -204,7 +213,7 @@ class Directory:
         await self.require_tenant(tenant_id)
         now = iso(self.clock.now())
         location = Location(
-            id=new_id("loc_"),
+            id=self.ids.new_id("loc_"),
             tenant_id=tenant_id,
             name=name,
             timezone=validate_timezone(timezone),
@@ -269,13 +278,13 @@ class Directory:
                 raise ValidationError(
                     f"location {lid} is not a location of tenant {tenant_id}", field="location_ids"
                 )
-        secret = new_secret("ocs_", 24)
+        secret = self.ids.new_secret("ocs_", 24)
         app = App(
-            id=new_id("app_"),
+            id=self.ids.new_id("app_"),
             tenant_id=tenant_id,
             name=name,
             kind=kind,
-            key=new_secret("ock_", 12),
+            key=self.ids.new_secret("ock_", 12),
             secret=secret,
             settings=dict(settings or {}),
             created_at=iso(self.clock.now()),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,8 +26,8 @@ from ordercast.domain.lifecycle import ORDER_TERMINAL, Move, OrderStatus
 from ordercast.domain.order import Order, evolve, order_total, with_totals
 from ordercast.domain.pos_flow import PosState
 from ordercast.errors import NotFound, ValidationError
-from ordercast.ports import Bus, BusMessage, Clock, Mutation, Store
-from ordercast.services.common import new_id
+from ordercast.ports import Bus, BusMessage, Clock, Ids, Mutation, Store
+from ordercast.services.common import SYSTEM_IDS
 
 log = logging.getLogger("ordercast.orders")
 
@@ -66,10 +65,11 @@ SYSTEM = {"type": "system"}
 
 
 class OrderService:
-    def __init__(self, store: Store, bus: Bus, clock: Clock) -> None:
+    def __init__(self, store: Store, bus: Bus, clock: Clock, ids: Ids = SYSTEM_IDS) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
+        self.ids = ids
         # Called after every committed change (metrics, gateways in-process); never raises.
         self.after_commit: list[Callable[[Order, list[EventRecord]], None]] = []
         # POS flow: (tenant_id, location_id) -> whether new orders there run price → commit
@@ -156,8 +156,7 @@ class OrderService:
             )
         now = iso(self.clock.now())
         items = [
-            {**item, "uuid": item.get("uuid") or str(uuid.uuid4())}
-            for item in spec.get("items", [])
+            {**item, "uuid": item.get("uuid") or self.ids.uuid4()} for item in spec.get("items", [])
         ]
         uuids = [i["uuid"] for i in items]
         if len(set(uuids)) != len(uuids):
@@ -165,7 +164,7 @@ class OrderService:
         items = with_totals(items)
         surcounts = list(spec.get("surcounts") or [])
         order = Order(
-            id=new_id("ord_"),
+            id=self.ids.new_id("ord_"),
             tenant_id=location.tenant_id,
             location_id=location.id,
             status=status,
@@ -258,7 +257,7 @@ class OrderService:
             order = evolve(order, event, now)
             records.append(
                 EventRecord(
-                    event_id=new_id("evt_"),
+                    event_id=self.ids.new_id("evt_"),
                     order_id=order.id,
                     seq=order.version,
                     type=event.type,
@@ -364,7 +363,7 @@ class OrderService:
         self, principal: Principal, order_id: str, *, type: str, message: str
     ) -> CommandResult:
         require_app(principal)
-        cmd = d.Notify(notification_id=str(uuid.uuid4()), type=type, message=message)
+        cmd = d.Notify(notification_id=self.ids.uuid4(), type=type, message=message)
         return await self._run(principal, order_id, cmd)
 
     async def note(self, principal: Principal, order_id: str, *, text: str) -> CommandResult:
@@ -405,7 +404,7 @@ class OrderService:
         self, principal: Principal, order_id: str, *, provider: str | None
     ) -> tuple[CommandResult, str]:
         require_app(principal)
-        delivery_id = new_id("dlv_")
+        delivery_id = self.ids.new_id("dlv_")
         result = await self._run(
             principal,
             order_id,

@@ -16,10 +16,10 @@ from ordercast.dialects import WEBHOOK_DIALECTS, validate_event_types, webhook_d
 from ordercast.domain.access import Admin, AppPrincipal, Principal
 from ordercast.domain.isotime import iso, iso_from_unix
 from ordercast.errors import Forbidden, NotFound, ValidationError
-from ordercast.ports import App, Outbox, Store
+from ordercast.ports import App, Ids, Outbox, Store
 from ordercast.protocols.netguard import Network, validate_webhook_url
 from ordercast.protocols.webhooks import parse_secret, secret_from_bytes
-from ordercast.services.common import new_id
+from ordercast.services.common import SYSTEM_IDS
 
 DEFAULT_MAX_CONCURRENCY: Final = 16
 MAX_CONCURRENCY_LIMIT: Final = 1000
@@ -99,8 +99,10 @@ class WebhookService:
         outbox: Outbox,
         allow_cidrs: Sequence[Network],
         clock: Callable[[], float] = time.time,
+        ids: Ids = SYSTEM_IDS,
     ) -> None:
         self.store = store
+        self.ids = ids
         self.outbox = outbox
         self.allow_cidrs = tuple(allow_cidrs)
         self.clock = clock
@@ -177,7 +179,7 @@ class WebhookService:
         webhook_dialect(dialect)
         filters = validate_event_types(dialect, event_types)
         now = iso(datetime.now(UTC))
-        endpoint_id = new_id("ep_")
+        endpoint_id = self.ids.new_id("ep_")
         new_secret = self._secret(secret)
         values: dict[str, Any] = {
             "id": endpoint_id,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,7 @@ from conftest import basic, make_channel_app
 from ordercast import metrics
 from ordercast.api.commands import COMMANDS, CommandRoute
 from ordercast.app import create_app
-from ordercast.delivery import outbox as outbox_module
 from ordercast.runtime import Runtime
-from ordercast.services import directory as directory_module
-from ordercast.services import orders as orders_module
 from ordercast.settings import Settings
 
 J = {"content-type": "application/json"}
@@ -42,27 +38,28 @@ class StepClock:
         return self.t
 
 
+class CountingIds:
+    """``ports.Ids`` from one counter (ids, secrets and uuids); :meth:`restart` rewinds."""
+
+    def __init__(self) -> None:
+        self.counter = itertools.count()
+
+    def restart(self) -> None:
+        self.counter = itertools.count()
+
+    def new_id(self, prefix: str = "") -> str:
+        return f"{prefix}{next(self.counter):026d}"
+
+    def new_secret(self, prefix: str, nbytes: int = 24) -> str:
+        return f"{prefix}secret{next(self.counter)}"
+
+    def uuid4(self) -> str:
+        return str(uuid.UUID(int=next(self.counter)))
+
+
 @pytest.fixture
-def deterministic(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    """Ids, secrets and uuids from counters; call the returned function to restart them."""
-    counter = itertools.count()
-
-    def new_id(prefix: str = "") -> str:
-        return f"{prefix}{next(counter):026d}"
-
-    def new_secret(prefix: str, nbytes: int = 24) -> str:
-        return f"{prefix}secret{next(counter)}"
-
-    for module in (orders_module, directory_module, outbox_module):
-        monkeypatch.setattr(module, "new_id", new_id)
-    monkeypatch.setattr(directory_module, "new_secret", new_secret)
-    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(counter)))
-
-    def restart() -> None:
-        nonlocal counter
-        counter = itertools.count()
-
-    return restart
+def deterministic() -> CountingIds:
+    return CountingIds()
 
 
 def _http_counts() -> dict[tuple[str, ...], float]:
@@ -143,10 +140,10 @@ def _without_command_routes(app: Any) -> None:
     app.router.routes = [r for r in app.router.routes if not isinstance(r, CommandRoute)]
 
 
-async def _run(tmp: Path, fast: bool, restart: Callable[[], None]) -> dict[str, Any]:
-    restart()
+async def _run(tmp: Path, fast: bool, ids: CountingIds) -> dict[str, Any]:
+    ids.restart()
     settings = Settings(database_url=f"sqlite:///{tmp}/db.sqlite", admin_token="admin-token")
-    rt = await Runtime.open(settings, clock=StepClock())
+    rt = await Runtime.open(settings, clock=StepClock(), ids=ids)
     try:
         app = create_app(rt)
         if not fast:
@@ -206,7 +203,7 @@ async def _run(tmp: Path, fast: bool, restart: Callable[[], None]) -> dict[str, 
 
 
 async def test_same_answers_from_the_starlette_endpoints_and_fastapi(
-    tmp_path: Path, deterministic: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, deterministic: CountingIds, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served = []
     original = CommandRoute.handle
@@ -269,16 +266,16 @@ async def _asgi(
 
 
 async def test_chunked_bodies_and_disconnects_match(
-    tmp_path: Path, deterministic: Callable[[], None]
+    tmp_path: Path, deterministic: CountingIds
 ) -> None:
     results = []
     for fast in (True, False):
-        deterministic()
+        deterministic.restart()
         (tmp_path / str(fast)).mkdir()
         settings = Settings(
             database_url=f"sqlite:///{tmp_path}/{fast}/db.sqlite", admin_token="admin-token"
         )
-        rt = await Runtime.open(settings, clock=StepClock())
+        rt = await Runtime.open(settings, clock=StepClock(), ids=deterministic)
         try:
             app = create_app(rt)
             if not fast:

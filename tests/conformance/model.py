@@ -320,8 +320,8 @@ class Driver:
             await psub.connect(w.floor)
         w.note(f"follow #{ref.idx}: {which}")
 
-    async def transition(self) -> None:
-        ref = self.pick_order()
+    async def transition(self, ref: OrderRef | None = None) -> None:
+        ref = ref or self.pick_order()
         to = self.rng.choices(list(ORDER_STATES), list(ORDER_STATES.values()))[0]
         body: dict[str, Any] = {"to": to}
         if to in ("rejected", "cancelled", "failed"):
@@ -345,8 +345,8 @@ class Driver:
                     f"{r.status_code} without problem+json code: {r.text[:200]}"
                 )
 
-    async def confirmation(self) -> None:
-        ref = self.pick_order()
+    async def confirmation(self, ref: OrderRef | None = None) -> None:
+        ref = ref or self.pick_order()
         c = self.rng.choice([1, 2, 2, 3])
         body: dict[str, Any] = {"confirmation": c}
         if c == 2:
@@ -358,8 +358,8 @@ class Driver:
         r = await self.call(ref.app, "POST", f"/v1/orders/{ref.id}/confirmation", body)
         self.expect_4xx_or_ok(r, {200, 409, 422})
 
-    async def notification(self) -> None:
-        ref = self.pick_order()
+    async def notification(self, ref: OrderRef | None = None) -> None:
+        ref = ref or self.pick_order()
         body = {
             "type": self.rng.choice(["delivery_fee_changed", "order_time_changed"]),
             "message": "heads up",
@@ -367,14 +367,14 @@ class Driver:
         r = await self.call(ref.app, "POST", f"/v1/orders/{ref.id}/notifications", body)
         self.expect_4xx_or_ok(r, {200, 409})
 
-    async def note_(self) -> None:
-        ref = self.pick_order()
+    async def note_(self, ref: OrderRef | None = None) -> None:
+        ref = ref or self.pick_order()
         text = self.rng.choice(["Dave is making your sandwich", "Almost there", "Boxed up"])
         r = await self.call(ref.app, "POST", f"/v1/orders/{ref.id}/notes", {"text": text})
         self.expect_4xx_or_ok(r, {200, 409})
 
-    async def cancellation(self) -> None:
-        ref = self.pick_order()
+    async def cancellation(self, ref: OrderRef | None = None) -> None:
+        ref = ref or self.pick_order()
         body = {
             "reason": "changed my mind",
             "by": self.rng.choice(["customer", "venue"]),
@@ -416,7 +416,10 @@ class Driver:
         elif step < len(COURIER_FLOW):
             body = {"status": COURIER_FLOW[step]}
             if COURIER_FLOW[step] == "delivered":
-                body["proof"] = "aGVsbG8gcHJvb2Y="  # seed 002's proofDelivery: a string
+                # seed 002's proofDelivery is a string; an object is accepted too
+                body["proof"] = rng.choice(
+                    ["aGVsbG8gcHJvb2Y=", {"image": "aGVsbG8gcHJvb2Y=", "kind": "photo"}]
+                )
             delivery[1] = step + 1
         else:
             body = {"status": "delivered"}
@@ -444,6 +447,26 @@ class Driver:
         ref = self.rng.choice(candidates)
         r = await self.call(ref.app, "POST", f"/v1/orders/{ref.id}/fire", {})
         self.expect_4xx_or_ok(r, {200, 202, 409})
+
+    async def burst(self) -> None:
+        """Concurrent commands on distinct orders (the fan-out then sees several changes in
+        one loop iteration). The choices are drawn before anything is sent."""
+        recent = self.w.orders[-10:]
+        refs = self.rng.sample(recent, min(len(recent), self.rng.randint(2, 5)))
+        kinds = [
+            self.transition,
+            self.transition,
+            self.confirmation,
+            self.note_,
+            self.notification,
+            self.cancellation,
+        ]
+        picked = [self.rng.choice(kinds) for _ in refs]
+        self.w.note(
+            f"burst of {len(refs)}: "
+            + ", ".join(f"{k.__name__} #{r.idx}" for k, r in zip(picked, refs, strict=True))
+        )
+        await asyncio.gather(*(k(r) for k, r in zip(picked, refs, strict=True)))
 
     async def patch_venue(self) -> None:
         key = self.rng.choice(["L1", "L4"])
@@ -562,6 +585,7 @@ class Driver:
     async def run(self, min_orders: int = 24) -> None:
         commands = [
             (self.transition, 30),
+            (self.burst, 6),
             (self.confirmation, 8),
             (self.notification, 5),
             (self.note_, 5),

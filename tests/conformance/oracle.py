@@ -277,3 +277,40 @@ def check_all(world: World, logs: Logs) -> list[str]:
         bad += check_hook(world, logs, hook)
     bad += check_venues(world)
     return bad
+
+
+def coverage(world: World, logs: Logs) -> tuple[dict[str, int], list[str]]:
+    """What the run exercised, and violations when it exercised too little to prove much."""
+    subs = [*world.pusher.values(), *world.stomp.values()]
+    stats = {
+        "orders": len(world.orders),
+        "events": sum(len(v) for v in logs.values()),
+        "pusher_messages": sum(len(s.msgs) for p in world.pusher.values() for s in p.sessions),
+        "stomp_messages": sum(len(s.msgs) for p in world.stomp.values() for s in p.sessions),
+        "sessions": sum(len(sub.sessions) for sub in subs),
+        "stomp_since_resumes": sum(1 for p in world.stomp.values() for s in p.sessions if s.since),
+        "stomp_snapshot_resumes": sum(
+            1 for p in world.stomp.values() for s in p.sessions if s.snapshot
+        ),
+        "pusher_rest_catchups": sum(len(p.rest_seen) for p in world.pusher.values()),
+        "webhooks_accepted": sum(len(h.accepted) for h in world.hooks.values()),
+        "webhooks_refused_500": sum(h.refused for h in world.hooks.values()),
+        "pos_callbacks": len(world.pos.callbacks) if world.pos else 0,
+    }
+    bad = []
+    if stats["orders"] < 20:
+        bad.append(f"coverage: only {stats['orders']} orders (at least 20 wanted)")
+    located = {ref.loc.key for ref in world.orders}
+    if len(located) < 3:
+        bad.append(f"coverage: orders at {sorted(located)} only")
+    for hook in world.hooks.values():
+        if not hook.accepted:
+            bad.append(f"coverage: webhook receiver {hook.name} got nothing")
+    for sub in subs:
+        if not sub.name.startswith("venue-") and not any(s.msgs for s in sub.sessions):
+            expected = expected_for(world, logs, sub)
+            if expected:
+                bad.append(
+                    f"coverage: {sub.name} received nothing but expected {sum(map(len, expected.values()))}"
+                )
+    return stats, bad

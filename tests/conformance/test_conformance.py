@@ -12,6 +12,7 @@ seeds, ``CONFORMANCE_STEPS`` the number of commands per seed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ import pytest
 
 from .model import Driver, World, settle, write_log
 from .nodes import CONFIGS, cluster
-from .oracle import check_all, read_logs
+from .oracle import check_all, coverage, read_logs
 
 DEFAULT_SEEDS = {"sqlite": [11, 12], "postgres": [21], "two-nodes": [31]}
 STEPS = int(os.environ.get("CONFORMANCE_STEPS", "180"))
@@ -77,7 +78,10 @@ async def run_seed(config: str, seed: int, tmp: Path, steps: int = STEPS) -> lis
                 if not bad or now > deadline or now - still_since > 4:
                     break
                 await asyncio.sleep(0.5)
-            return bad
+            stats, thin = coverage(world, logs)
+            world.note("coverage: " + json.dumps(stats))
+            print(f"{config} seed {seed}: {json.dumps(stats)}")
+            return bad + thin
         finally:
             write_log(world, tmp / "commands.log")
             for sub in [*world.pusher.values(), *world.stomp.values()]:

@@ -283,6 +283,11 @@ class Driver:
         ref = OrderRef(idx, r.json()["id"], loc, kind, user, app)
         w.orders.append(ref)
         w.note(f"order #{idx} = {ref.id} at {loc.key} ({kind}, user {user})")
+        # Doshii's apps register interest in the first orders they may see, then at random.
+        if loc.key in ("L1", "L2"):
+            for app_key in ("pos1", "loy1"):
+                if not any(app_key in o.doshii for o in w.orders):
+                    await self.doshii_subscribe(ref, app_key)
         # Some orders get their own followers.
         if user is not None and rng.random() < 0.5:
             await self.follow_order(ref)
@@ -426,12 +431,13 @@ class Driver:
         r = await self.call(rider, "POST", f"/v1/deliveries/{delivery[0]}/status", body)
         self.expect_4xx_or_ok(r, {200, 409})
 
-    async def doshii_subscribe(self) -> None:
-        candidates = [o for o in self.w.orders if o.loc.key in ("L1", "L2")]
-        if not candidates:
-            return
-        ref = self.rng.choice(candidates)
-        app = self.w.apps[self.rng.choice(["pos1", "loy1"])]
+    async def doshii_subscribe(self, ref: OrderRef | None = None, app_key: str = "") -> None:
+        if ref is None:
+            candidates = [o for o in self.w.orders if o.loc.key in ("L1", "L2")]
+            if not candidates:
+                return
+            ref = self.rng.choice(candidates)
+        app = self.w.apps[app_key or self.rng.choice(["pos1", "loy1"])]
         if app.key in ref.doshii:
             return
         r = await self.call(app, "POST", f"/v1/orders/{ref.id}/subscription")

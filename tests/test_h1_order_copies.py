@@ -119,6 +119,8 @@ def test_evolve_never_changes_its_input() -> None:
         ev.NewEvent(ev.ORDER_CANCEL_REQUESTED, {"reason": "r", "by": "customer"}),
         ev.NewEvent(ev.ORDER_ETA_UPDATED, {"available_eta": "at noon"}),
         ev.NewEvent(ev.order_state_event(OrderStatus.ACCEPTED), {"pos_callback": "commit"}),
+        ev.NewEvent(ev.order_state_event(OrderStatus.HELD), {"fire_at": "2026-01-02T00:10:00Z"}),
+        ev.NewEvent(ev.ORDER_FIRE_REQUESTED, {"by": "app"}),
         ev.NewEvent(ev.order_state_event(OrderStatus.CANCELLED), {"reason": "r", "by": "venue"}),
     ]
     order = _order()
@@ -137,6 +139,7 @@ def test_evolve_never_changes_its_input() -> None:
     assert order.deliveries["dlv_1"].eta == "later"
     assert order.deliveries["dlv_2"].proof == {"pin": "1"}
     assert order.pos_callbacks["commit"] == "None"
+    assert (order.fire_at, order.fired_by) == ("2026-01-02T00:10:00Z", "app")
     assert order.status == OrderStatus.CANCELLED.value
     # the first order is still as it was built
     assert _order() == _order()

@@ -81,6 +81,7 @@ async def test_a_constraint_is_an_integrity_violation_and_rolls_back(store: SqlS
 
     with pytest.raises(IntegrityViolation) as refused:
         await store.connector.transaction(twice)
+    assert refused.value.table == "orders"
     assert refused.value.constraint  # the constraint (PostgreSQL) or its columns (SQLite)
     assert await store.get_order("ord_1") is None  # nothing of the body was committed
 

@@ -113,13 +113,18 @@ class StorageError(OrdercastError):
 
 
 class IntegrityViolation(StorageError):
-    """``constraint``: the constraint's name (PostgreSQL) or the columns (SQLite)."""
+    """``table`` and ``constraint`` as the database names them: PostgreSQL names both;
+    SQLite names the table and the columns (``constraint``: "events.order_id,
+    events.seq"), and neither for a foreign key."""
 
     code = "integrity_violation"
     title = "Integrity violation"
 
-    def __init__(self, detail: str, *, constraint: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, table: str | None = None, constraint: str | None = None
+    ) -> None:
         super().__init__(detail)
+        self.table = table
         self.constraint = constraint
 
 

@@ -58,7 +58,8 @@ def sqlite_error(exc: sqlite3.Error) -> StorageError:
     if isinstance(exc, sqlite3.IntegrityError):
         # "UNIQUE constraint failed: events.order_id, events.seq": SQLite names the columns.
         _, _, columns = message.partition(": ")
-        return IntegrityViolation(message, constraint=columns or None)
+        table = columns.split(".", 1)[0] if "." in columns else None
+        return IntegrityViolation(message, table=table, constraint=columns or None)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
         return StorageBusy(message)
     return StorageError(message)
@@ -67,7 +68,7 @@ def sqlite_error(exc: sqlite3.Error) -> StorageError:
 def pg_error(exc: Exception) -> StorageError:
     """The ordercast error for an asyncpg (or connection) error (raise it ``from exc``)."""
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        return IntegrityViolation(str(exc), constraint=exc.constraint_name)
+        return IntegrityViolation(str(exc), table=exc.table_name, constraint=exc.constraint_name)
     # SQLSTATE class 08 (connection exception) and 57 (the server shutting down, or this
     # backend terminated by an administrator) are a lost connection too.
     lost = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)

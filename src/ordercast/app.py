@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ordercast import __version__, metrics
-from ordercast.api import admin, commands, errors, orders, pos, pusher, webhooks
+from ordercast.api import admin, commands, doshii, errors, orders, pos, pusher, webhooks
 from ordercast.api.errors import problem
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
@@ -57,6 +57,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(pusher.router)
     app.include_router(webhooks.router)
     app.include_router(pos.router)
+    app.include_router(doshii.router)
+
     # The order commands as plain Starlette endpoints, matched before FastAPI's routes
     # (api/commands.py says why).
     app.router.routes[0:0] = commands.routes()

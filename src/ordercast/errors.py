@@ -15,7 +15,8 @@ format in one table.
     ├── NotFound                   code=not_found             unknown, or another tenant's
     ├── Conflict                   code=conflict              state does not allow it now
     │   ├── InvalidTransition      code=invalid_transition    lifecycle move not allowed
-    │   └── WrongPhase             code=wrong_phase           POS callback for another phase
+    │   ├── WrongPhase             code=wrong_phase           POS callback for another phase
+    │   └── StaleVersion           code=stale_version         optimistic version is not current
     ├── TooOld                     code=too_old               cursor older than retention
     ├── RateLimited                code=rate_limited
     ├── ProtocolError              code=protocol_error        a wire peer broke the protocol
@@ -85,6 +86,11 @@ class InvalidTransition(Conflict):
 class WrongPhase(Conflict):
     code = "wrong_phase"
     title = "Wrong phase"
+
+
+class StaleVersion(Conflict):
+    code = "stale_version"
+    title = "Stale version"
 
 
 class TooOld(OrdercastError):

@@ -109,6 +109,26 @@ TimerPlanner = Callable[[Order, list[EventRecord]], TimerPlan]
 IdFactory = Callable[[str], str]
 
 
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """A filtered, sorted page of a tenant's orders (the Doshii list). Times are ISO 8601
+    UTC strings; ``statuses`` are canonical; ``sort_by`` is ``created_at`` or
+    ``updated_at``."""
+
+    location_ids: frozenset[str]
+    statuses: frozenset[str] | None = None
+    external_order_ref: str | None = None
+    pos_ref: str | None = None
+    created_from: str | None = None
+    created_to: str | None = None
+    updated_from: str | None = None
+    updated_to: str | None = None
+    sort_by: str = "created_at"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+
 class Store(Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
@@ -143,6 +163,7 @@ class Store(Protocol):
         updated_since: str | None,
         limit: int,
     ) -> list[Order]: ...
+    async def query_orders(self, tenant_id: str, query: OrderQuery) -> tuple[int, list[Order]]: ...
     async def list_events(self, order_id: str, after_seq: int, limit: int) -> list[EventRecord]: ...
     async def order_id_for_delivery(self, delivery_id: str) -> str | None: ...
 
@@ -297,6 +318,9 @@ class Claimed:
     max_concurrency: int
     dialect: str  # "pusher" adds X-Pusher-Key / X-Pusher-Signature (the app's key, secret)
     app_id: str
+    # "doshii": the partner's authenticationKey / authenticationToken (Authorization header)
+    auth_key: str | None = None
+    auth_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

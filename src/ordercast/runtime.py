@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordercast.bus import open_bus
+from ordercast.delivery.doshii import DoshiiWebhooks
 from ordercast.delivery.outbox import OutboxHook
 from ordercast.delivery.pusher_webhooks import PusherWebhooks
 from ordercast.delivery.timers import TimerRunner
@@ -18,6 +19,7 @@ from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
 from ordercast.domain.pos_flow import plan_timers
 from ordercast.errors import ConfigError, OrdercastError
+from ordercast.gateway.doshii import DoshiiGateway
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.pusher import PusherGateway, pusher_of
 from ordercast.gateway.server import GatewayServer
@@ -26,6 +28,7 @@ from ordercast.ports import Bus, Clock, Ids, Store
 from ordercast.protocols.netguard import parse_allow_cidrs
 from ordercast.services.common import SYSTEM_IDS, SystemClock
 from ordercast.services.directory import Directory
+from ordercast.services.doshii import DoshiiAuth
 from ordercast.services.orders import OrderService
 from ordercast.services.pos_flow import PosFlowService
 from ordercast.services.tokens import TokenSigner
@@ -59,6 +62,9 @@ class Runtime:
     timers: TimerRunner | None = None
     # Pusher server webhooks: the gateway's channel events into the outbox.
     pusher_webhooks: PusherWebhooks | None = None
+    # Doshii Partner API: its JWT auth and its webhook registrations (api/doshii.py).
+    doshii_auth: DoshiiAuth | None = None
+    doshii_webhooks: DoshiiWebhooks | None = None
 
     @classmethod
     async def open(
@@ -79,10 +85,14 @@ class Runtime:
         orders.after_commit.append(count_events)
         hub = Hub(bus)
         gateway = GatewayServer(hub, settings.host, settings.ws_port)
+        doshii_auth = DoshiiAuth(directory, clock)
+        # Before Pusher's /app/{key}: /app/socket is the Doshii socket, not a Pusher app.
+        DoshiiGateway(store, doshii_auth, settings.base_url).install(gateway)
         PusherGateway(store).install(gateway)
         runtime = cls(
             settings, store, bus, clock, ids, directory, orders, admin_token, hub, gateway
         )
+        runtime.doshii_auth = doshii_auth
         runtime._open_webhooks()
         runtime._open_pos_flow()
         return runtime
@@ -125,6 +135,7 @@ class Runtime:
         self.outbox_hook = OutboxHook(outbox, self.settings.base_url, ids=self.ids)
         self.store.add_tx_hook(self.outbox_hook)
         self.webhooks = WebhookService(self.store, outbox, allow, ids=self.ids)
+        self.doshii_webhooks = DoshiiWebhooks(self.webhooks, self.settings.base_url)
         self.pusher_webhooks = PusherWebhooks(outbox, ids=self.ids)
         pusher_of(self.gateway).webhooks = self.pusher_webhooks
 

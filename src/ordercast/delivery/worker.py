@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from ordercast.delivery.sender import Sender, SendResult
 from ordercast.domain.isotime import iso_from_unix
 from ordercast.ports import Claimed, Outbox, Outcome
+from ordercast.protocols.doshii import webhook_authorization
 from ordercast.protocols.pusher.auth import webhook_signature
 from ordercast.protocols.webhooks import (
     DEFAULT_POLICY,
@@ -292,6 +293,10 @@ class DeliveryWorker:
             headers = build_headers(msg.id, timestamp, msg.body, secrets)
             if msg.dialect == PUSHER_DIALECT:
                 headers.update(await self._pusher_headers(msg))
+            elif msg.auth_key or msg.auth_token:  # a Doshii partner's own credentials
+                authorization = webhook_authorization(msg.auth_key, msg.auth_token)
+                if authorization is not None:
+                    headers["Authorization"] = authorization
             result = await self.sender.post(msg.url, msg.body, headers)
         except Exception as exc:  # never leave a claimed row without an outcome
             log.exception("webhook attempt for %s failed unexpectedly", msg.id)

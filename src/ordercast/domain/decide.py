@@ -82,6 +82,7 @@ class CourierUpdate:
     refund: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
     eta: str | None = None
+    details: dict[str, Any] | None = None  # provider details (driver, tracking URL, …)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +254,13 @@ def _courier(order: Order, cmd: CourierUpdate) -> Decision:
     delivery = order.deliveries.get(cmd.delivery_id)
     if delivery is None:
         raise NotFound(f"delivery {cmd.delivery_id} not found")
-    if cmd.status is None and not any((cmd.proof, cmd.refund, cmd.location, cmd.eta)):
+    if cmd.status is None and not any((cmd.proof, cmd.refund, cmd.location, cmd.eta, cmd.details)):
         raise ValidationError(
             "give a 'status', or at least one of proof, refund, location, eta", field="status"
         )
     out: list[ev.NewEvent] = []
     base = {"delivery_id": cmd.delivery_id}
+    details = {"details": dict(cmd.details)} if cmd.details else {}
     applied = False
     outcome = Move.APPLY
     detail: str | None = None
@@ -284,10 +286,11 @@ def _courier(order: Order, cmd: CourierUpdate) -> Decision:
                 out.append(
                     ev.NewEvent(
                         ev.courier_state_event(target),
-                        {**base, "from": current.value, **extra},
+                        {**base, "from": current.value, **extra, **details},
                         cmd.occurred_at,
                     )
                 )
+                details = {}
                 coupled = COURIER_IMPLIES_ORDER.get(target)
                 if coupled is not None:
                     order_target, how = coupled
@@ -314,6 +317,9 @@ def _courier(order: Order, cmd: CourierUpdate) -> Decision:
                 out.append(ev.NewEvent(ev.DELIVERY_UPDATED, {**base, **extra}, cmd.occurred_at))
             else:
                 detail = f"delivery is already '{current.value}'"
+    if details:  # not carried by a state event: a fact of its own
+        out.append(ev.NewEvent(ev.DELIVERY_UPDATED, {**base, **details}, cmd.occurred_at))
+        applied = True
     facts = (
         (cmd.location, ev.DELIVERY_LOCATION_UPDATED, "location"),
         (cmd.eta, ev.DELIVERY_ETA_UPDATED, "eta"),

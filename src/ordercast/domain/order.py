@@ -29,6 +29,9 @@ class Delivery:
     eta: str | None = None
     proof: dict[str, Any] | None = None
     refund: dict[str, Any] | None = None
+    # Provider details a partner reports (Doshii: driver_name, driver_phone, tracking_url,
+    # display_id, phase, failed_reason, delivery_order_id), merged update by update.
+    details: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.as_dict()
@@ -306,6 +309,8 @@ def _evolve_delivery(o: Order, t: str, d: dict[str, Any], recorded_at: str) -> N
         dl.status = ev.COURIER_STATE_EVENTS[t].value
     if d.get("provider_status"):
         dl.provider_status = d["provider_status"]
+    if d.get("details"):
+        dl.details = {**(dl.details or {}), **d["details"]}
     if t == ev.DELIVERY_LOCATION_UPDATED:
         dl.location = d.get("location")
     elif t == ev.DELIVERY_ETA_UPDATED:

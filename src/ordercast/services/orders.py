@@ -26,7 +26,7 @@ from ordercast.domain.lifecycle import ORDER_TERMINAL, Move, OrderStatus
 from ordercast.domain.order import Order, evolve, order_total, with_totals
 from ordercast.domain.pos_flow import PosState
 from ordercast.errors import NotFound, ValidationError
-from ordercast.ports import Bus, BusMessage, Clock, Ids, Mutation, Store
+from ordercast.ports import Bus, BusMessage, Clock, Ids, Mutation, OrderQuery, Store
 from ordercast.services.common import SYSTEM_IDS
 
 log = logging.getLogger("ordercast.orders")
@@ -120,6 +120,14 @@ class OrderService:
             limit=limit,
         )
 
+    async def query(self, principal: Principal, query: OrderQuery) -> tuple[int, list[Order]]:
+        """An app's orders at the locations in ``query`` (each must be granted): the total
+        that match and one page of them (the Doshii list)."""
+        app = require_app(principal)
+        for location_id in query.location_ids:
+            check_location_access(app, location_id, app.tenant_id)
+        return await self.store.query_orders(app.tenant_id, query)
+
     async def events(
         self, principal: Principal, order_id: str, after_seq: int, limit: int
     ) -> tuple[Order, list[EventRecord]]:
@@ -205,6 +213,7 @@ class OrderService:
         *,
         actor: dict[str, Any] | None = None,
         new_delivery_id: str | None = None,
+        expect: Callable[[Order], None] | None = None,
     ) -> CommandResult:
         outcome: dict[str, Any] = {}
 
@@ -212,6 +221,8 @@ class OrderService:
             check_order_access(
                 principal, order.id, order.tenant_id, order.location_id, order.user_id
             )
+            if expect is not None:  # a precondition on the order as read in this transaction
+                expect(order)
             decision = d.decide(order, cmd)
             outcome["decision"] = decision
             outcome["before"] = order
@@ -245,9 +256,12 @@ class OrderService:
         cmd: d.Command,
         *,
         actor: dict[str, Any] | None = None,
+        expect: Callable[[Order], None] | None = None,
     ) -> CommandResult:
-        """Run any domain command (the POS flow's use cases build their own)."""
-        return await self._run(principal, order_id, cmd, actor=actor)
+        """Run any domain command (the POS flow's use cases build their own). ``expect``
+        checks the order inside the write transaction and raises to refuse (e.g. the
+        Doshii API's optimistic ``version``)."""
+        return await self._run(principal, order_id, cmd, actor=actor, expect=expect)
 
     def _number(
         self, order: Order, new_events: list[NewEvent], actor: dict[str, Any], now: str
@@ -401,7 +415,12 @@ class OrderService:
         return await self._run(principal, order_id, d.RecordError(errors=errors))
 
     async def start_delivery(
-        self, principal: Principal, order_id: str, *, provider: str | None
+        self,
+        principal: Principal,
+        order_id: str,
+        *,
+        provider: str | None,
+        expect: Callable[[Order], None] | None = None,
     ) -> tuple[CommandResult, str]:
         require_app(principal)
         delivery_id = self.ids.new_id("dlv_")
@@ -410,6 +429,7 @@ class OrderService:
             order_id,
             d.StartDelivery(delivery_id=delivery_id, provider=provider),
             new_delivery_id=delivery_id,
+            expect=expect,
         )
         return result, delivery_id
 
@@ -424,6 +444,8 @@ class OrderService:
         refund: dict[str, Any] | None = None,
         location: dict[str, Any] | None = None,
         eta: str | None = None,
+        details: dict[str, Any] | None = None,
+        expect: Callable[[Order], None] | None = None,
     ) -> CommandResult:
         require_app(principal)
         order_id = await self.store.order_id_for_delivery(delivery_id)
@@ -437,9 +459,10 @@ class OrderService:
             refund=refund,
             location=location,
             eta=eta,
+            details=details,
         )
         try:
-            return await self._run(principal, order_id, cmd)
+            return await self._run(principal, order_id, cmd, expect=expect)
         except NotFound as exc:
             # Do not reveal the order behind a delivery the caller may not see.
             raise NotFound(f"delivery {delivery_id} not found") from exc

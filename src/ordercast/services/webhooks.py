@@ -133,6 +133,10 @@ class WebhookService:
 
     # -- validation ----------------------------------------------------------------------
 
+    def validate_url(self, url: str) -> str:
+        """The webhook URL, checked against the SSRF guard (ValidationError, field url)."""
+        return self._url(url)
+
     def _url(self, url: str) -> str:
         try:
             validate_webhook_url(url, allow_cidrs=self.allow_cidrs)
@@ -173,7 +177,10 @@ class WebhookService:
         enabled: bool = True,
         description: str | None = None,
         secret: str | None = None,
+        doshii: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], str]:
+        """``doshii``: the Doshii columns (``auth_key``, ``auth_token``, ``location_id``)
+        of an endpoint registered through ``/partner/v3/webhooks``."""
         app = await self._app(principal, app_id)
         self._url(url)
         webhook_dialect(dialect)
@@ -198,6 +205,7 @@ class WebhookService:
             "failing_since": None,
             "created_at": now,
             "updated_at": now,
+            **(doshii or {}),
         }
         await self.outbox.create_endpoint(values)
         ep = await self.outbox.get_endpoint(endpoint_id)

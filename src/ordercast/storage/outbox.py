@@ -101,6 +101,8 @@ def _claimed(r: Row) -> Claimed:
         max_concurrency=r["max_concurrency"],
         dialect=r["dialect"],
         app_id=r["app_id"],
+        auth_key=r["auth_key"],
+        auth_token=r["auth_token"],
     )
 
 

@@ -130,6 +130,11 @@ webhook_endpoints = sa.Table(
     sa.Column("failing_since", sa.Float, nullable=True),  # unix seconds; None after a success
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # Doshii webhooks (migration 0005): the partner's authenticationKey / authenticationToken,
+    # sent back in ``Authorization``; and the one location it hears (None: all it may see).
+    sa.Column("auth_key", sa.String(512), nullable=True),
+    sa.Column("auth_token", sa.String(2048), nullable=True),
+    sa.Column("location_id", sa.String(40), nullable=True),
 )
 
 # The outbox: one row per wire message per endpoint, written in the order's transaction.

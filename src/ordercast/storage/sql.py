@@ -41,6 +41,7 @@ from ordercast.ports import (
     IdFactory,
     Location,
     Mutation,
+    OrderQuery,
     Outbox,
     Tenant,
     TimerPlanner,
@@ -416,6 +417,39 @@ class SqlStore:
         q = q.order_by(s.orders.c.updated_at.desc(), s.orders.c.id).limit(limit)
         async with self.engine.connect() as conn:
             return [Order.from_dict(doc) for doc in (await conn.execute(q)).scalars()]
+
+    async def query_orders(self, tenant_id: str, query: OrderQuery) -> tuple[int, list[Order]]:
+        o = s.orders.c
+        where = [o.tenant_id == tenant_id, o.location_id.in_(sorted(query.location_ids))]
+        if query.statuses is not None:
+            where.append(o.status.in_(sorted(query.statuses)))
+        if query.external_order_ref is not None:
+            where.append(o.external_order_ref == query.external_order_ref)
+        for column, low, high in (
+            (o.created_at, query.created_from, query.created_to),
+            (o.updated_at, query.updated_from, query.updated_to),
+        ):
+            if low is not None:
+                where.append(column >= low)
+            if high is not None:
+                where.append(column <= high)
+        column = o.updated_at if query.sort_by == "updated_at" else o.created_at
+        order_by = (column.desc(), o.id.desc()) if query.descending else (column, o.id)
+        page = sa.select(o.doc).where(*where).order_by(*order_by)
+        count = sa.select(sa.func.count()).select_from(s.orders).where(*where)
+        async with self.engine.connect() as conn:
+            if query.pos_ref is not None:
+                # pos_ref lives in the document only: filtered here, then paged.
+                docs = [
+                    d
+                    for d in (await conn.execute(page)).scalars()
+                    if d.get("pos_ref") == query.pos_ref
+                ]
+                end = query.offset + query.limit
+                return len(docs), [Order.from_dict(d) for d in docs[query.offset : end]]
+            total = int((await conn.execute(count)).scalar_one())
+            rows = (await conn.execute(page.offset(query.offset).limit(query.limit))).scalars()
+            return total, [Order.from_dict(doc) for doc in rows]
 
     async def list_events(self, order_id: str, after_seq: int, limit: int) -> list[EventRecord]:
         q = (

@@ -29,7 +29,8 @@ def test_resource_in_doshii_shape() -> None:
         "log", "requiredAt", "availableEta", "phase", "notes", "transactions",
     ):  # fmt: skip
         assert key in doc, key
-    assert doc["id"] == ORDER_ID and doc["status"] == "accepted" and doc["version"] == "2"
+    assert doc["id"] == ORDER_ID and doc["status"] == "accepted"
+    assert doc["version"] == doshii.version_token(ORDER_ID, 2) != doshii.version_token(ORDER_ID, 3)
     item = doc["items"][0]
     assert item["posId"] == "burger" and item["unitPrice"] == 899
     assert item["totalBeforeSurcounts"] == 2098 and item["type"] == "single"

@@ -38,12 +38,14 @@ ON CONFLICT (order_id, app_id) DO NOTHING
 SELECT app_id FROM subscriptions WHERE order_id = :order_id
 
 -- name: endpoints_for_location
--- Endpoints of the apps that may see orders at a location, with the app's kind.
+-- Endpoints of the apps that may see orders at a location, with the app's kind (a Doshii
+-- webhook registered for one location only hears that one).
 SELECT e.id, e.app_id, e.dialect, e.event_types, e.enabled, a.kind
 FROM webhook_endpoints e
 JOIN apps a ON a.id = e.app_id
 JOIN app_locations al ON al.app_id = e.app_id
 WHERE al.location_id = :location_id AND a.tenant_id = :tenant_id
+  AND (e.location_id IS NULL OR e.location_id = :location_id)
 ORDER BY e.id
 
 -- name: insert_message

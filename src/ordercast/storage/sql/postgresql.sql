@@ -44,7 +44,7 @@ FROM ranked k, webhook_endpoints e
 WHERE m.pos = k.pos AND k.rn <= k.room AND e.id = m.endpoint_id
 RETURNING m.pos, m.id, m.endpoint_id, m.order_id, m.event_id, m.seq, m.wire_type, m.body,
           m.attempts, m.trigger, m.next_attempt_at, e.url, e.secret, e.old_secrets,
-          e.failing_since, e.max_concurrency, e.dialect, e.app_id
+          e.failing_since, e.max_concurrency, e.dialect, e.app_id, e.auth_key, e.auth_token
 
 -- name: record_outcomes
 -- The common case (no endpoint starts failing or is disabled): the attempts, the message

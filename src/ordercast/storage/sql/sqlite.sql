@@ -14,7 +14,7 @@ SELECT version FROM orders WHERE id = :id
 -- endpoint and marks the chosen ones with claim_message, in the same transaction.
 SELECT m.pos, m.id, m.endpoint_id, m.order_id, m.event_id, m.seq, m.wire_type, m.body,
        m.attempts, m.trigger, m.next_attempt_at, e.url, e.secret, e.old_secrets,
-       e.failing_since, e.max_concurrency, e.dialect, e.app_id
+       e.failing_since, e.max_concurrency, e.dialect, e.app_id, e.auth_key, e.auth_token
 FROM webhook_messages m JOIN webhook_endpoints e ON e.id = m.endpoint_id
 WHERE m.status = 'pending' AND m.next_attempt_at <= :now AND e.enabled
   AND m.endpoint_id NOT IN (SELECT value FROM json_each(:saturated))

@@ -499,5 +499,11 @@ async def test_readme_snippet_runs(tmp_path: Path) -> None:
     created = next(x for x in out.splitlines() if x.startswith("created "))
     oid = created.split()[1]
     assert created.split()[2] == "pending"
+    assert f"order_created {oid} pending" in out
     assert f"accepted {oid} accepted" in out
     assert f"order_updated {oid} accepted" in out
+
+
+def test_readme_shows_the_doshii_example_verbatim() -> None:
+    readme = (NODE_DIR.parents[1] / "README.md").read_text()
+    assert (NODE_DIR / "examples" / "doshii_partner.mjs").read_text() in readme

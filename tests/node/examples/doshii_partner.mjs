@@ -14,10 +14,17 @@ const doshii = new Doshii(OC_KEY, OC_SECRET, {
   websocketUrlOverride: `${OC_WS}/app/socket?auth=${socketAuth}&client=`,
 });
 
+let socketUp;
+const connected = new Promise((resolve) => { socketUp = resolve; });
 doshii.subscribeToWebsockeEvents(
   [WebsocketEvents.PONG, WebsocketEvents.ORDER_CREATED, WebsocketEvents.ORDER_UPDATED],
-  (event, data) => console.log(event, data.id ?? '', data.status ?? ''),
+  (event, data) => {
+    if (event !== WebsocketEvents.PONG) return console.log(event, data.id, data.status);
+    console.log('pong');
+    socketUp();
+  },
 );
+await connected; // the first pong: from now on every change of our orders is pushed
 
 const order = await doshii.order.createOrder(OC_LOCATION, {
   order: {

@@ -298,3 +298,22 @@ async def test_webhook_registrations(world: World) -> None:
     assert r.status_code == 200 and r.json()["message"]
     doshii_error(await w.http.get(f"{hooks}/order_updated", headers=auth_only), 404, "not_found")
     doshii_error(await w.http.delete(f"{hooks}/order_updated", headers=auth_only), 404, "not_found")
+
+
+async def test_free_text_is_bounded_and_nothing_changes(world: World) -> None:
+    w = world
+    order = await create(w)
+    url = f"{P}/orders/{order['id']}"
+    v = order["version"]
+    for body in (
+        {"status": "accepted", "version": v, "mealPhase": "x" * 201},
+        {"status": "accepted", "version": v, "log": "Sam"},
+        {"status": "accepted", "version": v, "log": {"employeeName": "x" * 201}},
+        {"status": "rejected", "version": v, "rejectionReason": "x" * 2001},
+    ):
+        doshii_error(await w.http.put(url, headers=dh(w), json=body), 400, "validation_error")
+    r = await w.http.put(
+        f"{url}/delivery", headers=dh(w), json={"driverName": "x" * 501, "version": v}
+    )
+    doshii_error(r, 400, "validation_error")
+    assert (await w.http.get(url, headers=dh(w))).json()["version"] == v

@@ -157,13 +157,26 @@ def _webhooks(rt: Runtime) -> DoshiiWebhooks:
     return rt.doshii_webhooks
 
 
-def _str_or_none(body: dict[str, Any], key: str) -> str | None:
+def _str_or_none(body: dict[str, Any], key: str, limit: int = 2000) -> str | None:
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise e.ValidationError(f"{key} must be a string", field=key)
+    if not isinstance(value, str) or len(value) > limit:
+        raise e.ValidationError(f"{key} must be a string of at most {limit} characters", field=key)
     return value
+
+
+# The SDK's LogsRequest: who made a change, kept on the event and shown by GET …/logs.
+_LOG_FIELDS = ("employeeName", "employeePosRef", "deviceRef", "deviceName", "area")
+
+
+def _log(body: dict[str, Any]) -> dict[str, str] | None:
+    log = body.get("log")
+    if log is None:
+        return None
+    if not isinstance(log, dict):
+        raise e.ValidationError("log must be an object", field="log")
+    return {k: v for k in _LOG_FIELDS if (v := _str_or_none(log, k, 200)) is not None}
 
 
 # -- orders -------------------------------------------------------------------------------
@@ -274,18 +287,19 @@ async def update_order(
     await _order(rt, caller, loc, order_id)
     expect = _expect_version(body.get("version"))
     target, by = dialect.status_move(body.get("status"))
+    phase = _str_or_none(body, "mealPhase", 200)
     extra: dict[str, Any] = {}
     if by is not None:
         extra["by"] = by
-    if isinstance(body.get("log"), dict):
-        extra["log"] = body["log"]
-    code = _str_or_none(body, "rejectionCode")
+    log = _log(body)
+    if log:
+        extra["log"] = log
+    code = _str_or_none(body, "rejectionCode", 32)
     if code is not None:
         extra["code"] = code
     cmd = d.Transition(to=target, reason=_str_or_none(body, "rejectionReason"), extra=extra)
     result = await rt.orders.execute(caller.principal, order_id, cmd, expect=expect)
     order = result.order
-    phase = _str_or_none(body, "mealPhase")
     if phase and phase != order.phase:
         order = (await rt.orders.note(caller.principal, order_id, text=phase)).order
     return _resource(rt, order)
@@ -327,9 +341,9 @@ async def update_delivery(
     details = {
         ours: value
         for theirs, ours in _DELIVERY_DETAILS.items()
-        if (value := _str_or_none(body, theirs)) is not None
+        if (value := _str_or_none(body, theirs, 500)) is not None
     }
-    eta_raw = _str_or_none(body, "deliveryEta")
+    eta_raw = _str_or_none(body, "deliveryEta", 64)
     try:
         eta = iso(parse_iso(eta_raw)) if eta_raw else None
     except ValueError as exc:

@@ -154,6 +154,9 @@ async def _serve(settings: Settings) -> None:
         console.print(f"  WebSocket    {runtime.gateway.url()}")
         console.print(f"  Pusher       {runtime.gateway.url('/app/{app_key}')}")
         console.print(f"  STOMP        {runtime.gateway.url('/ws')}")
+        console.print(
+            f"  Doshii       {base}/partner/v3  socket: {runtime.gateway.url('/app/socket')}"
+        )
         if settings.mode == "dev":
             console.print(f"  admin token  {runtime.admin_token}")
             if settings.demo:

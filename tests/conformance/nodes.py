@@ -46,6 +46,15 @@ class Node:
         return f"ws://127.0.0.1:{self.ws_port}"
 
     def start(self) -> None:
+        """Start and wait for /health; new ports when the free ones were taken meanwhile
+        (other test runs on the machine pick free ports too)."""
+        for attempt in range(3):
+            if self._start_once():
+                return
+            assert attempt < 2, f"{self.name} could not bind:\n{self.log.read_text()[-4000:]}"
+            self.http_port, self.ws_port = free_port(), free_port()
+
+    def _start_once(self) -> bool:
         env = {
             **os.environ,
             "ORDERCAST_ADMIN_TOKEN": ADMIN,
@@ -62,14 +71,18 @@ class Node:
             "--http-port", str(self.http_port), "--ws-port", str(self.ws_port),
             "--database-url", self.database_url,
         ]  # fmt: skip
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 40
         while True:
-            assert self.proc.poll() is None, f"{self.name} exited:\n{self.log.read_text()[-4000:]}"
+            if self.proc.poll() is not None:
+                text = self.log.read_text()
+                if "address already in use" in text.lower():
+                    return False
+                raise AssertionError(f"{self.name} exited:\n{text[-4000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return
+                    return True
             assert time.monotonic() < deadline, (
                 f"{self.name} did not start:\n{self.log.read_text()}"
             )

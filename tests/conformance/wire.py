@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,6 @@ from standardwebhooks import Webhook
 
 from stomp_support import frame as stomp_frame
 from stomp_support import parse as stomp_parse
-from webhooks_fixtures import free_port
 
 Floor = Callable[[], Awaitable[dict[str, int]]]
 
@@ -320,7 +320,7 @@ class HookReceiver:
         self.dialect = dialect
         self.fifo = fifo
         self.app_kind = app_kind
-        self.port = free_port()
+        self.port = 0  # bound at start
         self.secret = ""
         self.down = False
         self.accepted: list[Delivery] = []
@@ -354,7 +354,11 @@ class HookReceiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        # Bound here, on a port the kernel picks: no window for another run to take it.
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -34,6 +34,7 @@ from ordercast.dialects import doshii as dialect
 from ordercast.domain.events import ORDER_CREATED
 from ordercast.domain.order import Order
 from ordercast.errors import OrdercastError, ProtocolError
+from ordercast.gateway.hub import Hub
 from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
 from ordercast.ports import BusMessage, Store
 from ordercast.protocols import doshii as wire
@@ -129,14 +130,23 @@ class DoshiiGateway:
         self.by_app: dict[str, set[DoshiiConnection]] = {}
         self.callers: dict[str, DoshiiCaller] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._hub: Hub | None = None
         self.emitted = 0
 
     def install(self, server: GatewayServer) -> None:
         server.extensions["doshii"] = self
+        self._hub = server.hub
         for path in PATHS:
             server.add_route(path, self.factory)
-        server.hub.add_consumer(self)
+        server.on_start(self._join_hub)
         server.on_stop(self.stop)
+
+    async def _join_hub(self) -> None:
+        # Joined when the gateway starts, after every other gateway installed itself: the
+        # hub runs its consumers in turn, so this one's store read (who is subscribed)
+        # never delays the Pusher and STOMP fan-out.
+        if self._hub is not None and self not in self._hub.consumers:
+            self._hub.add_consumer(self)
 
     def factory(self, request: UpgradeRequest, _match: Any) -> Upgrade:
         return DoshiiConnection(self, request.query.get("auth"))

@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 
-from conftest import World
+from conftest import World, make_channel_app
 from ordercast.dialects.doshii import version_token
 
 P = "/partner/v3"
@@ -317,3 +317,46 @@ async def test_free_text_is_bounded_and_nothing_changes(world: World) -> None:
     )
     doshii_error(r, 400, "validation_error")
     assert (await w.http.get(url, headers=dh(w))).json()["version"] == v
+
+
+async def test_another_tenants_app_sees_nothing(world: World) -> None:
+    w = world
+    order = await create(w)
+    await w.http.post(
+        f"{P}/webhooks",
+        headers=dh(w),
+        json={"event": "order_created", "webhookUrl": "https://partner.example/h"},
+    )
+    other = await make_channel_app(w.runtime, "Other")
+    auth = {"Authorization": f"Bearer {token(other.key, other.secret)}"}
+    for location in (w.location_id, other.location_id):
+        h = {**auth, "doshii-location-id": location}
+        for method, path in (
+            ("get", f"/orders/{order['id']}"),
+            ("get", f"/orders/{order['id']}/logs"),
+            ("post", f"/orders/{order['id']}/subscription"),
+            ("delete", f"/orders/{order['id']}/subscription"),
+        ):
+            r = await getattr(w.http, method)(f"{P}{path}", headers=h)
+            doshii_error(r, 404, "not_found")
+            assert order["id"] not in r.text or location == other.location_id
+        r = await w.http.put(
+            f"{P}/orders/{order['id']}",
+            headers=h,
+            json={"status": "accepted", "version": order["version"]},
+        )
+        doshii_error(r, 404, "not_found")
+    doshii_error(
+        await w.http.get(f"{P}/orders", headers={**auth, "doshii-location-id": w.location_id}),
+        404,
+        "not_found",
+    )
+    mine = await w.http.get(
+        f"{P}/orders", headers={**auth, "doshii-location-id": other.location_id}
+    )
+    assert mine.json()["count"] == 0
+    assert (await w.http.get(f"{P}/webhooks", headers=auth)).json() == []
+    doshii_error(await w.http.get(f"{P}/webhooks/order_created", headers=auth), 404, "not_found")
+    assert (await w.http.get(f"{P}/orders/{order['id']}", headers=dh(w))).json()[
+        "status"
+    ] == "pending"

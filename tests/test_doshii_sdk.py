@@ -160,8 +160,8 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp: Path) -> AsyncIterator[World]:
-    oc = Ordercast(f"sqlite:///{tmp}/ordercast.db", tmp / "ordercast.log")
+async def running(tmp: Path, database_url: str = "") -> AsyncIterator[World]:
+    oc = Ordercast(database_url or f"sqlite:///{tmp}/ordercast.db", tmp / "ordercast.log")
     oc.start()
     http = httpx.AsyncClient(base_url=oc.base, timeout=10)
     admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -227,11 +227,13 @@ def create_body(ref: str) -> dict[str, Any]:
     }
 
 
-async def test_sdk_rest_webhooks_and_socket_against_a_live_ordercast(tmp_path: Path) -> None:
+async def test_sdk_rest_webhooks_and_socket_against_a_live_ordercast(
+    tmp_path: Path, database_url: str
+) -> None:
     need_sdk()
     hooks = Receiver()
     await hooks.start()
-    async with running(tmp_path) as w:
+    async with running(tmp_path, database_url) as w:
         p = w.partner
         sdk = await Sdk.start(**w.sdk_options(p, sign(p["key"], p["secret"])))
         try:

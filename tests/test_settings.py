@@ -27,7 +27,20 @@ def test_production_needs_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     monkeypatch.setenv("ORDERCAST_ADMIN_TOKEN", "a" * 32)
     monkeypatch.setenv("ORDERCAST_SECRET_KEY", "b" * 32)
+    monkeypatch.delenv("ORDERCAST_JWT_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("ORDERCAST_JWT_PRIVATE_KEY_FILE", raising=False)
+    with pytest.raises(ConfigError, match="ORDERCAST_JWT_PRIVATE_KEY"):
+        load_settings()  # the key that signs access tokens is never generated in production
+    monkeypatch.setenv("ORDERCAST_JWT_PRIVATE_KEY_FILE", "/etc/ordercast/jwt.pem")
     assert load_settings().mode == "production"
+
+
+def test_tls_needs_cert_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERCAST_TLS_KEY", raising=False)
+    with pytest.raises(ConfigError, match="ORDERCAST_TLS_KEY"):
+        load_settings(tls_cert="/tmp/cert.pem")
+    s = load_settings(tls_cert="/tmp/cert.pem", tls_key="/tmp/key.pem", http_port=8443)
+    assert s.tls and s.base_url == "https://127.0.0.1:8443"
 
 
 def test_bad_port_fails_fast() -> None:

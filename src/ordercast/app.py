@@ -12,7 +12,18 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ordercast import __version__, metrics
-from ordercast.api import admin, commands, doshii, errors, orders, pos, pusher, webhooks
+from ordercast.api import (
+    admin,
+    commands,
+    doshii,
+    errors,
+    oauth,
+    orderingstack,
+    orders,
+    pos,
+    pusher,
+    webhooks,
+)
 from ordercast.api.errors import problem
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
@@ -58,6 +69,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(webhooks.router)
     app.include_router(pos.router)
     app.include_router(doshii.router)
+    app.include_router(oauth.router)
+    app.include_router(orderingstack.router)
 
     # The order commands as plain Starlette endpoints, matched before FastAPI's routes
     # (api/commands.py says why).

@@ -260,6 +260,80 @@ def apps_create(
     _run(lambda: _with_runtime(settings, go))
 
 
+accounts_cli = typer.Typer(
+    help="Logins with a password (staff, kds, customer): the OAuth2 password grant.",
+    no_args_is_help=True,
+)
+cli.add_typer(accounts_cli, name="accounts")
+
+
+@accounts_cli.command("create")
+def accounts_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    username: Annotated[str, typer.Option("--username")],
+    role: Annotated[list[str], typer.Option("--role", help="staff|kds|customer (repeatable)")],
+    password: Annotated[
+        str,
+        typer.Option(
+            "--password",
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="ORDERCAST_ACCOUNT_PASSWORD",
+            help="asked for when not given (or ORDERCAST_ACCOUNT_PASSWORD)",
+        ),
+    ],
+    location: Annotated[
+        list[str] | None, typer.Option("--location", help="granted location id (staff, kds)")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an account; its password is stored as an argon2 hash."""
+    from ordercast.services.accounts import account_dict
+
+    settings = _settings(database_url=database_url)
+
+    async def go(rt: Runtime) -> None:
+        assert rt.accounts is not None
+        try:
+            account = await rt.accounts.create(
+                tenant_id=tenant,
+                username=username,
+                password=password,
+                roles=role,
+                location_ids=location or [],
+            )
+        except OrdercastError as exc:
+            err.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(2) from exc
+        print(json.dumps(account_dict(account)))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+@accounts_cli.command("list")
+def accounts_list(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """A tenant's accounts (one JSON object per line; no password hashes)."""
+    from ordercast.services.accounts import account_dict
+
+    settings = _settings(database_url=database_url)
+
+    async def go(rt: Runtime) -> None:
+        assert rt.accounts is not None
+        try:
+            accounts = await rt.accounts.list(tenant)
+        except OrdercastError as exc:
+            err.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(2) from exc
+        for account in accounts:
+            print(json.dumps(account_dict(account)))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
 deliveries_cli = typer.Typer(
     help="Webhook deliveries: endpoints, messages, attempts, replay.", no_args_is_help=True
 )

@@ -142,3 +142,17 @@ class StorageBusy(StorageError):
 class StorageUnavailable(StorageError):
     code = "storage_unavailable"
     title = "Storage unavailable"
+
+
+class OAuthError(OrdercastError):
+    """An OAuth2 token request refused (RFC 6749 section 5.2). ``error`` is the RFC's code
+    (``invalid_request``, ``invalid_client``, ``invalid_grant``, ``unauthorized_client``,
+    ``unsupported_grant_type``, ``invalid_scope``); the token endpoint renders
+    ``{"error", "error_description"}``, 401 for ``invalid_client``, else 400."""
+
+    code = "oauth_error"
+    title = "OAuth2 token request refused"
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(detail, error=error)
+        self.error = error

@@ -5,8 +5,10 @@ Built only by the composition roots (``app.py``, ``cli.py``) and by tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ordercast.bus import open_bus
@@ -26,15 +28,19 @@ from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Ids, Store
 from ordercast.protocols.netguard import parse_allow_cidrs
+from ordercast.services.accounts import AccountService, Passwords
 from ordercast.services.common import SYSTEM_IDS, SystemClock
 from ordercast.services.directory import Directory
 from ordercast.services.doshii import DoshiiAuth
+from ordercast.services.jwtokens import JwtSigner, generate_private_key_pem
 from ordercast.services.orders import OrderService
 from ordercast.services.pos_flow import PosFlowService
 from ordercast.services.tokens import TokenSigner
 from ordercast.services.webhooks import WebhookService
 from ordercast.settings import Settings
 from ordercast.storage import open_store
+from ordercast.storage.accounts import SqlAccounts
+from ordercast.storage.sql import SqlStore
 
 DEMO_KEY = "demo"
 
@@ -65,6 +71,8 @@ class Runtime:
     # Doshii Partner API: its JWT auth and its webhook registrations (api/doshii.py).
     doshii_auth: DoshiiAuth | None = None
     doshii_webhooks: DoshiiWebhooks | None = None
+    # Password logins (staff, KDS, customers) and the OAuth2 token grants.
+    accounts: AccountService | None = None
 
     @classmethod
     async def open(
@@ -79,7 +87,9 @@ class Runtime:
         # Dev mode keeps generated secrets in the database so restarts keep them.
         admin_token = settings.admin_token or await _kept(store, ids, "admin_token", "oca_")
         secret_key = settings.secret_key or await _kept(store, ids, "secret_key", "")
-        signer = TokenSigner(secret_key)
+        signer = JwtSigner(
+            await _jwt_key(store, settings), settings.base_url, legacy=TokenSigner(secret_key)
+        )
         directory = Directory(store, bus, clock, signer, admin_token, ids)
         orders = OrderService(store, bus, clock, ids)
         orders.after_commit.append(count_events)
@@ -95,6 +105,16 @@ class Runtime:
         runtime.doshii_auth = doshii_auth
         runtime._open_webhooks()
         runtime._open_pos_flow()
+        if isinstance(store, SqlStore):
+            runtime.accounts = AccountService(
+                store,
+                SqlAccounts(store),
+                clock,
+                signer,
+                access_ttl=settings.access_token_ttl,
+                refresh_ttl=settings.refresh_token_ttl,
+                passwords=Passwords(settings.argon2_memory_kib, settings.argon2_time_cost),
+            )
         return runtime
 
     def _open_pos_flow(self) -> None:
@@ -221,6 +241,31 @@ class Runtime:
         }
         await self.store.put_meta(DEMO_KEY, json.dumps(demo))
         return demo, True
+
+
+async def _jwt_key(store: Store, settings: Settings) -> str:
+    """The PEM key that signs JWTs: from settings (required in production), else generated
+    once and kept in the database (dev)."""
+    if settings.jwt_private_key:
+        return settings.jwt_private_key
+    if settings.jwt_private_key_file:
+        try:
+            path = Path(settings.jwt_private_key_file)
+            return await asyncio.to_thread(path.read_text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read ORDERCAST_JWT_PRIVATE_KEY_FILE {settings.jwt_private_key_file}: "
+                f"{exc.strerror}"
+            ) from exc
+    existing = await store.get_meta("jwt_private_key")
+    if existing:
+        return existing
+    candidate = generate_private_key_pem()
+    if await store.insert_meta("jwt_private_key", candidate):
+        return candidate
+    value = await store.get_meta("jwt_private_key")
+    assert value is not None
+    return value
 
 
 async def _kept(store: Store, ids: Ids, key: str, prefix: str) -> str:

@@ -26,6 +26,18 @@ class Settings(BaseSettings):
     # Public base URL used in resource links (``uri``/``log``); defaults to the HTTP address.
     public_url: str | None = None
     access_token_ttl: int = Field(3600, ge=60, le=30 * 24 * 3600)
+    # OAuth2 refresh tokens (``POST /auth-oauth2/oauth/token``), default 30 days.
+    refresh_token_ttl: int = Field(30 * 24 * 3600, ge=300, le=365 * 24 * 3600)
+    # RSA private key (PEM) that signs JWT access tokens, inline or as a file path. Dev mode
+    # generates one and keeps it in the database; production mode requires one.
+    jwt_private_key: str | None = None
+    jwt_private_key_file: str | None = None
+    # argon2id cost for account passwords (argon2-cffi's defaults: 64 MiB, 3 passes).
+    argon2_memory_kib: int = Field(65536, ge=8, le=4 * 1024 * 1024)
+    argon2_time_cost: int = Field(3, ge=1, le=100)
+    # TLS for both ports (HTTP API and WebSocket gateway): PEM certificate chain and key.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     demo: bool = True  # create the demo tenant on an empty database (dev mode only)
     log_level: str = "info"
     log_json: bool = False
@@ -54,18 +66,27 @@ class Settings(BaseSettings):
                 )
                 if not value or len(value) < 16
             ]
+            if not (self.jwt_private_key or self.jwt_private_key_file):
+                missing.append("ORDERCAST_JWT_PRIVATE_KEY (or ORDERCAST_JWT_PRIVATE_KEY_FILE)")
             if missing:
                 raise ValueError(
                     "production mode needs " + " and ".join(missing) + " (at least 16 characters)"
                 )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both ORDERCAST_TLS_CERT and ORDERCAST_TLS_KEY")
         return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
 
     @property
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.http_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.http_port}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,7 +18,18 @@ libraries use, accepted for drop-in compatibility):
 ``/kds/{tenant_id}/{user_uuid}``            that user's notifications (``OrderEventError``
 ``/notifications/{tenant_id}/{user_uuid}``  with ``codes[]``, ``OrderMessage``)
 ``/venue/{tenant_id}/{venue_id}``           apps granted that venue: settings changes
+``/venues/{tenant_id}/{venue_id}``          the same (ordering-core's spelling); both are
+                                            also open to staff and KDS logins granted it
+``/modules/{tenant_id}/{module_id}``        accepted, silent: a login's own module (its
+                                            account id; ordering-core subscribes when the
+                                            token has a ``MODULE`` claim)
+``/steering/{tenant_id}/{venue_id}``        accepted, silent: whoever may follow the venue
+                                            (as ``/venues/…``), and customers of the
+                                            venue's tenant
 ==========================================  ===============================================
+
+``/kds/{tenant_id}/{venue_id}`` is also open to staff and KDS logins (accounts) granted the
+venue: Ordering Stack's POS integrator logs in as a user and subscribes there.
 
 Order payloads are Ordering Stack's ``IOrder`` shape (``id``, ``tenant``, ``status`` in
 Ordering Stack's vocabulary, ``completed``, ``closed``, ``lastChanged``, ``buckets[].venue``,
@@ -96,7 +107,15 @@ NOTIFICATION_TYPE: Final[dict[str, str]] = {
 
 VENUE_CHANGE_TYPE: Final = "VenueSettingsChanged"
 
-PREFIXES: Final[tuple[str, ...]] = ("order-changes", "kds", "notifications", "venue")
+PREFIXES: Final[tuple[str, ...]] = (
+    "order-changes",
+    "kds",
+    "notifications",
+    "venue",
+    "venues",
+    "modules",
+    "steering",
+)
 MAX_DESTINATION_LENGTH: Final = 512
 _FORBIDDEN_CHARS: Final = frozenset("*#>?,{}\\ \t\r\n\x00")
 
@@ -105,7 +124,8 @@ ORDER: Final = "order"  # /order-changes/{user}/{order}: resumable
 USER_ORDERS: Final = "user_orders"  # /order-changes/{tenant}/{user}
 KDS_VENUE: Final = "kds_venue"  # /kds/{tenant}/{venue}
 NOTIFICATIONS: Final = "notifications"  # /kds/{tenant}/{user}, /notifications/{tenant}/{user}
-VENUE: Final = "venue"  # /venue/{tenant}/{venue}
+VENUE: Final = "venue"  # /venue/{tenant}/{venue}, /venues/{tenant}/{venue}
+SILENT: Final = "silent"  # /modules/…, /steering/…: accepted, nothing is sent there yet
 
 
 # -- destinations and who may subscribe -------------------------------------------------------
@@ -122,6 +142,9 @@ class Route:
     user_id: str | None = None
     order_id: str | None = None
     venue_id: str | None = None
+    venue_in_tenant: bool = False
+    """The gateway must still check that ``venue_id`` is a location of ``tenant_id`` (a
+    customer following a venue of its tenant: needs storage)."""
 
     @property
     def resumable(self) -> bool:
@@ -150,7 +173,8 @@ Principal = AppPrincipal | UserPrincipal
 def route(destination: str, principal: Principal) -> Route:
     """Authorize a SUBSCRIBE: the :class:`Route` or :class:`~ordercast.errors.Forbidden`.
 
-    Deny by default: users reach only their own streams, apps only their granted venues."""
+    Deny by default: users reach only their own streams (staff and KDS logins also their
+    granted venues' KDS streams), apps only their granted venues."""
     parts = split_destination(destination)
     if parts is None:
         raise Forbidden(
@@ -160,20 +184,44 @@ def route(destination: str, principal: Principal) -> Route:
         )
     prefix, first, second = parts
     tenant = principal.tenant_id
+    venue_kind = SILENT if prefix == "steering" else VENUE
     if isinstance(principal, UserPrincipal):
         user = principal.user_id
+        granted = principal.venue_staff and second in principal.location_ids
         if prefix == "order-changes":
             if first == user:
                 return Route(ORDER, destination, tenant, user_id=user, order_id=second)
             if first == tenant and second == user:
                 return Route(USER_ORDERS, destination, tenant, user_id=user)
-        elif prefix in ("kds", "notifications") and first == tenant and second == user:
+        elif first != tenant:
+            pass
+        elif prefix in ("kds", "notifications") and second == user:
             return Route(NOTIFICATIONS, destination, tenant, user_id=user)
+        elif prefix == "kds" and granted:
+            return Route(KDS_VENUE, destination, tenant, user_id=user, venue_id=second)
+        elif prefix == "modules" and second == user:
+            return Route(SILENT, destination, tenant, user_id=user)
+        elif prefix in ("venue", "venues", "steering"):
+            # Staff and KDS logins: their venues. Customers: only the silent steering
+            # destination, for a venue of their tenant (settings stay with staff and apps).
+            if granted:
+                return Route(venue_kind, destination, tenant, user_id=user, venue_id=second)
+            if prefix == "steering" and not principal.venue_staff:
+                return Route(
+                    venue_kind,
+                    destination,
+                    tenant,
+                    user_id=user,
+                    venue_id=second,
+                    venue_in_tenant=True,
+                )
     elif first == tenant and second in principal.location_ids:
         if prefix == "kds":
             return Route(KDS_VENUE, destination, tenant, venue_id=second)
-        if prefix == "venue":
-            return Route(VENUE, destination, tenant, venue_id=second)
+        if prefix in ("venue", "venues", "steering"):
+            return Route(venue_kind, destination, tenant, venue_id=second)
+    elif first == tenant and prefix == "modules" and second == principal.app_id:
+        return Route(SILENT, destination, tenant)
     raise Forbidden(f"not allowed to subscribe to {destination[:200]!r}")
 
 
@@ -457,7 +505,8 @@ def render_order_change(
 
 
 def render_location_change(location: Mapping[str, Any]) -> list[StompMessage]:
-    """``PATCH /v1/locations/{id}`` → one message on ``/venue/{tenant}/{venue}``."""
+    """``PATCH /v1/locations/{id}`` → one message on ``/venue/{tenant}/{venue}`` and the same
+    on its alias ``/venues/{tenant}/{venue}``."""
     destination = f"/venue/{location['tenant_id']}/{location['id']}"
     body = {
         "type": VENUE_CHANGE_TYPE,
@@ -469,7 +518,12 @@ def render_location_change(location: Mapping[str, Any]) -> list[StompMessage]:
         "lastChanged": location.get("updated_at"),
     }
     message_id = f"{location['id']}-{location.get('updated_at', '')}"
-    return [StompMessage(destination, message_id, _dumps(body), (("event-type", "venue.changed"),))]
+    encoded = _dumps(body)
+    headers = (("event-type", "venue.changed"),)
+    return [
+        StompMessage(destination, message_id, encoded, headers),
+        StompMessage("/venues" + destination[len("/venue") :], message_id, encoded, headers),
+    ]
 
 
 # -- replay -----------------------------------------------------------------------------------

@@ -34,6 +34,15 @@ class UserPrincipal:
     tenant_id: str
     app_id: str
     expires_at: int
+    # Accounts (``domain/accounts.py``): "staff" / "kds" roles and the venues the token may
+    # use. Tokens an app issues for its customers carry neither.
+    roles: frozenset[str] = frozenset()
+    location_ids: frozenset[str] = frozenset()
+
+    @property
+    def venue_staff(self) -> bool:
+        """A staff or KDS login: may follow its granted venues' order streams."""
+        return bool(self.location_ids) and not self.roles.isdisjoint(("staff", "kds"))
 
 
 Principal = Admin | AppPrincipal | UserPrincipal
@@ -61,6 +70,16 @@ def check_location_access(principal: Principal, location_id: str, tenant_id: str
     ):
         return
     raise NotFound(f"location {location_id} not found")
+
+
+def can_follow_venue(principal: Principal, tenant_id: str, location_id: str) -> bool:
+    """Whether ``principal`` may read a venue's open orders and its KDS stream: an app
+    granted the venue, or a staff/KDS login granted it."""
+    if isinstance(principal, Admin):
+        return True
+    if principal.tenant_id != tenant_id or location_id not in principal.location_ids:
+        return False
+    return isinstance(principal, AppPrincipal) or principal.venue_staff
 
 
 def require_app(principal: Principal, *kinds: str) -> AppPrincipal:

@@ -165,7 +165,7 @@ class _Plan:
         groups: dict[tuple[bytes, bool], list[_Sub]] = {}
         others: list[_Sub] = []
         for entry in subs:
-            if entry.prefix_tail and entry.held is None:
+            if entry.prefix_tail and entry.held is None and entry.conn.raw_frames:
                 groups.setdefault((entry.sub.prefix, entry.sub.escape), []).append(entry)
             else:
                 others.append(entry)
@@ -432,6 +432,12 @@ class StompConnection(WSListener):
         self.paused = False
         """The socket's write buffer is over its high-water mark (checked for slow consumers)."""
 
+    raw_frames = True
+    """The transport is picows' and its ``underlying_transport`` takes raw WebSocket frames:
+    the fan-out may write a run of messages as one blob. Connections on the HTTP port
+    (:mod:`ordercast.gateway.stomp_http`) set False and get each message through
+    ``transport.send``."""
+
     # -- picows callbacks ----------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -452,8 +458,7 @@ class StompConnection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
         if msg_type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
-            self.session.receive_data(frame.get_payload_as_bytes(), self.loop.time())
-            self._pump()
+            self.receive(frame.get_payload_as_bytes())
         elif msg_type == WSMsgType.CLOSE:
             if not transport.is_close_frame_sent:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
@@ -477,6 +482,11 @@ class StompConnection(WSListener):
 
     def resume_writing(self) -> None:
         self.paused = False
+
+    def receive(self, payload: bytes) -> None:
+        """Bytes of one received message (a WebSocket frame, a SockJS message)."""
+        self.session.receive_data(payload, self.loop.time())
+        self._pump()
 
     # -- session driving -----------------------------------------------------------------------
 
@@ -625,7 +635,8 @@ class StompConnection(WSListener):
         directory = self.gateway.runtime.directory
         passcode = request.passcode
         if passcode is None or passcode in _NULL_PASSCODES:
-            return directory.signer.verify(login, now=int(self._wall()))
+            # A user's access token (JWT or legacy oct_), or an app's client_credentials JWT.
+            return directory.signer.verify_principal(login, now=int(self._wall()))
         return await directory.authenticate_basic(login, passcode)
 
     async def _subscribe(self, request: SubscribeRequested) -> None:
@@ -657,6 +668,14 @@ class StompConnection(WSListener):
                 self._pump()
                 return
             since = int(raw_since)
+        if route.venue_in_tenant:
+            location = await self.gateway.runtime.store.get_location(route.venue_id or "")
+            if location is None or location.tenant_id != route.tenant_id:
+                session.reject(
+                    "forbidden", f"not allowed to subscribe to {request.destination[:200]!r}"
+                )
+                self._pump()
+                return
         if route.kind == dialect.ORDER:
             assert isinstance(principal, UserPrincipal)
             order = await self.gateway.runtime.store.get_order(route.order_id or "")

@@ -20,8 +20,8 @@ from ordercast.domain.isotime import iso
 from ordercast.errors import NotFound, Unauthorized, ValidationError
 from ordercast.ports import App, Bus, BusMessage, Clock, Ids, Location, Store, Tenant
 from ordercast.services.common import SYSTEM_IDS
+from ordercast.services.jwtokens import JwtSigner, looks_like_jwt
 from ordercast.services.tokens import PREFIX as TOKEN_PREFIX
-from ordercast.services.tokens import TokenSigner
 
 LOCATION_SETTING_KEYS = {"tracker_labels", "legacy_tracker"}
 
@@ -142,7 +142,7 @@ class Directory:
         store: Store,
         bus: Bus,
         clock: Clock,
-        signer: TokenSigner,
+        signer: JwtSigner,
         admin_token: str,
         ids: Ids = SYSTEM_IDS,
     ) -> None:
@@ -188,8 +188,10 @@ class Directory:
     def authenticate_bearer(self, token: str) -> Principal:
         if hmac.compare_digest(token.encode(), self._admin_token.encode()):
             return Admin()
-        if token.startswith(TOKEN_PREFIX):
-            return self.signer.verify(token, now=int(self.clock.now().timestamp()))
+        if looks_like_jwt(token) or token.startswith(TOKEN_PREFIX):
+            # JWTs: users' access tokens and apps' client_credentials tokens; ``oct_``:
+            # user tokens issued before JWTs, accepted until they expire.
+            return self.signer.verify_principal(token, now=int(self.clock.now().timestamp()))
         raise Unauthorized("unknown bearer token")
 
     # -- tenants, locations, apps ----------------------------------------------------

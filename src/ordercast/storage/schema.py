@@ -212,3 +212,21 @@ timers = sa.Table(
     sa.UniqueConstraint("order_id", "kind", name="uq_timers_order_kind"),
     sa.Index("ix_timers_due", "done", "due_at"),
 )
+
+# -- accounts (migration 0006) --------------------------------------------------------
+
+# Users who log in with a password (OAuth2 password grant): staff, KDS and customers of a
+# tenant. ``roles`` and ``location_ids`` are JSON lists; the password is an argon2 hash.
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("username", sa.String(128), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("location_ids", sa.JSON, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("tenant_id", "username", name="uq_accounts_tenant_username"),
+)

@@ -20,6 +20,32 @@ VENUE = "loc_1"
 USER = "user-42"
 USER_P = UserPrincipal(user_id=USER, tenant_id=TENANT, app_id="app_1", expires_at=2**40)
 KDS_P = AppPrincipal(app_id="app_k", tenant_id=TENANT, kind="kds", location_ids=frozenset({VENUE}))
+# Logins (accounts): staff and KDS tokens carry roles and their granted venues.
+STAFF_P = UserPrincipal(
+    user_id="usr_s",
+    tenant_id=TENANT,
+    app_id="app_1",
+    expires_at=2**40,
+    roles=frozenset({"staff"}),
+    location_ids=frozenset({VENUE}),
+)
+KDS_LOGIN_P = UserPrincipal(
+    user_id="usr_k",
+    tenant_id=TENANT,
+    app_id="app_1",
+    expires_at=2**40,
+    roles=frozenset({"kds"}),
+    location_ids=frozenset({VENUE}),
+)
+# A customer login that claims a venue without a staff role gets nothing from it.
+CUSTOMER_WITH_VENUE_P = UserPrincipal(
+    user_id="usr_c",
+    tenant_id=TENANT,
+    app_id="app_1",
+    expires_at=2**40,
+    roles=frozenset({"customer"}),
+    location_ids=frozenset({VENUE}),
+)
 
 
 class Stream:
@@ -99,6 +125,22 @@ class Stream:
         (f"/notifications/{TENANT}/{USER}", USER_P, os_.NOTIFICATIONS),
         (f"/kds/{TENANT}/{VENUE}", KDS_P, os_.KDS_VENUE),
         (f"/venue/{TENANT}/{VENUE}", KDS_P, os_.VENUE),
+        # ordering-core's spellings and silent destinations
+        (f"/venues/{TENANT}/{VENUE}", KDS_P, os_.VENUE),
+        (f"/steering/{TENANT}/{VENUE}", KDS_P, os_.SILENT),
+        (f"/modules/{TENANT}/app_k", KDS_P, os_.SILENT),
+        # staff and KDS logins: their granted venue
+        (f"/kds/{TENANT}/{VENUE}", STAFF_P, os_.KDS_VENUE),
+        (f"/kds/{TENANT}/{VENUE}", KDS_LOGIN_P, os_.KDS_VENUE),
+        (f"/venues/{TENANT}/{VENUE}", KDS_LOGIN_P, os_.VENUE),
+        (f"/venue/{TENANT}/{VENUE}", STAFF_P, os_.VENUE),
+        (f"/steering/{TENANT}/{VENUE}", STAFF_P, os_.SILENT),
+        (f"/modules/{TENANT}/usr_k", KDS_LOGIN_P, os_.SILENT),
+        (f"/kds/{TENANT}/usr_s", STAFF_P, os_.NOTIFICATIONS),
+        (f"/order-changes/{TENANT}/usr_s", STAFF_P, os_.USER_ORDERS),
+        # customers: steering of a venue of their tenant (the gateway checks the venue)
+        (f"/steering/{TENANT}/{VENUE}", USER_P, os_.SILENT),
+        (f"/modules/{TENANT}/{USER}", USER_P, os_.SILENT),
     ],
 )
 def test_allowed_routes(destination: str, principal: Any, kind: str) -> None:
@@ -106,6 +148,10 @@ def test_allowed_routes(destination: str, principal: Any, kind: str) -> None:
     assert r.kind == kind
     assert r.destination == destination
     assert r.resumable is (kind == os_.ORDER)
+    # Only a customer's venue needs the gateway's storage check.
+    assert r.venue_in_tenant is (
+        principal is USER_P and kind == os_.SILENT and "steering" in destination
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,8 +171,21 @@ def test_allowed_routes(destination: str, principal: Any, kind: str) -> None:
         (f"/kds/{TENANT}/{VENUE}/extra", KDS_P),
         (f"/kds/{TENANT}/", KDS_P),
         ("kds/x/y", KDS_P),
-        (f"/steering/{TENANT}/{VENUE}", KDS_P),
         ("/order-changes/" + "a" * 600 + "/b", USER_P),
+        (f"/venues/{TENANT}/{VENUE}", USER_P),  # settings: staff and apps only
+        (f"/steering/{TENANT}/loc_other", KDS_P),  # not granted
+        (f"/steering/ten_other/{VENUE}", USER_P),
+        (f"/modules/{TENANT}/someone-else", USER_P),
+        (f"/modules/ten_other/{USER}", USER_P),
+        (f"/modules/{TENANT}/app_other", KDS_P),
+        (f"/kds/{TENANT}/loc_other", STAFF_P),  # staff: granted venues only
+        (f"/kds/ten_other/{VENUE}", STAFF_P),
+        (f"/steering/{TENANT}/loc_other", STAFF_P),
+        (f"/venues/{TENANT}/loc_other", KDS_LOGIN_P),
+        (f"/kds/{TENANT}/{VENUE}", CUSTOMER_WITH_VENUE_P),
+        (f"/venue/{TENANT}/{VENUE}", CUSTOMER_WITH_VENUE_P),
+        ("/order-changes/usr_k/ord_1", STAFF_P),
+        (f"/topics/{TENANT}/{VENUE}", STAFF_P),
     ],
 )
 def test_denied_routes(destination: str, principal: Any) -> None:
@@ -282,7 +341,7 @@ def test_wanted_skips_rendering() -> None:
 
 
 def test_location_change() -> None:
-    [m] = os_.render_location_change(
+    [m, alias] = os_.render_location_change(
         {
             "id": VENUE,
             "tenant_id": TENANT,
@@ -293,6 +352,8 @@ def test_location_change() -> None:
         }
     )
     assert m.destination == f"/venue/{TENANT}/{VENUE}"
+    assert alias.destination == f"/venues/{TENANT}/{VENUE}"  # ordering-core's spelling
+    assert (alias.body, alias.message_id, alias.headers) == (m.body, m.message_id, m.headers)
     body = json.loads(m.body)
     assert body["type"] == "VenueSettingsChanged"
     assert body["settings"] == {"legacy_tracker": True}

@@ -25,6 +25,7 @@ from ordercast.api import (
     webhooks,
 )
 from ordercast.api.errors import problem
+from ordercast.gateway.stomp_http import StompOverHttp
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
 
@@ -76,6 +77,9 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     # (api/commands.py says why).
     app.router.routes[0:0] = commands.routes()
     app.add_middleware(metrics.HttpMetrics)
+    # Outermost: STOMP over WebSocket and SockJS at /ws and /websocket (long-lived
+    # connections, outside the request metrics).
+    app.add_middleware(StompOverHttp, api=app)
 
     @app.get("/health", tags=["system"])
     async def health(request: Request) -> Any:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway import stomp as stomp_gateway
+from ordercast.gateway.server import MAX_FRAME_SIZE
 from ordercast.runtime import Runtime
 from ordercast.services.directory import app_dict
 from ordercast.settings import Settings, load_settings
@@ -88,10 +90,21 @@ def run(
     ws_port: Annotated[int | None, typer.Option("--ws-port")] = None,
     database_url: DatabaseUrl = None,
     bus_url: BusUrl = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option("--tls-cert", help="PEM certificate chain: serve both ports over TLS"),
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="PEM private key")] = None,
 ) -> None:
     """Start the HTTP API (and everything else built so far) in one process."""
     settings = _settings(
-        host=host, http_port=http_port, ws_port=ws_port, database_url=database_url, bus_url=bus_url
+        host=host,
+        http_port=http_port,
+        ws_port=ws_port,
+        database_url=database_url,
+        bus_url=bus_url,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     _run(lambda: _serve(settings))
 
@@ -106,6 +119,7 @@ async def _serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    tls = _tls_context(settings)
     try:
         runtime = await Runtime.open(settings)
     except OrdercastError as exc:
@@ -125,8 +139,14 @@ async def _serve(settings: Settings) -> None:
             log_level="warning",
             lifespan="on",
             access_log=False,
+            # STOMP over WebSocket and SockJS on this port too (gateway/stomp_http.py).
+            ws="websockets-sansio",
+            ws_max_size=MAX_FRAME_SIZE,
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
         )
         server = uvicorn.Server(config)
+        runtime.gateway.ssl = tls
         stomp_gateway.install(runtime)  # STOMP at /ws and /websocket
         try:
             await runtime.gateway.start()
@@ -154,6 +174,8 @@ async def _serve(settings: Settings) -> None:
         console.print(f"  WebSocket    {runtime.gateway.url()}")
         console.print(f"  Pusher       {runtime.gateway.url('/app/{app_key}')}")
         console.print(f"  STOMP        {runtime.gateway.url('/ws')}")
+        same_origin = base.replace("http", "ws", 1)
+        console.print(f"  STOMP (HTTP) {same_origin}/ws  (and SockJS: {base}/ws)")
         console.print(
             f"  Doshii       {base}/partner/v3  socket: {runtime.gateway.url('/app/socket')}"
         )
@@ -173,6 +195,19 @@ async def _serve(settings: Settings) -> None:
         await server.serve()
     finally:
         await runtime.close()
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The gateway port's TLS context (uvicorn builds its own from the same files)."""
+    if not settings.tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        err.print(f"[red]error:[/red] cannot load the TLS certificate or key: {exc}")
+        raise typer.Exit(2) from exc
+    return context
 
 
 @cli.command()

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +197,8 @@ class GatewayServer:
     _server: asyncio.Server | None = None
     #: Protocol gateways installed on this server, by name (``"pusher"``, ``"stomp"``).
     extensions: dict[str, Any] = field(default_factory=dict)
+    #: TLS (``ordercast run --tls-cert/--tls-key``): the port then serves ``wss://``.
+    ssl: ssl.SSLContext | None = None
 
     def add_route(self, matcher: Matcher, factory: ListenerFactory) -> None:
         """Route upgrade requests whose path matches ``matcher`` to ``factory``."""
@@ -220,7 +223,8 @@ class GatewayServer:
 
     def url(self, path: str = "") -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"ws://{host}:{self.bound_port}{path}"
+        scheme = "wss" if self.ssl is not None else "ws"
+        return f"{scheme}://{host}:{self.bound_port}{path}"
 
     def _route(self, raw: WSUpgradeRequest) -> Upgrade:
         try:
@@ -247,6 +251,8 @@ class GatewayServer:
             self.port = port
         await self.hub.start()
         kwargs: dict[str, Any] = {"reuse_address": True, "backlog": 4096}
+        if self.ssl is not None:
+            kwargs["ssl"] = self.ssl
         self._server = await ws_create_server(
             self._route,
             self.host,

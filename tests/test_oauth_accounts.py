@@ -235,6 +235,31 @@ async def test_refresh_and_client_credentials(world: World) -> None:
     listed = (await world.http.get("/v1/orders", headers=bearer(app_token))).json()["orders"]
     assert [o["id"] for o in listed] == [mine["id"]]
 
+    # The admin moves Anna to no venue, then disables her: a refresh reads the account as
+    # it is now, and a disabled login gets nothing.
+    r = await world.http.patch(
+        f"/v1/accounts/{staff['id']}", headers=world.admin, json={"location_ids": []}
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "validation_error")  # staff need one
+    r = await world.http.patch(
+        f"/v1/accounts/{staff['id']}", headers=world.admin, json={"disabled": True}
+    )
+    assert r.status_code == 200 and r.json()["disabled"] is True
+    r = await grant(world, pos, grant_type="refresh_token", refresh_token=again["refresh_token"])
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")
+    r = await grant(world, pos, grant_type="password", username="anna", password=PASSWORD)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")
+    r = await world.http.patch(
+        f"/v1/accounts/{staff['id']}",
+        headers=world.admin,
+        json={"disabled": False, "password": "a new password"},
+    )
+    assert r.status_code == 200, r.text
+    r = await grant(world, pos, grant_type="password", username="anna", password="a new password")
+    assert r.status_code == 200 and r.json()["UUID"] == staff["id"]
+    r = await grant(world, pos, grant_type="password", username="anna", password=PASSWORD)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")
+
 
 async def test_user_tokens_are_jwts_and_old_tokens_still_work_until_they_expire(
     world: World,

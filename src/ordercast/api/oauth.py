@@ -163,6 +163,24 @@ async def create_account(
     return account_dict(account)
 
 
+class AccountPatch(In):
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    location_ids: list[str] | None = Field(default=None, max_length=1000)
+    disabled: bool | None = None
+
+
+@router.patch("/v1/accounts/{account_id}", tags=["admin"])
+async def update_account(
+    account_id: str, body: AccountPatch, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Change a login's password or venues, or disable it (no new tokens, no refresh)."""
+    require_admin(principal)
+    account = await _accounts(rt).update(
+        account_id, password=body.password, location_ids=body.location_ids, disabled=body.disabled
+    )
+    return account_dict(account)
+
+
 @router.get("/v1/accounts", tags=["admin"])
 async def list_accounts(tenant_id: str, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
     require_admin(principal)

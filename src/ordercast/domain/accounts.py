@@ -59,10 +59,7 @@ def validate_new_account(
         raise ValidationError(
             "username must be 1 to 128 letters, digits or . _ @ + -", field="username"
         )
-    if not MIN_PASSWORD <= len(password or "") <= MAX_PASSWORD:
-        raise ValidationError(
-            f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters", field="password"
-        )
+    validate_password(password)
     if not roles:
         raise ValidationError(f"roles: give one or more of {', '.join(ROLES)}", field="roles")
     unknown = sorted(set(roles) - set(ROLES))
@@ -72,14 +69,26 @@ def validate_new_account(
         )
     role_set = frozenset(roles)
     locations = frozenset(location_ids)
-    if role_set & VENUE_ROLES and not locations:
+    validate_grants(role_set, locations)
+    return username, role_set, locations
+
+
+def validate_password(password: str) -> str:
+    if not MIN_PASSWORD <= len(password or "") <= MAX_PASSWORD:
+        raise ValidationError(
+            f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters", field="password"
+        )
+    return password
+
+
+def validate_grants(roles: frozenset[str], locations: frozenset[str]) -> None:
+    if roles & VENUE_ROLES and not locations:
         raise ValidationError(
             "staff and kds accounts need location_ids (the venues they work at)",
             field="location_ids",
         )
-    if locations and not role_set & VENUE_ROLES:
+    if locations and not roles & VENUE_ROLES:
         raise ValidationError("location_ids are for staff and kds accounts", field="location_ids")
-    return username, role_set, locations
 
 
 def password_client_allowed(account: Account, app_kind: str) -> bool:

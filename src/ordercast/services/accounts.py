@@ -21,7 +21,9 @@ from ordercast.domain.accounts import (
     Account,
     password_client_allowed,
     token_venues,
+    validate_grants,
     validate_new_account,
+    validate_password,
 )
 from ordercast.errors import NotFound, OAuthError, Unauthorized, ValidationError
 from ordercast.ports import Clock, Store
@@ -48,13 +50,18 @@ class Passwords:
     def __init__(self, memory_kib: int = 65536, time_cost: int = 3) -> None:
         self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         # Verified when the username is unknown: same work as a real check, never a match.
-        self.dummy = self.hasher.hash("ordercast: no such account")
+        # Made at the first login attempt, not at start-up (a hash costs ~0.1-1 s).
+        self._dummy: str | None = None
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, password)
 
     async def verify(self, hash_: str | None, password: str) -> bool:
-        return await asyncio.to_thread(self._verify, hash_ or self.dummy, password)
+        if hash_ is None:
+            if self._dummy is None:
+                self._dummy = await self.hash("ordercast: no such account")
+            hash_ = self._dummy
+        return await asyncio.to_thread(self._verify, hash_, password)
 
     def _verify(self, hash_: str, password: str) -> bool:
         try:
@@ -105,13 +112,7 @@ class AccountService:
         )
         if await self.store.get_tenant(tenant_id) is None:
             raise NotFound(f"tenant {tenant_id} not found")
-        for lid in sorted(locations):
-            loc = await self.store.get_location(lid)
-            if loc is None or loc.tenant_id != tenant_id:
-                raise ValidationError(
-                    f"location {lid} is not a location of tenant {tenant_id}",
-                    field="location_ids",
-                )
+        await self._check_locations(tenant_id, locations)
         password_hash = await self.passwords.hash(password)
         account = Account(
             id=new_id("usr_"),
@@ -124,6 +125,49 @@ class AccountService:
         )
         await self.accounts.create(account)
         return account
+
+    async def update(
+        self,
+        account_id: str,
+        *,
+        password: str | None = None,
+        location_ids: list[str] | None = None,
+        disabled: bool | None = None,
+    ) -> Account:
+        """Change a login. Tokens already issued keep their claims until they expire; a
+        refresh reads the account as it is (a disabled account gets no new tokens)."""
+        account = await self.accounts.get(account_id)
+        if account is None:
+            raise NotFound(f"account {account_id} not found")
+        password_hash = account.password_hash
+        if password is not None:
+            password_hash = await self.passwords.hash(validate_password(password))
+        locations = account.location_ids
+        if location_ids is not None:
+            locations = frozenset(location_ids)
+            validate_grants(account.roles, locations)
+            await self._check_locations(account.tenant_id, locations)
+        updated = Account(
+            id=account.id,
+            tenant_id=account.tenant_id,
+            username=account.username,
+            password_hash=password_hash,
+            roles=account.roles,
+            created_at=account.created_at,
+            location_ids=locations,
+            disabled=account.disabled if disabled is None else disabled,
+        )
+        await self.accounts.update(updated)
+        return updated
+
+    async def _check_locations(self, tenant_id: str, locations: frozenset[str]) -> None:
+        for lid in sorted(locations):
+            loc = await self.store.get_location(lid)
+            if loc is None or loc.tenant_id != tenant_id:
+                raise ValidationError(
+                    f"location {lid} is not a location of tenant {tenant_id}",
+                    field="location_ids",
+                )
 
     async def list(self, tenant_id: str) -> list[Account]:
         if await self.store.get_tenant(tenant_id) is None:

@@ -75,6 +75,19 @@ class SqlAccounts:
             ).all()
         return [_account(r) for r in rows]
 
+    async def update(self, account: Account) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(
+                A.update()
+                .where(A.c.id == account.id)
+                .values(
+                    password_hash=account.password_hash,
+                    roles=sorted(account.roles),
+                    location_ids=sorted(account.location_ids),
+                    disabled=account.disabled,
+                )
+            )
+
     async def set_password_hash(self, account_id: str, password_hash: str) -> None:
         async with self.store.write() as conn:
             await conn.execute(

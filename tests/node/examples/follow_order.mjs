@@ -1,6 +1,6 @@
 // Follow one order live, as a customer app does: pusher-js on the order's private channel,
 // authorized with the customer's access token through the Open Dining auth endpoint.
-// Usage: ORDER=ord_... TOKEN=oct_... node tests/node/examples/follow_order.mjs
+// Usage: ORDER=ord_... TOKEN=eyJ... node tests/node/examples/follow_order.mjs
 import Pusher from 'pusher-js';
 
 const { OC_URL, OC_WS, OC_KEY, ORDER, TOKEN } = process.env;

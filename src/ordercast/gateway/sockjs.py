@@ -300,15 +300,17 @@ class SockJs:
                 ],
             }
         )
-        # A prelude of 2048 'h' so that browsers start handing the stream to the script.
-        await _chunk(send, b"h" * 2048 + b"\n")
         if session.receiving:
+            await _chunk(send, b"h" * 2048 + b"\n")
             await _chunk(send, (_ANOTHER + "\n").encode(), more=False)
             return
+        session.attach()
         sent = 0
 
         async def write() -> None:
             nonlocal sent
+            # A prelude of 2048 'h' so that browsers start handing the stream to the script.
+            await _chunk(send, b"h" * 2048 + b"\n")
             if not session.opened:
                 session.opened = True
                 await _chunk(send, b"o\n")
@@ -322,7 +324,6 @@ class SockJs:
                     break  # the client opens the next request
             await _chunk(send, b"", more=False)
 
-        session.attach()
         try:
             await _until_disconnect(receive, write())
         finally:

@@ -381,3 +381,20 @@ async def test_staff_login_follows_its_venue_on_the_gateway(world: World) -> Non
         # Another venue stays closed to this login.
         err = await c.subscribe(f"/kds/{world.tenant_id}/loc_other", "s9")
         assert (err.command, err.headers["message"]) == ("ERROR", "forbidden")
+
+
+async def test_a_token_from_one_node_works_on_another(world: World, sqlite_url: str) -> None:
+    """Nodes sharing a database have their own addresses; their tokens are one currency
+    (same key from the database, same issuer)."""
+    r = await world.http.post("/v1/users/cust-1/tokens", headers=world.auth)
+    token = r.json()["access_token"]
+    other = await Runtime.open(
+        Settings(database_url=sqlite_url, admin_token="admin-token-for-tests", http_port=18099)
+    )
+    try:
+        assert other.settings.base_url != world.runtime.settings.base_url
+        principal = other.directory.authenticate_bearer(token)
+        assert (principal.user_id, principal.tenant_id) == ("cust-1", world.tenant_id)  # type: ignore[union-attr]
+        assert other.directory.signer.jwks() == world.runtime.directory.signer.jwks()
+    finally:
+        await other.close()

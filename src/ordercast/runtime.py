@@ -87,9 +87,10 @@ class Runtime:
         # Dev mode keeps generated secrets in the database so restarts keep them.
         admin_token = settings.admin_token or await _kept(store, ids, "admin_token", "oca_")
         secret_key = settings.secret_key or await _kept(store, ids, "secret_key", "")
-        signer = JwtSigner(
-            await _jwt_key(store, settings), settings.base_url, legacy=TokenSigner(secret_key)
-        )
+        # The issuer must be the same on every node sharing the database (each node has its
+        # own address): the public URL when set, else the constant "ordercast".
+        issuer = settings.public_url.rstrip("/") if settings.public_url else "ordercast"
+        signer = JwtSigner(await _jwt_key(store, settings), issuer, legacy=TokenSigner(secret_key))
         directory = Directory(store, bus, clock, signer, admin_token, ids)
         orders = OrderService(store, bus, clock, ids)
         orders.after_commit.append(count_events)

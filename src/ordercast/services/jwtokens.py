@@ -15,7 +15,8 @@ trip. Claims:
 ``roles``      ``staff`` / ``kds`` / ``customer`` (accounts), ``APP:{kind}`` for apps
 ``venues``     location ids the token may use (staff and KDS logins; apps: their grants)
 ``MODULE``     a KDS login's module id (its account id): Ordering Stack's device logins
-``iss``        the server's public URL;  ``iat``, ``exp``, ``jti``
+``iss``        ``ORDERCAST_PUBLIC_URL``, or ``ordercast`` (the same on every node);
+               ``iat``, ``exp``, ``jti``
 =============  ==============================================================================
 
 Tokens issued before this format (``oct_…``, HMAC, :mod:`ordercast.services.tokens`) are
@@ -153,8 +154,8 @@ class JwtSigner:
 
     # -- verifying -----------------------------------------------------------------------------
 
-    def claims(self, token: str, *, now: int, typ: str) -> dict[str, Any]:
-        """The verified claims of a token of kind ``typ`` (Unauthorized otherwise)."""
+    def _decode(self, token: str, now: int) -> dict[str, Any]:
+        """Signature, issuer and expiry checked (Unauthorized otherwise)."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -169,6 +170,11 @@ class JwtSigner:
         exp = claims.get("exp")
         if not isinstance(exp, int) or exp <= now:
             raise Unauthorized("token has expired; get a new one")
+        return claims
+
+    def claims(self, token: str, *, now: int, typ: str) -> dict[str, Any]:
+        """The verified claims of a token of kind ``typ`` (Unauthorized otherwise)."""
+        claims = self._decode(token, now)
         if claims.get("typ") != typ:
             raise Unauthorized(f"this is not an {typ} token")
         return claims
@@ -179,47 +185,44 @@ class JwtSigner:
             return self.legacy.verify(token, now=now)
         if not looks_like_jwt(token):
             raise Unauthorized("malformed access token")
-        claims = self.claims(token, now=now, typ=ACCESS)
-        try:
-            return UserPrincipal(
-                user_id=str(claims["sub"]),
-                tenant_id=str(claims["tenant"]),
-                app_id=str(claims.get("client_id") or ""),
-                expires_at=int(claims["exp"]),
-                roles=frozenset(str(r) for r in claims.get("roles") or ()),
-                location_ids=frozenset(str(v) for v in claims.get("venues") or ()),
-            )
-        except (TypeError, ValueError) as exc:  # pragma: no cover - we signed it
-            raise Unauthorized("malformed access token") from exc
+        return _user(self.claims(token, now=now, typ=ACCESS))
 
     def verify_principal(self, token: str, *, now: int) -> UserPrincipal | AppPrincipal:
         """A user's access token, or an app's ``client_credentials`` token."""
-        if looks_like_jwt(token):
-            header_typ = _peek_typ(token)
-            if header_typ == APP:
-                claims = self.claims(token, now=now, typ=APP)
-                kind = next(
-                    (r[4:] for r in claims.get("roles") or () if str(r).startswith("APP:")), ""
-                )
-                return AppPrincipal(
-                    app_id=str(claims["sub"]),
-                    tenant_id=str(claims["tenant"]),
-                    kind=kind,
-                    location_ids=frozenset(str(v) for v in claims.get("venues") or ()),
-                )
-        return self.verify(token, now=now)
+        if not looks_like_jwt(token):
+            return self.verify(token, now=now)  # legacy, or refused as malformed
+        claims = self._decode(token, now)
+        typ = claims.get("typ")
+        if typ == ACCESS:
+            return _user(claims)
+        if typ == APP:
+            kind = next(
+                (str(r)[4:] for r in claims.get("roles") or () if str(r).startswith("APP:")), ""
+            )
+            return AppPrincipal(
+                app_id=str(claims["sub"]),
+                tenant_id=str(claims["tenant"]),
+                kind=kind,
+                location_ids=frozenset(str(v) for v in claims.get("venues") or ()),
+            )
+        raise Unauthorized("this is not an access token")
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(self._jwk)]}
 
 
-def _peek_typ(token: str) -> str | None:
-    """The unverified ``typ`` claim, only to choose how to verify (then verified)."""
+def _user(claims: dict[str, Any]) -> UserPrincipal:
     try:
-        value = jwt.decode(token, options={"verify_signature": False}).get("typ")
-    except jwt.PyJWTError:
-        return None
-    return value if isinstance(value, str) else None
+        return UserPrincipal(
+            user_id=str(claims["sub"]),
+            tenant_id=str(claims["tenant"]),
+            app_id=str(claims.get("client_id") or ""),
+            expires_at=int(claims["exp"]),
+            roles=frozenset(str(r) for r in claims.get("roles") or ()),
+            location_ids=frozenset(str(v) for v in claims.get("venues") or ()),
+        )
+    except (TypeError, ValueError) as exc:  # pragma: no cover - we signed it
+        raise Unauthorized("malformed access token") from exc
 
 
 def _thumbprint(jwk: dict[str, Any]) -> str:

@@ -115,6 +115,7 @@ class Runtime:
                 access_ttl=settings.access_token_ttl,
                 refresh_ttl=settings.refresh_token_ttl,
                 passwords=Passwords(settings.argon2_memory_kib, settings.argon2_time_cost),
+                ids=ids,
             )
         return runtime
 

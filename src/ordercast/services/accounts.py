@@ -25,9 +25,10 @@ from ordercast.domain.accounts import (
     validate_new_account,
     validate_password,
 )
+from ordercast.domain.isotime import iso
 from ordercast.errors import NotFound, OAuthError, Unauthorized, ValidationError
-from ordercast.ports import Clock, Store
-from ordercast.services.common import iso, new_id
+from ordercast.ports import Clock, Ids, Store
+from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.jwtokens import REFRESH, JwtSigner
 from ordercast.storage.accounts import SqlAccounts
 
@@ -84,6 +85,7 @@ class AccountService:
         access_ttl: int,
         refresh_ttl: int,
         passwords: Passwords | None = None,
+        ids: Ids = SYSTEM_IDS,
     ) -> None:
         self.store = store
         self.accounts = accounts
@@ -92,6 +94,7 @@ class AccountService:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.passwords = passwords or Passwords()
+        self.ids = ids
 
     def _now(self) -> int:
         return int(self.clock.now().timestamp())
@@ -115,7 +118,7 @@ class AccountService:
         await self._check_locations(tenant_id, locations)
         password_hash = await self.passwords.hash(password)
         account = Account(
-            id=new_id("usr_"),
+            id=self.ids.new_id("usr_"),
             tenant_id=tenant_id,
             username=username,
             password_hash=password_hash,

@@ -9,7 +9,7 @@ tries in Node and in browsers: ``websocket``, ``xhr_streaming`` and ``xhr`` (pol
 ``xhr_send``. Not served: ``eventsource``, ``htmlfile``, ``jsonp`` and the iframe transports
 (sockjs-client skips them when these answer 404).
 
-Each SockJS session owns one :class:`~ordercast.gateway.stomp_http.HttpStompConnection`:
+Each SockJS session owns one :class:`~ordercast.gateway.asgi_stomp.HttpStompConnection`:
 the messages a client sends are STOMP data for that connection; what the connection writes
 goes out as SockJS message frames (several queued messages in one ``a[…]`` frame). A
 session is bound to the client address that opened it, gets at most one receiving request
@@ -28,8 +28,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from ordercast.gateway.stomp import StompGateway
-from ordercast.gateway.stomp_http import (
+from ordercast.gateway.asgi_stomp import (
     AsgiOutbox,
     HttpStompConnection,
     Receive,
@@ -38,6 +37,7 @@ from ordercast.gateway.stomp_http import (
     peer_of,
     run_pair,
 )
+from ordercast.gateway.stomp import StompGateway
 
 __all__ = ["SockJs"]
 

@@ -435,7 +435,7 @@ class StompConnection(WSListener):
     raw_frames = True
     """The transport is picows' and its ``underlying_transport`` takes raw WebSocket frames:
     the fan-out may write a run of messages as one blob. Connections on the HTTP port
-    (:mod:`ordercast.gateway.stomp_http`) set False and get each message through
+    (:mod:`ordercast.gateway.asgi_stomp`) set False and get each message through
     ``transport.send``."""
 
     # -- picows callbacks ----------------------------------------------------------------------

@@ -351,7 +351,9 @@ class HookReceiver:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # Only its own URL: stray requests from other test runs on the machine that hit a
+        # recycled port (a health poll, say) get a 404 and are not deliveries.
+        app.router.add_post(f"/{self.name}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         # Bound here, on a port the kernel picks: no window for another run to take it.

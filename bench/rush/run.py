@@ -503,6 +503,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--limits", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--src", help="run ordercast from DIR/src (A/B of two versions)")
     p.add_argument("--out", default="rush.jsonl")
+    p.add_argument(
+        "--profile",
+        help="py-spy the server during the timed steps into FILE (collapsed stacks; "
+        "python -m bench.rush.profile FILE summarizes)",
+    )
     args = p.parse_args(argv)
     rates = [float(x) for x in args.rates.split(",")]
 
@@ -571,6 +576,14 @@ def main(argv: list[str]) -> None:
                 text=True,
             )
             assert gen_proc.stdout is not None
+            spy = None
+            if args.profile:
+                spy_args = ["record", "--format", "raw", "--rate", "200", "--gil", "--nonblocking"]
+                spy_args += ["-o", args.profile, "--pid", str(server.pid)]
+                spy = subprocess.Popen(
+                    [str(VENV_BIN / "py-spy"), *spy_args],
+                    stdout=subprocess.DEVNULL,
+                )
             usage: list[dict[str, Any]] = []
             last = (time.time(), cpu_seconds(server.pid), cpu_seconds(gen_proc.pid))
             for line in gen_proc.stdout:
@@ -589,6 +602,9 @@ def main(argv: list[str]) -> None:
                     )
                 last = now
             gen_proc.wait(60)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             gen = json.loads(out_path.read_text())
             time.sleep(args.settle)
             conn = http.client.HTTPConnection("127.0.0.1", rport, timeout=60)

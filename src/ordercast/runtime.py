@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ordercast.bus import open_bus
+from ordercast.cluster import open_registry
 from ordercast.delivery.doshii import DoshiiWebhooks
 from ordercast.delivery.outbox import OutboxHook
 from ordercast.delivery.pusher_webhooks import PusherWebhooks
@@ -21,6 +22,7 @@ from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
 from ordercast.domain.pos_flow import plan_timers
 from ordercast.errors import ConfigError, OrdercastError
+from ordercast.gateway.cluster import PusherCluster, new_node_id
 from ordercast.gateway.doshii import DoshiiGateway
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.pusher import PusherGateway, pusher_of
@@ -99,7 +101,17 @@ class Runtime:
         doshii_auth = DoshiiAuth(directory, clock)
         # Before Pusher's /app/{key}: /app/socket is the Doshii socket, not a Pusher app.
         DoshiiGateway(store, doshii_auth, settings.base_url).install(gateway)
-        PusherGateway(store).install(gateway)
+        pusher = PusherGateway(store)
+        pusher.install(gateway)
+        registry = open_registry(settings.bus_url, settings.prefix, new_node_id())
+        if registry.shared:  # several nodes: counts, presence and relays through Redis
+            PusherCluster(
+                pusher,
+                registry,
+                bus,
+                heartbeat=settings.cluster_heartbeat,
+                node_timeout=settings.cluster_node_timeout,
+            )
         runtime = cls(
             settings, store, bus, clock, ids, directory, orders, admin_token, hub, gateway
         )

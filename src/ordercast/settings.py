@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     ws_port: int = Field(6001, ge=0, le=65535)
     database_url: str = "sqlite:///./ordercast.db"
     bus_url: str = "memory://"
+    # Namespace of every Redis channel and key of this deployment (default: derived from the
+    # database URL, so the nodes of one deployment share it and other deployments do not).
+    bus_prefix: str | None = None
+    # Cluster mode (a redis:// bus): each node beats every cluster_heartbeat seconds; a node
+    # silent for cluster_node_timeout seconds is reaped (its presence members removed).
+    cluster_heartbeat: float = Field(2.0, gt=0, le=10)
+    cluster_node_timeout: float = Field(10.0, gt=0, le=28)
     # Admin bearer token. Dev mode generates one on first start and keeps it in the database.
     admin_token: str | None = None
     # Key that signs user access tokens; dev mode generates and keeps one.
@@ -75,6 +82,21 @@ class Settings(BaseSettings):
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both ORDERCAST_TLS_CERT and ORDERCAST_TLS_KEY")
         return self
+
+    @model_validator(mode="after")
+    def _timeout_above_heartbeat(self) -> Settings:
+        if self.cluster_node_timeout < 2 * self.cluster_heartbeat:
+            raise ValueError(
+                "ORDERCAST_CLUSTER_NODE_TIMEOUT must be at least twice ORDERCAST_CLUSTER_HEARTBEAT"
+            )
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """The namespace for Redis keys and channels (see ``bus_prefix``)."""
+        from ordercast.cluster import default_prefix
+
+        return self.bus_prefix or default_prefix(self.database_url)
 
     @property
     def tls(self) -> bool:

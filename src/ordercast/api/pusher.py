@@ -304,7 +304,7 @@ async def trigger(app_id: str, request: Request) -> JSONResponse:
         event = httpapi.parse_trigger(body)
     except OrdercastError as exc:
         return _api_error(exc)
-    info = gateway.trigger(state, event)
+    (info,) = await gateway.cluster.trigger(state, [event])  # every node of the cluster
     return JSONResponse({"channels": info} if event.info else {})
 
 
@@ -315,7 +315,7 @@ async def trigger_batch(app_id: str, request: Request) -> JSONResponse:
         events = httpapi.parse_batch(body)
     except OrdercastError as exc:
         return _api_error(exc)
-    results = [gateway.trigger(state, event) for event in events]
+    results = await gateway.cluster.trigger(state, events)
     if any(event.info for event in events):
         return JSONResponse(
             {
@@ -335,10 +335,10 @@ async def channels(app_id: str, request: Request) -> JSONResponse:
     except OrdercastError as exc:
         return _api_error(exc)
     out: dict[str, Any] = {}
-    for name in sorted(state.channels):
+    for name in sorted(await gateway.cluster.channels(state.app.id)):  # the whole cluster
         if query.filter_by_prefix and not name.startswith(query.filter_by_prefix):
             continue
-        out[name] = gateway.channel_info(state, name, query.info)
+        out[name] = await gateway.cluster.channel_info(state, name, query.info)
     return JSONResponse({"channels": out})
 
 
@@ -349,19 +349,21 @@ async def channel(app_id: str, channel_name: str, request: Request) -> JSONRespo
         info = httpapi.parse_channel_info(channel_name, parse_qsl(request.url.query))
     except OrdercastError as exc:
         return _api_error(exc)
-    body: dict[str, Any] = {"occupied": channel_name in state.channels}
-    body.update(gateway.channel_info(state, channel_name, info))
+    count = await gateway.cluster.registry.subscription_count(state.app.id, channel_name)
+    body: dict[str, Any] = {"occupied": count > 0}
+    body.update(await gateway.cluster.channel_info(state, channel_name, info))
     return JSONResponse(body)
 
 
 @router.get("/apps/{app_id}/channels/{channel_name}/users")
 async def channel_users(app_id: str, channel_name: str, request: Request) -> JSONResponse:
     try:
-        _, state, _ = await _signed(request, app_id)
+        gateway, state, _ = await _signed(request, app_id)
         httpapi.validate_users_channel(channel_name)
     except OrdercastError as exc:
         return _api_error(exc)
-    return JSONResponse({"users": [{"id": uid} for uid in state.roster.user_ids(channel_name)]})
+    members = await gateway.cluster.members(state.app.id, channel_name)
+    return JSONResponse({"users": [{"id": uid} for uid in members]})
 
 
 @router.post("/apps/{app_id}/users/{user_id}/terminate_connections")
@@ -370,7 +372,7 @@ async def terminate(app_id: str, user_id: str, request: Request) -> JSONResponse
         gateway, state, _ = await _signed(request, app_id)
     except OrdercastError as exc:
         return _api_error(exc)
-    gateway.terminate_user(state, user_id)
+    await gateway.cluster.terminate(state, user_id)
     return JSONResponse({})
 
 
@@ -381,5 +383,5 @@ async def terminate_unprefixed(user_id: str, request: Request) -> JSONResponse:
         gateway, state, _ = await _signed(request, None)
     except OrdercastError as exc:
         return _api_error(exc)
-    gateway.terminate_user(state, user_id)
+    await gateway.cluster.terminate(state, user_id)
     return JSONResponse({})

@@ -37,10 +37,12 @@ from typing import Any, Final
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
+from ordercast.cluster.memory import MemoryCluster, MemoryRegistry
 from ordercast.dialects import opendining
 from ordercast.dialects.opendining import LocationView
 from ordercast.domain.events import EventRecord
 from ordercast.errors import ProtocolError
+from ordercast.gateway.cluster import BUS_KIND, PusherCluster, new_node_id
 from ordercast.gateway.server import (
     GatewayServer,
     Upgrade,
@@ -61,8 +63,6 @@ from ordercast.protocols.pusher import (
     SubscribeRequested,
     UnsubscribeRequested,
     encode_event,
-    encode_member_added,
-    encode_member_removed,
     is_cache_channel,
     parse_connection_request,
 )
@@ -281,6 +281,9 @@ class PusherGateway:
         #: Fan-out queued for the end of this loop iteration: (subscribers, frame, exclude).
         self.pending: list[tuple[tuple[PusherConnection, ...], bytes, PusherConnection | None]] = []
         self.writes = 0  # socket writes by the fan-out (coalesced runs count once)
+        #: Cluster-wide counts, presence and relays (gateway/cluster.py); one node by default,
+        #: the runtime puts a Redis-backed one here for a ``redis://`` bus.
+        self.cluster = PusherCluster(self, MemoryRegistry(MemoryCluster(), new_node_id()), None)
 
     # -- wiring ----------------------------------------------------------------------
 
@@ -297,6 +300,7 @@ class PusherGateway:
     async def start(self) -> None:
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep(), name="pusher-timers")
+        await self.cluster.start()
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -313,6 +317,7 @@ class PusherGateway:
                 conn.close(CloseCode.GENERIC_RECONNECT, "Server is shutting down")
         for task in list(self._tasks):
             task.cancel()
+        await self.cluster.stop()
 
     def new_socket_id(self) -> str:
         return f"{self._prefix}.{next(self._ids)}"
@@ -464,19 +469,18 @@ class PusherGateway:
                 session.send_error(None, "Server error")
         conn.flush()
 
-    def _channel(self, state: AppState, name: str) -> Channel:
+    def channel(self, state: AppState, name: str) -> Channel:
+        """The local channel (created on its first local subscriber)."""
         channel = state.channels.get(name)
         if channel is None:
             channel = state.channels[name] = Channel(name)
             self.by_name.setdefault(name, set()).add(state.app.id)
-            self._webhook(state, {"name": "channel_occupied", "channel": name})
         return channel
 
     def _subscribe(self, state: AppState, conn: PusherConnection, req: SubscribeRequested) -> None:
         session = conn.session
         assert session is not None
         name = req.channel
-        members = None
         if req.kind is ChannelKind.PRESENCE:
             assert req.member is not None
             joined = state.roster.join(name, conn.socket_id, req.member)
@@ -488,19 +492,13 @@ class PusherGateway:
                     4100,
                 )
                 return
-            channel = self._channel(state, name)
-            if joined is JoinResult.ADDED:
-                frame = encode_member_added(name, req.member.user_id, req.member.user_info)
-                self.fanout(channel, frame.encode(), exclude=conn)
-                self._webhook(
-                    state,
-                    {"name": "member_added", "channel": name, "user_id": req.member.user_id},
-                )
-            members = state.roster.members(name)
-        else:
-            channel = self._channel(state, name)
+            # Confirmed by the cluster's roster (gateway/cluster.py), a moment later.
+            self.cluster.join(state, conn, req, first_local=joined is JoinResult.ADDED)
+            return
+        channel = self.channel(state, name)
         channel.add(conn)
-        if not session.subscription_succeeded(name, members):
+        self.cluster.subscribed(state, name)
+        if not session.subscription_succeeded(name):
             self._leave(state, conn, name)
             return
         if req.is_cache:
@@ -520,10 +518,8 @@ class PusherGateway:
         if channel_is_presence(name):
             user_id = state.roster.leave(name, conn.socket_id)
             if user_id is not None:
-                self.fanout(channel, encode_member_removed(name, user_id).encode())
-                self._webhook(
-                    state, {"name": "member_removed", "channel": name, "user_id": user_id}
-                )
+                self.cluster.left(state, name, user_id)  # member_removed if cluster-wide
+        self.cluster.unsubscribed(state, name)  # channel_vacated if cluster-wide
         if not channel.subs:
             del state.channels[name]
             apps = self.by_name.get(name)
@@ -534,7 +530,6 @@ class PusherGateway:
                     self.live_seq.pop(name, None)
                     if name.startswith(opendining.ORDER_CHANNEL_PREFIX):
                         self.sent_seq.pop(name[len(opendining.ORDER_CHANNEL_PREFIX) :], None)
-            self._webhook(state, {"name": "channel_vacated", "channel": name})
 
     def _client_event(
         self, state: AppState, conn: PusherConnection, event: ClientEventReceived
@@ -542,8 +537,9 @@ class PusherGateway:
         channel = state.channels.get(event.channel)
         if channel is None:
             return
-        frame = encode_event(event.event, event.channel, event.data, event.user_id)
-        self.fanout(channel, frame.encode(), exclude=conn)
+        frame = encode_event(event.event, event.channel, event.data, event.user_id).encode()
+        self.fanout(channel, frame, exclude=conn)
+        self.cluster.relay(state.app.id, event.channel, frame)
         hook: dict[str, Any] = {
             "name": "client_event",
             "channel": event.channel,
@@ -688,6 +684,8 @@ class PusherGateway:
             if location is None:
                 return self._with_location(message)
             self._deliver_order(message.payload, location)
+        elif message.kind == BUS_KIND:
+            self.cluster.on_remote(message.payload)
         elif message.kind == "location":
             loc = message.payload.get("location") or {}
             if loc.get("id"):

@@ -97,6 +97,14 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
             return problem(503, "unavailable", "Unavailable", "; ".join(problems))
         return JSONResponse({"status": "ok"})
 
+    @app.get("/ready", tags=["system"])
+    async def ready(request: Request) -> Any:
+        """For a load balancer: 503 while the node drains or cannot reach storage or bus."""
+        rt: Runtime = request.app.state.runtime
+        if rt.gateway.draining:
+            return problem(503, "draining", "Draining", "this node is draining")
+        return await health(request)
+
     @app.get("/metrics", tags=["system"])
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -168,7 +168,9 @@ async def _serve(settings: Settings) -> None:
         console.print(f"  bus          {settings.bus_url}")
         console.print(f"  HTTP API     {base}/v1")
         console.print(f"  API docs     {base}/docs  (OpenAPI: {base}/openapi.json)")
-        console.print(f"  health       {base}/health   metrics: {base}/metrics")
+        console.print(
+            f"  health       {base}/health   ready: {base}/ready   metrics: {base}/metrics"
+        )
         if runtime.delivery is not None:
             console.print(f"  webhooks     delivering ({base}/v1/apps/{{app_id}}/endpoints)")
         console.print(f"  WebSocket    {runtime.gateway.url()}")
@@ -192,6 +194,15 @@ async def _serve(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        drains: set[asyncio.Task[None]] = set()
+
+        def drain() -> None:  # SIGUSR1 (`ordercast drain PID`): clients move to other nodes
+            task = asyncio.ensure_future(runtime.gateway.drain())
+            drains.add(task)
+            task.add_done_callback(drains.discard)
+
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGUSR1, drain)
         await server.serve()
     finally:
         await runtime.close()
@@ -208,6 +219,23 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
         err.print(f"[red]error:[/red] cannot load the TLS certificate or key: {exc}")
         raise typer.Exit(2) from exc
     return context
+
+
+@cli.command()
+def drain(
+    pid: Annotated[int, typer.Argument(help="process id of an `ordercast run` node")],
+) -> None:
+    """Drain a node (SIGUSR1): its WebSocket clients reconnect to other nodes (Pusher 4200,
+    STOMP ERROR + close), new upgrades get 503 and GET /ready answers 503; the HTTP API keeps
+    answering until the node is stopped (SIGTERM)."""
+    import os
+
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError as exc:
+        err.print(f"[red]error:[/red] no process {pid}")
+        raise typer.Exit(2) from exc
+    console.print(f"asked node {pid} to drain")
 
 
 @cli.command()

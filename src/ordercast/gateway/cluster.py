@@ -460,6 +460,18 @@ class PusherCluster:
             else:
                 self._member_gone(state, d.channel, d.user_id)
 
+    async def drain(self) -> None:
+        """The node is draining: every client reconnects (4200), to another node."""
+        self._close_all("Server draining: reconnect")
+
+    def _close_all(self, reason: str) -> None:
+        for conn in list(self.gateway.connections.values()):
+            if conn.session is not None:
+                conn.session.close(CloseCode.GENERIC_RECONNECT, reason)
+                conn.flush()
+            else:
+                conn.close(CloseCode.GENERIC_RECONNECT, reason)
+
     def _reset(self) -> None:
         """This node was declared dead: drop every socket so clients reconnect, register
         again after the queued leaves (which the registry ignores)."""
@@ -467,12 +479,7 @@ class PusherCluster:
             return
         self._resetting = True
         log.error("this node was reaped by the cluster; closing its sockets to start afresh")
-        for conn in list(self.gateway.connections.values()):
-            if conn.session is not None:
-                conn.session.close(CloseCode.GENERIC_RECONNECT, "Node restarting its state")
-                conn.flush()
-            else:
-                conn.close(CloseCode.GENERIC_RECONNECT, "Node restarting its state")
+        self._close_all("Node restarting its state")
 
         async def again() -> None:
             await self.registry.register(time.time(), self._info())

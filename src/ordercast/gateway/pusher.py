@@ -293,6 +293,7 @@ class PusherGateway:
         server.hub.add_consumer(self)
         server.on_start(self.start)
         server.on_stop(self.stop)
+        server.on_drain(lambda: self.cluster.drain())  # the cluster in place then
 
     def factory(self, request: UpgradeRequest, match: re.Match[str] | None) -> Upgrade:
         return PusherConnection(self, request.target)

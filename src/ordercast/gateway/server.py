@@ -194,6 +194,9 @@ class GatewayServer:
     _routes: list[_Route] = field(default_factory=list)
     _on_start: list[Hook] = field(default_factory=list)
     _on_stop: list[Hook] = field(default_factory=list)
+    _on_drain: list[Hook] = field(default_factory=list)
+    #: Set by :meth:`drain`: new upgrades are refused with 503 (a balancer tries another node).
+    draining: bool = False
     _server: asyncio.Server | None = None
     #: Protocol gateways installed on this server, by name (``"pusher"``, ``"stomp"``).
     extensions: dict[str, Any] = field(default_factory=dict)
@@ -209,6 +212,19 @@ class GatewayServer:
 
     def on_stop(self, hook: Hook) -> None:
         self._on_stop.append(hook)
+
+    def on_drain(self, hook: Hook) -> None:
+        self._on_drain.append(hook)
+
+    async def drain(self) -> None:
+        """Take this node out of service: refuse new upgrades (503) and let every protocol
+        close its sockets with its reconnect code, so clients move to another node."""
+        self.draining = True
+        for hook in self._on_drain:
+            try:
+                await hook()
+            except Exception:
+                log.exception("gateway drain hook failed")
 
     @property
     def running(self) -> bool:
@@ -231,6 +247,8 @@ class GatewayServer:
             request = UpgradeRequest.from_picows(raw)
         except (UnicodeError, ValueError):
             return reject(400, "malformed request target")
+        if self.draining:
+            return reject(503, "this node is draining: connect to another node")
         for route in self._routes:
             matched, found = route.match(request.path)
             if matched:

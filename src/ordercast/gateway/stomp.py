@@ -788,4 +788,5 @@ def install(runtime: Runtime, config: StompConfig | None = None) -> StompGateway
         runtime.gateway.add_route(path, gateway.factory)
     runtime.hub.add_consumer(gateway)
     runtime.gateway.on_stop(gateway.stop)
+    runtime.gateway.on_drain(gateway.stop)  # each client reconnects, to another node
     return gateway

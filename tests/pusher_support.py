@@ -173,7 +173,10 @@ class NodeClient:
                 if all(msg.get(k) == v for k, v in match.items()):
                     return msg
 
-        return await asyncio.wait_for(loop(), within)
+        try:
+            return await asyncio.wait_for(loop(), within)
+        except TimeoutError:
+            raise AssertionError(f"no {match} within {within} s; seen: {self.seen[-20:]}") from None
 
     def send(self, command: dict[str, Any]) -> None:
         assert self.proc.stdin is not None

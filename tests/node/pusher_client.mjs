@@ -104,8 +104,13 @@ rl.on('line', (line) => {
     out({ type: 'client_event_sent', ok });
   } else if (cmd.cmd === 'signin') {
     pusher.signin();
-    pusher.user.signinDonePromise.then(() =>
-      out({ type: 'signed_in', id: pusher.user.user_data && pusher.user.user_data.id }));
+    pusher.user.signinDonePromise.then(() => {
+      // sendToUser: events on the user's own #server-to-user-{id} channel
+      pusher.user.bind_global((event, data) => {
+        if (!event.startsWith('pusher')) out({ type: 'user_event', event, data });
+      });
+      out({ type: 'signed_in', id: pusher.user.user_data && pusher.user.user_data.id });
+    });
   } else if (cmd.cmd === 'disconnect') pusher.disconnect();
   else if (cmd.cmd === 'connect') pusher.connect();
   else if (cmd.cmd === 'exit') process.exit(0);

@@ -129,9 +129,8 @@ class Trial:
             self.scratch = Path(tempfile.mkdtemp(prefix="ordercast-trial-"))
         self.http_port, self.ws_port = free_port(), free_port()
         self.nodes = [Node(i, free_port(), free_port()) for i in range(self.nodes_count)]
-        # The first node migrates the database and makes the demo; then the others.
-        await self.start_node(self.nodes[0])
-        await asyncio.gather(*(self.start_node(n) for n in self.nodes[1:]))
+        # All at once: migrations take a PostgreSQL advisory lock, the demo a claimed row.
+        await asyncio.gather(*(self.start_node(n) for n in self.nodes))
         await self.start_nginx()
 
     def node_env(self) -> dict[str, str]:
@@ -202,12 +201,12 @@ class Trial:
             node.proc.kill()
 
     async def stop(self) -> None:
+        if self.nginx is not None and self.nginx.returncode is None:
+            self.nginx.send_signal(signal.SIGTERM)  # fast stop: it would wait for WebSockets
         for node in self.nodes:
             if node.proc is not None and node.proc.returncode is None:
                 node.proc.send_signal(signal.SIGTERM)
-        if self.nginx is not None and self.nginx.returncode is None:
-            self.nginx.send_signal(signal.SIGQUIT)  # graceful nginx stop
-        for proc in [n.proc for n in self.nodes] + [self.nginx]:
+        for proc in [self.nginx] + [n.proc for n in self.nodes]:
             if proc is None:
                 continue
             try:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
 import time
 from collections import Counter
@@ -557,6 +558,7 @@ async def test_sigkill_node_mid_burst_members_removed_clients_resume(cluster: Cl
         await drain_output(c, time.monotonic() + 0.2)
 
     await asyncio.gather(*(settle(c) for c in clients))
+
     def dropped(c: NodeClient) -> bool:
         states = [m["current"] for m in c.seen if m.get("type") == "state"]
         first = states.index("connected")
@@ -663,3 +665,45 @@ async def test_sigkill_node_mid_burst_members_removed_clients_resume(cluster: Cl
     assert len(events_of(late, type="event", channel=channels[0])) == 1
     r = await cluster.http.get(f"/v1/orders/{orders[0]}", auth=auth)
     assert first["data"]["seq"] == r.json()["version"]
+
+
+async def test_drain_moves_clients_to_other_nodes(cluster: Cluster) -> None:
+    """``ordercast drain PID`` (SIGUSR1): /ready 503, new upgrades 503 (nginx passes them on),
+    sockets closed with 4200, and the clients reconnect through nginx to the other nodes."""
+    world = await cluster.world()
+    clients = [await cluster.pusher_js(world, channels=["drain-news"]) for _ in range(3)]
+    sockets = [await connected(c) for c in clients]
+    for c in clients:
+        await expect(c, type="subscribed", channel="drain-news")
+    drained = cluster.trial.nodes[0]
+    assert drained.proc is not None
+    os.kill(drained.proc.pid, signal.SIGUSR1)  # what `ordercast drain PID` sends
+    async with httpx.AsyncClient(base_url=drained.http, timeout=10) as h:
+        await wait_for(lambda: _status(h, "/ready", 503), 10, "the drained node's /ready says 503")
+    # The one client on the drained node reconnects elsewhere; the others stay.
+    moved = []
+    for i, c in enumerate(clients):
+        await drain_output(c, time.monotonic() + 0.3)
+        if len(events_of(c, type="connected")) > 1 or any(
+            m.get("type") == "connection_error" for m in c.seen
+        ):
+            moved.append(i)
+    assert len(moved) == 1
+    client = clients[moved[0]]
+    error = await expect(client, type="connection_error")
+    assert error["data"]["code"] == 4200
+    again = (await expect(client, n=2, type="connected"))["socket_id"]
+    assert again.split(".")[0] != sockets[moved[0]].split(".")[0]
+    await expect(client, n=2, type="subscribed", channel="drain-news")
+    # The drained node's HTTP API still answers; its trigger reaches all three clients.
+    app = world["app"]
+    sdk = await cluster.sdk(world, 0)
+    sdk.send({"op": "trigger", "channel": "drain-news", "event": "after-drain", "data": "x"})
+    assert (await sdk.next())["ok"]
+    for c in clients:
+        await expect(c, type="event", channel="drain-news", event="after-drain")
+    assert app["key"]
+
+
+async def _status(h: httpx.AsyncClient, path: str, status: int) -> bool:
+    return (await h.get(path)).status_code == status

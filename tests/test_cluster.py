@@ -35,6 +35,8 @@ import pytest_asyncio
 
 from conftest import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, REDIS_URL, need_service
 from pusher_support import NodeClient, need_node
+from test_pos_flow_e2e import ADMIN as POS_ADMIN
+from test_pos_flow_e2e import Channel, SimulatedPos, provision
 from webhooks_fixtures import FAST_RETRIES, Receiver, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +45,7 @@ from trial import Trial, nginx_binary  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ADMIN = "admin-token-for-cluster-tests"
+ADMIN = POS_ADMIN  # the POS test's provision() speaks with it too
 HEARTBEAT, NODE_TIMEOUT = 0.5, 3.0
 #: member_removed for a dead node's members: reaped within NODE_TIMEOUT + HEARTBEAT of its last
 #: beat; the rest is slack for a loaded 2-core box (a deadline for hangs, not a timing assert).
@@ -171,6 +173,8 @@ async def cluster() -> AsyncIterator[Cluster]:
             "ORDERCAST_WEBHOOK_LEASE_SECONDS": "3",
             "ORDERCAST_WEBHOOK_RETRY_SCHEDULE": FAST_RETRIES,
             "ORDERCAST_DEMO": "false",
+            "ORDERCAST_POS_CALLBACK_TIMEOUT": "2",
+            "ORDERCAST_POS_TIMER_POLL_SECONDS": "0.2",
         },
     )
     try:
@@ -496,6 +500,48 @@ async def test_webhook_burst_over_nodes_delivered_once_per_event_id(cluster: Clu
     for order_id in order_ids:
         seqs = sorted(d["seq"] for d in got if d["order_id"] == order_id)
         assert seqs == [1, 2, 3]
+
+
+async def test_pos_fire_timers_and_callback_deadlines_run_once_across_nodes(
+    cluster: Cluster,
+) -> None:
+    """Every node runs a POS timer runner on the same table: each fire timer and each
+    callback deadline runs once (a FIRE_ORDER per order, one TIMEOUT failure)."""
+    pos, channel = SimulatedPos(), Channel()
+    await pos.start()
+    await channel.start()
+
+    class Balancer:  # provision() only needs the base URL: nginx, so calls spread over nodes
+        base = cluster.trial.http
+
+    setup = await provision(Balancer(), pos, channel)  # type: ignore[arg-type]
+    try:
+        fired = [await setup.order(fire_order_in_seconds=1) for _ in range(6)]
+        silent = [await setup.order({"commit": "silent"}) for _ in range(3)]
+        for order in fired:
+            done = await setup.wait_status(order["id"], "preparing")
+            assert done["fired_by"] == "timer"
+        for order in silent:
+            failed = await setup.wait_status(order["id"], "failed")
+            assert failed["rejection_code"] == "TIMEOUT"
+        await asyncio.sleep(1.0)  # a second run of any timer would show by now
+        for order in fired:
+            assert len(pos.of(order["id"], "FIRE_ORDER")) == 1
+            assert len(pos.of(order["id"], "COMMIT_ORDER")) == 1
+        for order in silent:
+            assert pos.of(order["id"], "FIRE_ORDER") == []
+            assert [e["type"] for e in await setup.events(order["id"])].count("order.failed") == 1
+            hooks = [
+                m
+                for m in channel.received
+                if m["type"] == "order.failed" and m["data"]["order_id"] == order["id"]
+            ]
+            assert len(hooks) == 1
+        assert not [r for r in pos.received if "bad_signature" in r]
+    finally:
+        await setup.http.aclose()
+        await pos.stop()
+        await channel.stop()
 
 
 async def test_sigkill_node_mid_burst_members_removed_clients_resume(cluster: Cluster) -> None:

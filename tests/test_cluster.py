@@ -648,7 +648,8 @@ async def test_sigkill_node_mid_burst_members_removed_clients_resume(cluster: Cl
                         for m in events_of(clients[i], type="event", channel=ch)
                     ),
                     10,
-                    f"client {i} has seq {last} of {ch}",
+                    f"{'survivor' if i in survivors else 'victim'} {i} has seq {last} of {ch}: "
+                    f"{[m['data']['seq'] for m in events_of(clients[i], type='event', channel=ch)]}",
                 )
                 seqs = [m["data"]["seq"] for m in events_of(clients[i], type="event", channel=ch)]
                 assert seqs == sorted(set(seqs)), (i, seqs)  # in order, never twice

@@ -18,6 +18,7 @@ from ordercast.cluster import (
     STALE,
     VACATED,
     Departure,
+    Reaped,
     Registry,
     open_registry,
 )
@@ -121,16 +122,17 @@ async def test_dead_node_is_reaped_once_with_its_departures(nodes: Factory) -> N
     await b.join("app1", "presence-r-1", "bob", {}, True, 10)
     # b keeps beating; a stopped at t=100.
     assert await b.heartbeat(130.0, {"connections": 2}) is True
-    departures = await b.reap(cutoff=120.0)
-    assert sorted(departures, key=str) == sorted(
+    reaped = await b.reap(cutoff=120.0)
+    assert reaped.nodes == ["node-a"]
+    assert sorted(reaped.departures, key=str) == sorted(
         [
             Departure("app1", "private-a-only"),
             Departure("app1", "presence-r-1", "alice"),
         ],
         key=str,
     )
-    assert await b.reap(cutoff=120.0) == []  # exactly once, whoever asks
-    assert await a.reap(cutoff=120.0) == []
+    assert await b.reap(cutoff=120.0) == Reaped()  # exactly once, whoever asks
+    assert await a.reap(cutoff=120.0) == Reaped()
     assert await b.channels("app1") == {"shared": 1}
     assert set(await b.members("app1", "presence-r-1")) == {"both", "bob"}
     assert [n.node_id for n in await b.nodes()] == ["node-b"]
@@ -149,8 +151,9 @@ async def test_a_node_reaps_itself_on_a_clean_stop(nodes: Factory) -> None:
     a, b = await _two(nodes)
     await a.count("app1", "c1", +1)
     await a.join("app1", "presence-1", "alice", {"x": 1}, True, 10)
-    departures = await a.reap(0.0, node_id="node-a")
-    assert sorted(departures, key=str) == sorted(
+    reaped = await a.reap(0.0, node_id="node-a")
+    assert reaped.nodes == ["node-a"]
+    assert sorted(reaped.departures, key=str) == sorted(
         [Departure("app1", "c1"), Departure("app1", "presence-1", "alice")], key=str
     )
     assert [n.node_id for n in await b.nodes()] == ["node-b"]

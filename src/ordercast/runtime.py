@@ -105,13 +105,14 @@ class Runtime:
         pusher.install(gateway)
         registry = open_registry(settings.bus_url, settings.prefix, new_node_id())
         if registry.shared:  # several nodes: counts, presence and relays through Redis
-            PusherCluster(
+            cluster = PusherCluster(
                 pusher,
                 registry,
                 bus,
                 heartbeat=settings.cluster_heartbeat,
                 node_timeout=settings.cluster_node_timeout,
             )
+            cluster.on_node_lost = hub.catch_up
         runtime = cls(
             settings, store, bus, clock, ids, directory, orders, admin_token, hub, gateway
         )

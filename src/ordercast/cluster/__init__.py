@@ -38,6 +38,7 @@ __all__ = [
     "Departure",
     "Joined",
     "NodeInfo",
+    "Reaped",
     "Registry",
     "default_prefix",
     "open_registry",
@@ -74,6 +75,15 @@ class Departure:
 
 
 @dataclass(frozen=True, slots=True)
+class Reaped:
+    """The nodes a reap removed (their in-flight wake-ups may be lost: catch up from storage)
+    and what their removal undid."""
+
+    nodes: list[str] = field(default_factory=list)
+    departures: list[Departure] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     node_id: str
     last_beat: float  # unix seconds
@@ -102,7 +112,7 @@ class Registry(Protocol):
     async def subscription_count(self, app_id: str, channel: str) -> int: ...
     async def members(self, app_id: str, channel: str) -> dict[str, Any]: ...
     async def user_count(self, app_id: str, channel: str) -> int: ...
-    async def reap(self, cutoff: float, node_id: str | None = None) -> list[Departure]: ...
+    async def reap(self, cutoff: float, node_id: str | None = None) -> Reaped: ...
     async def nodes(self) -> list[NodeInfo]: ...
     async def close(self) -> None: ...
 

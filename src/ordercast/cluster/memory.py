@@ -18,6 +18,7 @@ from ordercast.cluster import (
     Departure,
     Joined,
     NodeInfo,
+    Reaped,
 )
 
 _Key = tuple[str, str]  # (app id, channel)
@@ -152,7 +153,7 @@ class MemoryRegistry:
     async def user_count(self, app_id: str, channel: str) -> int:
         return len(self.cluster.members.get((app_id, channel), {}))
 
-    async def reap(self, cutoff: float, node_id: str | None = None) -> list[Departure]:
+    async def reap(self, cutoff: float, node_id: str | None = None) -> Reaped:
         if node_id is not None:
             dead = [node_id] if node_id in self.cluster.nodes else []
         else:
@@ -173,7 +174,7 @@ class MemoryRegistry:
             for app_id, channel, user_id in sorted(node.members):
                 if self._drop_member(app_id, channel, user_id):
                     out.append(Departure(app_id, channel, user_id))
-        return out
+        return Reaped(dead, out)
 
     async def nodes(self) -> list[NodeInfo]:
         return [

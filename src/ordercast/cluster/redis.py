@@ -24,7 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ordercast.cluster import FULL, GONE, Departure, Joined, NodeInfo
+from ordercast.cluster import FULL, GONE, Departure, Joined, NodeInfo, Reaped
 from ordercast.errors import ConfigError
 
 _COUNT = """
@@ -90,7 +90,7 @@ return 1
 """
 
 # Reap the nodes whose last beat is older than ARGV[2] (or exactly node ARGV[3]).
-# Returns flat triples: app, channel, user ('' = the channel is vacated).
+# Returns {reaped node ids, flat triples: app, channel, user ('' = the channel is vacated)}.
 _REAP = """
 local P, cutoff, only = ARGV[1], ARGV[2], ARGV[3]
 local dead
@@ -130,7 +130,7 @@ for _, node in ipairs(dead) do
   redis.call('ZREM', P..'nodes', node)
   redis.call('HDEL', P..'ni', node)
 end
-return out
+return {dead, out}
 """
 
 
@@ -204,13 +204,13 @@ class RedisRegistry:
     async def user_count(self, app_id: str, channel: str) -> int:
         return int(await self._redis.hlen(f"{self.prefix}m:{app_id}:{channel}"))
 
-    async def reap(self, cutoff: float, node_id: str | None = None) -> list[Departure]:
-        flat = await self._reap(args=[self.prefix, cutoff, node_id or ""])
+    async def reap(self, cutoff: float, node_id: str | None = None) -> Reaped:
+        dead, flat = await self._reap(args=[self.prefix, cutoff, node_id or ""])
         out = []
         for i in range(0, len(flat), 3):
             user = _text(flat[i + 2])
             out.append(Departure(_text(flat[i]), _text(flat[i + 1]), user or None))
-        return out
+        return Reaped([_text(n) for n in dead], out)
 
     async def nodes(self) -> list[NodeInfo]:
         beats: list[Any] = await self._redis.zrange(f"{self.prefix}nodes", 0, -1, withscores=True)

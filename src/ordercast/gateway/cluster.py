@@ -75,6 +75,10 @@ Op = Callable[[], Awaitable[Any]]
 Done = Callable[[Any], None]
 
 
+async def _nothing() -> None:
+    return None
+
+
 def new_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -104,6 +108,9 @@ class PusherCluster:
         self._spawned: set[asyncio.Task[Any]] = set()
         self._resetting = False
         self.reaped_nodes = 0
+        #: Run when a dead node was reaped (here or on another node): the runtime points it
+        #: at the hub's catch-up (every gateway replays from storage what it may have missed).
+        self.on_node_lost: Callable[[], Awaitable[None]] = _nothing
         gateway.cluster = self
 
     # -- life -------------------------------------------------------------------------------
@@ -131,8 +138,8 @@ class PusherCluster:
                 break
             await asyncio.sleep(0.01)
         with contextlib.suppress(Exception):
-            departures = await self.registry.reap(0.0, node_id=self.node_id)
-            await self._departed(departures)
+            reaped = await self.registry.reap(0.0, node_id=self.node_id)
+            await self._departed(reaped.departures)
             await self._flush_relay_now()
         for task in self._tasks:
             task.cancel()
@@ -360,6 +367,9 @@ class PusherCluster:
             return
         gw = self.gateway
         for op in payload.get("ops") or ():
+            if op.get("o") == "c":
+                self._spawn(self.on_node_lost())
+                continue
             state = gw.apps.get(op.get("a", ""))
             if state is None:
                 continue  # no socket of that app here
@@ -439,11 +449,20 @@ class PusherCluster:
                 now = time.time()
                 if not await self.registry.heartbeat(now, self._info()):
                     self._reset()
-                departures = await self.registry.reap(now - self.node_timeout)
-                if departures:
-                    self.reaped_nodes += 1
-                    log.warning("reaped a silent node: %d departures", len(departures))
-                    await self._departed(departures)
+                reaped = await self.registry.reap(now - self.node_timeout)
+                if reaped.nodes:
+                    self.reaped_nodes += len(reaped.nodes)
+                    log.warning(
+                        "reaped silent node(s) %s: %d departures",
+                        ", ".join(reaped.nodes),
+                        len(reaped.departures),
+                    )
+                    await self._departed(reaped.departures)
+                    # A node killed between a commit and its bus publish left events no one
+                    # was woken for: every node catches up from storage by seq.
+                    if self.registry.shared:
+                        self._queue_relay({"o": "c", "a": ""})
+                    await self.on_node_lost()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -76,6 +76,12 @@ class Hub:
         for consumer in self.consumers:
             await _call(consumer.on_message, message)
 
+    async def catch_up(self) -> None:
+        """Tell every consumer to catch up from storage, as after a lagged listener (a dead
+        node may have committed events whose bus message never went out)."""
+        for consumer in self.consumers:
+            await _call(consumer.on_lagged)
+
     async def _pump(self, listener: BusListener) -> None:
         async for message in listener:
             await self.dispatch(message)

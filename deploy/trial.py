@@ -115,6 +115,7 @@ class Trial:
     nginx: asyncio.subprocess.Process | None = None
     http_port: int = 0
     ws_port: int = 0
+    stop_times: dict[str, float] = field(default_factory=dict)  # seconds until each exited
 
     @property
     def http(self) -> str:
@@ -206,7 +207,10 @@ class Trial:
         for node in self.nodes:
             if node.proc is not None and node.proc.returncode is None:
                 node.proc.send_signal(signal.SIGTERM)
-        for proc in [self.nginx] + [n.proc for n in self.nodes]:
+        started = time.monotonic()
+        for name, proc in [("nginx", self.nginx)] + [
+            (f"node{n.index}", n.proc) for n in self.nodes
+        ]:
             if proc is None:
                 continue
             try:
@@ -214,6 +218,7 @@ class Trial:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+            self.stop_times[name] = round(time.monotonic() - started, 2)
 
     def logs(self) -> str:
         """Every node's and nginx's log (for a failing test's report)."""
@@ -283,7 +288,9 @@ def main() -> None:
     run.add_argument("--database-url", required=True)
     run.add_argument("--bus-url", required=True)
     default_bin = Path(sys.executable).with_name("ordercast")
-    run.add_argument("--ordercast", default=str(default_bin) if default_bin.exists() else "ordercast")
+    run.add_argument(
+        "--ordercast", default=str(default_bin) if default_bin.exists() else "ordercast"
+    )
     conf = sub.add_parser("nginx-config", help="print the nginx http-context file")
     conf.add_argument("--node", action="append", required=True, help="HOST:HTTP_PORT:WS_PORT")
     conf.add_argument("--http-listen", default="80")

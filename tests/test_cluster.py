@@ -190,8 +190,11 @@ async def cluster() -> AsyncIterator[Cluster]:
         print(trial.logs())
         raise
     finally:
+        t0 = time.monotonic()
         await trial.stop()
+        print("cluster stop:", trial.stop_times)
         await receiver.stop()
+        print("teardown", time.monotonic() - t0)
         conn = await asyncpg.connect(admin_dsn)
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway import stomp as stomp_gateway
+from ordercast.gateway.pusher import pusher_of
 from ordercast.gateway.server import MAX_FRAME_SIZE
 from ordercast.runtime import Runtime
 from ordercast.services.directory import app_dict
@@ -166,6 +167,9 @@ async def _serve(settings: Settings) -> None:
         console.print(f"[bold green]ordercast[/bold green] is starting ({settings.mode} mode)")
         console.print(f"  storage      {settings.database_url}")
         console.print(f"  bus          {settings.bus_url}")
+        cluster = pusher_of(runtime.gateway).cluster
+        if cluster.registry.shared:
+            console.print(f"  cluster      node {cluster.node_id} (prefix {settings.prefix})")
         console.print(f"  HTTP API     {base}/v1")
         console.print(f"  API docs     {base}/docs  (OpenAPI: {base}/openapi.json)")
         console.print(

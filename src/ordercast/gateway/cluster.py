@@ -437,18 +437,30 @@ class PusherCluster:
         return out
 
     async def nodes(self) -> list[NodeInfo]:
-        """Live nodes with their last reported connection counts (for the console)."""
+        """Live nodes with what each reported on its last beat (for the console)."""
         return await self.registry.nodes()
+
+    async def connections(self) -> dict[str, int]:
+        """Pusher connections per live node (as of each node's last beat; this node: now)."""
+        out = {n.node_id: int(n.info.get("connections", 0)) for n in await self.nodes()}
+        out[self.node_id] = len(self.gateway.connections)
+        return out
 
     # -- liveness ---------------------------------------------------------------------------------
 
     async def _run_beats(self) -> None:
+        # A node reaps others only after beating without a failure for node_timeout: after
+        # a Redis outage every node's last beat is old, and the first one back must not
+        # declare the others dead before they had a chance to beat again.
+        beating_since = time.monotonic()
         while True:
             await asyncio.sleep(self.heartbeat)
             try:
                 now = time.time()
                 if not await self.registry.heartbeat(now, self._info()):
                     self._reset()
+                if time.monotonic() - beating_since < self.node_timeout:
+                    continue
                 reaped = await self.registry.reap(now - self.node_timeout)
                 if reaped.nodes:
                     self.reaped_nodes += len(reaped.nodes)
@@ -467,6 +479,7 @@ class PusherCluster:
                 raise
             except Exception:
                 log.exception("cluster heartbeat failed")
+                beating_since = time.monotonic()
 
     async def _departed(self, departures: list[Departure]) -> None:
         """A dead node's members and channels, reaped by this node: tell everyone once."""

@@ -361,14 +361,18 @@ class PusherCluster:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def on_remote(self, payload: dict[str, Any]) -> None:
-        """Another node's relayed ops (from the bus, via the gateway's hub consumer)."""
-        if payload.get("node") == self.node_id:
-            return
+    def on_remote(self, payload: dict[str, Any]) -> Awaitable[None] | None:
+        """Relayed ops from the bus, via the gateway's hub consumer: another node's fan-out,
+        or (from any node, this one too) "a node died: catch up", which the hub awaits in
+        line with the other messages, so a catch-up never races a live delivery."""
+        mine = payload.get("node") == self.node_id
+        catch_up = False
         gw = self.gateway
         for op in payload.get("ops") or ():
             if op.get("o") == "c":
-                self._spawn(self.on_node_lost())
+                catch_up = True
+                continue
+            if mine:
                 continue
             state = gw.apps.get(op.get("a", ""))
             if state is None:
@@ -383,6 +387,7 @@ class PusherCluster:
                     gw.fanout(channel, frame, exclude)
             elif op.get("o") == "t":
                 gw.terminate_user(state, op["u"])
+        return self.on_node_lost() if catch_up else None
 
     # -- the HTTP API ---------------------------------------------------------------------------
 
@@ -471,10 +476,9 @@ class PusherCluster:
                     )
                     await self._departed(reaped.departures)
                     # A node killed between a commit and its bus publish left events no one
-                    # was woken for: every node catches up from storage by seq.
+                    # was woken for: every node (this one too) catches up from storage.
                     if self.registry.shared:
                         self._queue_relay({"o": "c", "a": ""})
-                    await self.on_node_lost()
             except asyncio.CancelledError:
                 raise
             except Exception:

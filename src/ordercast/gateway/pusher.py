@@ -686,7 +686,7 @@ class PusherGateway:
                 return self._with_location(message)
             self._deliver_order(message.payload, location)
         elif message.kind == BUS_KIND:
-            self.cluster.on_remote(message.payload)
+            return self.cluster.on_remote(message.payload)
         elif message.kind == "location":
             loc = message.payload.get("location") or {}
             if loc.get("id"):

@@ -1,0 +1,116 @@
+"""Two nodes in one process (PostgreSQL + Redis, their own key prefix): a node that dies
+between committing an order change and publishing its wake-up leaves no gap. When a live node
+reaps it, every node catches up from storage by seq, so a Pusher subscriber on the other node
+gets the change it was never woken for — once.
+
+The dead node is simulated exactly: its bus publish is dropped for one change, then its
+heartbeats stop without a clean leave (its cluster tasks are cancelled, as by SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import websockets
+
+from conftest import make_channel_app
+from ordercast.gateway.pusher import pusher_of
+from ordercast.ports import BusMessage
+from ordercast.protocols.pusher import sign_channel
+from ordercast.runtime import Runtime
+from ordercast.settings import Settings
+
+
+class DroppedBus:
+    """A publish that never happens: the node died right after its commit."""
+
+    async def publish(self, message: BusMessage) -> None:
+        return None
+
+
+@pytest.fixture
+async def nodes(pg_url: str, redis_url: str) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    common: dict[str, Any] = {
+        "database_url": pg_url,
+        "bus_url": redis_url,
+        "bus_prefix": f"octest:{secrets.token_hex(4)}:",
+        "admin_token": "admin-token-for-tests",
+        "secret_key": "catch-up-test-secret-key",
+        "cluster_heartbeat": 0.2,
+        "cluster_node_timeout": 1.0,
+    }
+    a = await Runtime.open(Settings(**common))
+    b = await Runtime.open(Settings(**common))
+    for rt in (a, b):
+        await rt.gateway.start(host="127.0.0.1", port=0)
+    try:
+        yield a, b
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_a_dead_nodes_unannounced_change_reaches_subscribers_once(
+    nodes: tuple[Runtime, Runtime],
+) -> None:
+    a, b = nodes
+    app = await make_channel_app(a)
+    order = await a.orders.create(
+        app.principal,
+        {
+            "location_id": app.location_id,
+            "type": "pickup",
+            "items": [{"pos_id": "b", "name": "B", "quantity": 1, "unit_price": 100}],
+            "consumer": {"name": "Ada"},
+        },
+    )
+    channel = f"private-o-{order.id}"
+    seqs: list[int] = []
+    async with websockets.connect(f"{b.gateway.url()}/app/{app.key}?protocol=7") as ws:
+        hello = json.loads(await ws.recv())
+        socket_id = json.loads(hello["data"])["socket_id"]
+        auth = sign_channel(app.key, app.secret, socket_id, channel)
+        await ws.send(
+            json.dumps({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}})
+        )
+
+        async def read_until(seq: int, within: float) -> bool:
+            deadline = time.monotonic() + within
+            while time.monotonic() < deadline:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+                except TimeoutError:
+                    return False
+                msg = json.loads(raw)
+                if msg.get("channel") == channel and not msg["event"].startswith("pusher"):
+                    seqs.append(json.loads(msg["data"])["seq"])
+                    if seqs[-1] >= seq:
+                        return True
+            return False
+
+        # A change on node A reaches the subscriber on node B through Redis.
+        await a.orders.note(app.principal, order.id, text="on the grill")
+        assert await read_until(2, 10)
+        # Node A commits a change and dies before its wake-up goes out.
+        a.orders.bus = DroppedBus()  # type: ignore[assignment]
+        await a.orders.note(app.principal, order.id, text="never announced")
+        assert not await read_until(3, 0.5)  # nothing woke node B
+        cluster_a = pusher_of(a.gateway).cluster
+        cluster_b = pusher_of(b.gateway).cluster
+        assert sorted(await cluster_b.connections()) == sorted(
+            [cluster_a.node_id, cluster_b.node_id]
+        )
+        assert (await cluster_b.connections())[cluster_b.node_id] == 1
+        for task in cluster_a._tasks:  # SIGKILL: no more beats, no clean leave
+            task.cancel()
+        cluster_a._tasks = []
+        # B reaps A within timeout + beat and every node catches up from storage.
+        assert await read_until(3, 10), seqs
+        assert not await read_until(4, 0.5)
+    assert seqs[-2:] == [2, 3] and seqs.count(3) == 1
+    assert [n.node_id for n in await cluster_b.nodes()] == [cluster_b.node_id]

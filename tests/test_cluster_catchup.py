@@ -1,10 +1,13 @@
-"""Two nodes in one process (PostgreSQL + Redis, their own key prefix): a node that dies
-between committing an order change and publishing its wake-up leaves no gap. When a live node
-reaps it, every node catches up from storage by seq, so a Pusher subscriber on the other node
-gets the change it was never woken for — once.
+"""Two nodes in one process (PostgreSQL + Redis, their own key prefix).
 
-The dead node is simulated exactly: its bus publish is dropped for one change, then its
-heartbeats stop without a clean leave (its cluster tasks are cancelled, as by SIGKILL)."""
+* A node that dies between committing an order change and publishing its wake-up leaves no
+  gap: when a live node reaps it, every node catches up from storage by seq, so a Pusher
+  subscriber on the other node gets the change it was never woken for — once. (The dead node
+  is simulated exactly: its bus publish is dropped for one change, then its heartbeats stop
+  without a clean leave: its cluster tasks are cancelled, as by SIGKILL.)
+* A presence member that leaves one node and is back on another within the webhook hold
+  (1 s) gets no member_removed webhook, and the channel no channel_vacated: the held events
+  are re-checked against the cluster's roster when due."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from ordercast.ports import BusMessage
 from ordercast.protocols.pusher import sign_channel
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
+from webhooks_fixtures import Receiver, wait_for
 
 
 class DroppedBus:
@@ -43,6 +47,8 @@ async def nodes(pg_url: str, redis_url: str) -> AsyncIterator[tuple[Runtime, Run
         "secret_key": "catch-up-test-secret-key",
         "cluster_heartbeat": 0.2,
         "cluster_node_timeout": 1.0,
+        "webhook_allow_cidrs": "127.0.0.0/8",
+        "webhook_poll_seconds": 0.1,
     }
     a = await Runtime.open(Settings(**common))
     b = await Runtime.open(Settings(**common))
@@ -114,3 +120,65 @@ async def test_a_dead_nodes_unannounced_change_reaches_subscribers_once(
         assert not await read_until(4, 0.5)
     assert seqs[-2:] == [2, 3] and seqs.count(3) == 1
     assert [n.node_id for n in await cluster_b.nodes()] == [cluster_b.node_id]
+
+
+async def _presence_socket(
+    rt: Runtime, key: str, secret: str, channel: str, user_id: str
+) -> websockets.ClientConnection:
+    ws = await websockets.connect(f"{rt.gateway.url()}/app/{key}?protocol=7")
+    hello = json.loads(await ws.recv())
+    socket_id = json.loads(hello["data"])["socket_id"]
+    data = json.dumps({"user_id": user_id, "user_info": {"name": user_id}})
+    auth = sign_channel(key, secret, socket_id, channel, data)
+    await ws.send(
+        json.dumps(
+            {
+                "event": "pusher:subscribe",
+                "data": {"channel": channel, "auth": auth, "channel_data": data},
+            }
+        )
+    )
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if msg["event"] == "pusher_internal:subscription_succeeded":
+            return ws
+
+
+async def test_a_member_back_on_another_node_within_the_hold_is_not_removed(
+    nodes: tuple[Runtime, Runtime],
+) -> None:
+    a, b = nodes
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        await a.start_delivery()
+        app = await make_channel_app(a)
+        assert a.webhooks is not None
+        await a.webhooks.create_endpoint(
+            app.principal, app.app_id, url=f"{receiver.url}", dialect="pusher"
+        )
+        channel = f"presence-r-{app.location_id}"
+
+        def hooks() -> list[tuple[str, str | None]]:
+            return [
+                (e["name"], e.get("user_id"))
+                for item in receiver.received
+                for e in item.json["events"]
+                if e.get("channel") == channel
+            ]
+
+        first = await _presence_socket(a, app.key, app.secret, channel, "ada")
+        await wait_for(lambda: ("member_added", "ada") in hooks(), 15, "member_added")
+        # Ada's page reloads: her socket on node A closes, the new one lands on node B.
+        await first.close()
+        second = await _presence_socket(b, app.key, app.secret, channel, "ada")
+        await asyncio.sleep(2.5)  # past the 1 s hold and a delivery poll
+        assert ("member_removed", "ada") not in hooks()
+        assert ("channel_vacated", None) not in hooks()
+        # Her real leave is reported, once.
+        await second.close()
+        await wait_for(lambda: ("channel_vacated", None) in hooks(), 15, "channel_vacated")
+        assert hooks().count(("member_removed", "ada")) == 1
+        assert hooks().count(("channel_occupied", None)) in (1, 2)  # B may count first
+    finally:
+        await receiver.stop()

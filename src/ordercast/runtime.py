@@ -118,6 +118,9 @@ class Runtime:
         )
         runtime.doshii_auth = doshii_auth
         runtime._open_webhooks()
+        if runtime.pusher_webhooks is not None and registry.shared:
+            # a held vacated/removed webhook is dropped if the cluster undid it meanwhile
+            runtime.pusher_webhooks.recheck = pusher.cluster.still_true
         runtime._open_pos_flow()
         if isinstance(store, SqlStore):
             runtime.accounts = AccountService(

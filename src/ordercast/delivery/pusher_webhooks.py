@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from ordercast.dialects import matches
@@ -66,11 +66,16 @@ class PusherWebhooks:
         self.clock = clock
         # Called with the number of rows written, after they committed (wakes the worker).
         self.on_enqueue: list[Callable[[int], None]] = []
+        # Cluster mode: asked, when a held channel_vacated/member_removed is due, whether it
+        # is still true for the whole cluster (the user may have come back on another node
+        # within the delay); False drops it. Set by the runtime (gateway/cluster.py).
+        self.recheck: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
         self._ready: dict[str, list[dict[str, Any]]] = {}  # app id -> events, in order
         self._held: dict[tuple[str, ...], tuple[str, dict[str, Any], asyncio.TimerHandle]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[int]] = set()
+        self._checks: set[asyncio.Task[None]] = set()
         self.dropped = 0
 
     # -- the sink -------------------------------------------------------------------------
@@ -102,8 +107,24 @@ class PusherWebhooks:
 
     def _release(self, key: tuple[str, ...]) -> None:
         held = self._held.pop(key, None)
-        if held is not None:
+        if held is None:
+            return
+        if self.recheck is None:
             self._push(held[0], held[1])
+            return
+        task = asyncio.ensure_future(self._recheck_then_push(held[0], held[1]))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _recheck_then_push(self, app_id: str, event: dict[str, Any]) -> None:
+        assert self.recheck is not None
+        try:
+            still = await self.recheck(app_id, event)
+        except Exception:
+            log.exception("pusher webhooks: cluster re-check failed; sending the event")
+            still = True
+        if still:
+            self._push(app_id, event)
 
     def _push(self, app_id: str, event: dict[str, Any]) -> None:
         if self._count() >= MAX_BUFFERED:
@@ -194,6 +215,8 @@ class PusherWebhooks:
             held = self._held.pop(key)
             held[2].cancel()
             self._ready.setdefault(held[0], []).append(held[1])
+        if self._checks:
+            await asyncio.gather(*self._checks, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flush()

@@ -441,6 +441,16 @@ class PusherCluster:
                 out.update(self.gateway.channel_info(state, name, ("cache",)))
         return out
 
+    async def still_true(self, app_id: str, event: dict[str, Any]) -> bool:
+        """For a held channel_vacated/member_removed webhook: is it still so in the cluster?
+        (A client that reconnects within the hold often lands on another node.)"""
+        channel = str(event.get("channel", ""))
+        if event.get("name") == "channel_vacated":
+            return await self.registry.subscription_count(app_id, channel) == 0
+        if event.get("name") == "member_removed":
+            return str(event.get("user_id")) not in await self.registry.members(app_id, channel)
+        return True
+
     async def nodes(self) -> list[NodeInfo]:
         """Live nodes with what each reported on its last beat (for the console)."""
         return await self.registry.nodes()

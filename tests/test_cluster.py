@@ -738,13 +738,14 @@ async def test_drain_moves_clients_to_other_nodes(cluster: Cluster) -> None:
             m.get("type") == "connection_error" for m in c.seen
         ):
             moved.append(i)
-    assert len(moved) == 1
-    client = clients[moved[0]]
-    error = await expect(client, type="connection_error")
-    assert error["data"]["code"] == 4200
-    again = (await expect(client, n=2, type="connected"))["socket_id"]
-    assert again.split(".")[0] != sockets[moved[0]].split(".")[0]
-    await expect(client, n=2, type="subscribed", channel="drain-news")
+    # (one with three live nodes; two if nginx still counts the restarted node as failed)
+    assert 1 <= len(moved) < len(clients)
+    for i in moved:
+        error = await expect(clients[i], type="connection_error")
+        assert error["data"]["code"] == 4200
+        again = (await expect(clients[i], n=2, type="connected"))["socket_id"]
+        assert again.split(".")[0] != sockets[i].split(".")[0]
+        await expect(clients[i], n=2, type="subscribed", channel="drain-news")
     # The drained node's HTTP API still answers; its trigger reaches all three clients.
     app = world["app"]
     sdk = await cluster.sdk(world, 0)

@@ -251,7 +251,8 @@ class PusherCluster:
         if joined.result in (FULL, GONE) or not pending:
             user_id = state.roster.leave(name, conn.socket_id)
             if user_id is not None and joined.result not in (FULL, GONE):
-                self.left(state, name, user_id)
+                # gone before it was confirmed: if it was announced nowhere, leave quietly
+                self.left(state, name, user_id, quiet=joined.result == ADDED)
             if joined.result == FULL and pending:
                 session.subscription_error(
                     name,
@@ -278,12 +279,14 @@ class PusherCluster:
         session.subscription_succeeded(name, joined.members)
         conn.flush()
 
-    def left(self, state: AppState, name: str, user_id: str) -> None:
+    def left(self, state: AppState, name: str, user_id: str, quiet: bool = False) -> None:
         """The node's last socket of ``user_id`` left presence channel ``name``."""
         app_id = state.app.id
         self._submit(
             lambda: self.registry.leave(app_id, name, user_id),
-            lambda removed: self._member_gone(state, name, user_id) if removed else None,
+            lambda removed: (
+                self._member_gone(state, name, user_id) if removed and not quiet else None
+            ),
         )
 
     def _member_gone(self, state: AppState, name: str, user_id: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordercast.cluster import (
+from ordercast.cluster.types import (
     ADDED,
     FULL,
     GONE,

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ordercast.cluster import FULL, GONE, Departure, Joined, NodeInfo, Reaped
+from ordercast.cluster.types import FULL, GONE, Departure, Joined, NodeInfo, Reaped
 from ordercast.errors import ConfigError
 
 _COUNT = """

@@ -37,7 +37,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from ordercast.cluster import (
     ADDED,
@@ -62,8 +62,11 @@ from ordercast.protocols.pusher import (
 )
 from ordercast.protocols.pusher.httpapi import TriggerEvent
 
-if TYPE_CHECKING:
-    from ordercast.gateway.pusher import AppState, PusherConnection, PusherGateway
+# The Pusher gateway's own objects. gateway/pusher.py imports this module (its default
+# one-node cluster), so they are not imported here: no import cycle, even for type checking.
+AppState = Any
+PusherConnection = Any
+PusherGateway = Any
 
 __all__ = ["BUS_KIND", "PusherCluster", "new_node_id"]
 

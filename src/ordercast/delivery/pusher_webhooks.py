@@ -76,6 +76,7 @@ class PusherWebhooks:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[int]] = set()
         self._checks: set[asyncio.Task[None]] = set()
+        self._last_check: asyncio.Task[None] | None = None
         self.dropped = 0
 
     # -- the sink -------------------------------------------------------------------------
@@ -112,17 +113,24 @@ class PusherWebhooks:
         if self.recheck is None:
             self._push(held[0], held[1])
             return
-        task = asyncio.ensure_future(self._recheck_then_push(held[0], held[1]))
+        # Checks run concurrently, but push in the order the events were released.
+        before = self._last_check
+        task = asyncio.ensure_future(self._recheck_then_push(held[0], held[1], before))
+        self._last_check = task
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
 
-    async def _recheck_then_push(self, app_id: str, event: dict[str, Any]) -> None:
+    async def _recheck_then_push(
+        self, app_id: str, event: dict[str, Any], before: asyncio.Task[None] | None
+    ) -> None:
         assert self.recheck is not None
         try:
             still = await self.recheck(app_id, event)
         except Exception:
             log.exception("pusher webhooks: cluster re-check failed; sending the event")
             still = True
+        if before is not None and not before.done():
+            await asyncio.wait([before])
         if still:
             self._push(app_id, event)
 

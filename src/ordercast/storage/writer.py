@@ -34,17 +34,20 @@ OS keeps across a process crash, exactly as before).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 # A job's outcome: (True, value) or (False, exception).
 Outcome = tuple[bool, Any]
+# A batch handed to the writer thread: its jobs, and where and how to answer.
+Batch = tuple[list[Job], asyncio.AbstractEventLoop, "asyncio.Future[list[Outcome]]"]
 
 # How many queued jobs one transaction takes at most (bounds the latency of the first).
 MAX_BATCH = 128
@@ -71,7 +74,13 @@ class SqliteWriter:
 
     def __init__(self, path: str, lock: asyncio.Lock) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ordercast-sqlite-writer")
+        # The writer thread and its inbox (None asks it to close the connection and end).
+        # Not a ThreadPoolExecutor: run_in_executor's concurrent Future, its chaining to an
+        # asyncio future and the executor's bookkeeping cost ~3x this queue's hand-off
+        # (~21-30 vs ~9 us of CPU a batch, and at a few hundred changes/s nearly every
+        # change is a batch of its own: docs/profiles/rush-2026-12-03.md).
+        self._inbox: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None  # only touched on the writer thread
         self._lock = lock
         self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
@@ -92,8 +101,12 @@ class SqliteWriter:
             await asyncio.shield(self._drainer)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._checkpointer.stop)
-        await loop.run_in_executor(self._executor, self._close_sync)
-        self._executor.shutdown(wait=True)
+        thread, self._thread = self._thread, None
+        if thread is None:
+            self._close_sync()
+        else:
+            self._inbox.put(None)
+            await loop.run_in_executor(None, thread.join)
 
     # -- on the event loop ---------------------------------------------------------------
 
@@ -108,8 +121,10 @@ class SqliteWriter:
                     if not batch:
                         continue
                     jobs = [job for job, _ in batch]
+                    answer: asyncio.Future[list[Outcome]] = loop.create_future()
+                    self._hand_over((jobs, loop, answer))
                     try:
-                        outcomes = await loop.run_in_executor(self._executor, self._apply, jobs)
+                        outcomes = await answer
                     except BaseException:  # cancelled: the outcome is unknown to us
                         for _, future in batch:
                             future.cancel()
@@ -128,7 +143,26 @@ class SqliteWriter:
                     future.cancel()
                 self._queue.clear()
 
+    def _hand_over(self, batch: Batch) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._serve, name="ordercast-sqlite-writer", daemon=True
+            )
+            self._thread.start()
+        self._inbox.put(batch)
+
     # -- on the writer thread ------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while (batch := self._inbox.get()) is not None:
+            jobs, loop, answer = batch
+            try:
+                result: Outcome = (True, self._apply(jobs))
+            except BaseException as exc:  # handed to the waiting caller
+                result = (False, exc)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+                loop.call_soon_threadsafe(_answer, answer, result)
+        self._close_sync()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -181,6 +215,17 @@ class SqliteWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _answer(future: asyncio.Future[Any], result: Outcome) -> None:
+    """On the loop: the writer thread's answer to a batch (unless its waiter gave up)."""
+    if future.done():
+        return
+    ok, value = result
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class Checkpointer:

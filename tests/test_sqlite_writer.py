@@ -1,0 +1,91 @@
+"""The SQLite writer's thread: transactions run off the event loop (a write that blocks on
+the disk must not stall every socket: docs/profiles/rush-2026-12-03.md), in submission
+order, and every caller gets its own outcome, a cancelled one included."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordercast.storage.writer import SqliteWriter
+
+
+def _setup(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)")
+    conn.commit()
+    conn.close()
+
+
+def _insert(v: str, pause: float = 0.0):  # type: ignore[no-untyped-def]
+    def job(conn: sqlite3.Connection) -> tuple[int, str]:
+        cur = conn.execute("INSERT INTO t (v) VALUES (?)", (v,))
+        time.sleep(pause)  # a write the disk holds up
+        return int(cur.lastrowid or 0), threading.current_thread().name
+
+    return job
+
+
+def _rows(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT v FROM t ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def test_batches_run_off_the_loop_in_order_each_with_its_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    _setup(path)
+    writer = SqliteWriter(str(path), asyncio.Lock())
+    try:
+        slow = asyncio.ensure_future(writer.run(_insert("slow", pause=0.3)))
+        ticks = 0
+        while not slow.done():  # the loop runs while the writer's transaction is held up
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks >= 10
+        assert slow.result() == (1, "ordercast-sqlite-writer")
+        results = await asyncio.gather(
+            *(writer.run(_insert(f"v{i}")) for i in range(10)),
+            writer.run(_insert("v3")),  # UNIQUE violation: fails alone
+            writer.run(_insert("last")),
+            return_exceptions=True,
+        )
+        assert [r[0] for r in results[:10]] == list(range(2, 12))  # type: ignore[index]
+        assert isinstance(results[10], sqlite3.IntegrityError)
+        assert results[11] == (12, "ordercast-sqlite-writer")
+    finally:
+        await writer.close()
+    assert _rows(path) == ["slow", *(f"v{i}" for i in range(10)), "last"]
+
+
+async def test_a_caller_cancelled_while_its_batch_runs(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    _setup(path)
+    writer = SqliteWriter(str(path), asyncio.Lock())
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    try:
+        slow = asyncio.ensure_future(writer.run(_insert("slow", pause=0.2)))
+        await asyncio.sleep(0.05)  # the batch is on the writer thread now
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        # The writer goes on: the next caller gets its answer, the late one is dropped.
+        assert (await asyncio.wait_for(writer.run(_insert("next")), 10))[1] == (
+            "ordercast-sqlite-writer"
+        )
+    finally:
+        await writer.close()
+        loop.set_exception_handler(None)
+    assert errors == []
+    assert _rows(path) == ["slow", "next"]  # committed: cancelling cannot undo a COMMIT

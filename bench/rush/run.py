@@ -141,12 +141,16 @@ def database(kind: str, tmp: str) -> Iterator[str]:
     sys.path.insert(0, str(ROOT / "bench"))
     from _db import bench_database  # type: ignore[import-not-found]
 
+    # One loop for both ends: asyncio.run would close its loop after __aenter__, finalizing
+    # the context manager's generator (its ``finally`` drops the database at once).
+    loop = asyncio.new_event_loop()
     cm = bench_database("postgresql")
-    url = asyncio.run(cm.__aenter__())
+    url = loop.run_until_complete(cm.__aenter__())
     try:
         yield url
     finally:
-        asyncio.run(cm.__aexit__(None, None, None))
+        loop.run_until_complete(cm.__aexit__(None, None, None))
+        loop.close()
 
 
 # -- the world --------------------------------------------------------------------------------

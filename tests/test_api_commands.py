@@ -189,7 +189,9 @@ async def _run(tmp: Path, fast: bool, ids: CountingIds) -> dict[str, Any]:
             answers = []
             for method, path, headers, content in _requests(oid, auth, other, "admin-token"):
                 r = await http.request(method, path, headers=headers, content=content)
-                answers.append((method, path, r.status_code, r.headers.multi_items(), r.content))
+                # Every header but the request id (new for each request).
+                kept = [(k, v) for k, v in r.headers.multi_items() if k != "x-request-id"]
+                answers.append((method, path, r.status_code, kept, r.content))
             after = _http_counts()
             events = (await http.get(f"/v1/orders/{oid}/events", headers=auth)).json()
         deltas = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k)}
@@ -253,7 +255,8 @@ async def _asgi(
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"test"), *headers],
+        # A fixed request id: the response echoes it (a new one would differ per run).
+        "headers": [(b"host", b"test"), (b"x-request-id", b"req-1"), *headers],
         "client": ("127.0.0.1", 1),
         "server": ("test", 80),
         "state": {},

@@ -8,16 +8,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ordercast import __version__, metrics
+from ordercast import __version__, metrics, observability
 from ordercast.api import (
     admin,
     commands,
+    dashboard,
     doshii,
     errors,
     oauth,
+    openapi,
     orderingstack,
     orders,
     pos,
@@ -26,6 +29,7 @@ from ordercast.api import (
 )
 from ordercast.api.errors import problem
 from ordercast.gateway.stomp_http import StompOverHttp
+from ordercast.logs import RequestLog
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
 
@@ -50,20 +54,27 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
             return
         opened = await Runtime.open(settings or Settings())
         app.state.runtime = opened
+        observability.install(opened)
         try:
             yield
         finally:
             await opened.close()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from the assets fastapi-offline ships: no CDN.
+    app = FastAPIOffline(
         title="ordercast",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        static_url="/docs-assets",
+        swagger_ui_parameters={"persistAuthorization": True},
     )
     if runtime is not None:
         app.state.runtime = runtime
+        if hasattr(runtime, "hub"):  # an opened runtime (tests also pass bare ones)
+            observability.install(runtime)
     errors.install(app)
+    openapi.install(app)
     app.include_router(admin.router)
     app.include_router(orders.router)
     app.include_router(pusher.router)
@@ -72,13 +83,16 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.include_router(doshii.router)
     app.include_router(oauth.router)
     app.include_router(orderingstack.router)
+    app.include_router(dashboard.router)
+    dashboard.mount_assets(app)
 
     # The order commands as plain Starlette endpoints, matched before FastAPI's routes
     # (api/commands.py says why).
     app.router.routes[0:0] = commands.routes()
     app.add_middleware(metrics.HttpMetrics)
+    app.add_middleware(RequestLog)  # one log line per request, with its id
     # Outermost: STOMP over WebSocket and SockJS at /ws and /websocket (long-lived
-    # connections, outside the request metrics).
+    # connections, outside the request metrics and logs).
     app.add_middleware(StompOverHttp, api=app)
 
     @app.get("/health", tags=["system"])
@@ -106,7 +120,11 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
         return await health(request)
 
     @app.get("/metrics", tags=["system"])
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        """Prometheus text: HTTP, connections, fan-out, webhooks, outbox, bus, POS timers,
+        logins and the process (see the README for what to alert on)."""
+        rt: Runtime = request.app.state.runtime
+        await metrics.refresh(observability.install(rt))
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app

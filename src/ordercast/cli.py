@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
-import logging
+import shlex
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -16,10 +18,12 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from ordercast import observability
 from ordercast.errors import ConfigError, OrdercastError
 from ordercast.gateway import stomp as stomp_gateway
 from ordercast.gateway.pusher import pusher_of
 from ordercast.gateway.server import MAX_FRAME_SIZE
+from ordercast.logs import configure_logging
 from ordercast.runtime import Runtime
 from ordercast.services.directory import app_dict
 from ordercast.settings import Settings, load_settings
@@ -32,12 +36,78 @@ tenants_cli = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 cli.add_typer(apps_cli, name="apps")
 cli.add_typer(tenants_cli, name="tenants")
 console = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _default(name: str) -> str:
+    """A setting's default as ``--help`` shows it (from the one Settings model)."""
+    return str(Settings.model_fields[name].default)
+
+
+def _env(name: str) -> str:
+    return f"ORDERCAST_{name.upper()}"
+
 
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="sqlite:///path.db or postgresql://…")
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar=_env("database_url"),
+        show_default=_default("database_url"),
+        help="sqlite:///path.db or postgresql://user@host:5432/db",
+    ),
 ]
-BusUrl = Annotated[str | None, typer.Option("--bus-url", help="memory:// or redis://host:6379/0")]
+BusUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--bus-url",
+        envvar=_env("bus_url"),
+        show_default=_default("bus_url"),
+        help="memory:// (one process) or redis://host:6379/0 (several)",
+    ),
+]
+Host = Annotated[
+    str | None,
+    typer.Option(
+        "--host", envvar=_env("host"), show_default=_default("host"), help="address to bind"
+    ),
+]
+HttpPort = Annotated[
+    int | None,
+    typer.Option(
+        "--http-port",
+        envvar=_env("http_port"),
+        show_default=_default("http_port"),
+        help="HTTP port: REST API, docs, metrics, dashboard",
+    ),
+]
+WsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--ws-port",
+        envvar=_env("ws_port"),
+        show_default=_default("ws_port"),
+        help="WebSocket gateway port: Pusher and STOMP",
+    ),
+]
+LogJson = Annotated[
+    bool | None,
+    typer.Option(
+        "--log-json/--log-text",
+        envvar=_env("log_json"),
+        show_default="text",
+        help="one JSON object per log line (for log shippers) or readable text",
+    ),
+]
+LogLevel = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        envvar=_env("log_level"),
+        show_default=_default("log_level"),
+        help="debug, info, warning or error",
+    ),
+]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -86,9 +156,9 @@ def _print_demo(demo: dict[str, Any], settings: Settings, admin_token: str) -> N
 
 @cli.command()
 def run(
-    host: Annotated[str | None, typer.Option("--host", help="address to bind")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port")] = None,
-    ws_port: Annotated[int | None, typer.Option("--ws-port")] = None,
+    host: Host = None,
+    http_port: HttpPort = None,
+    ws_port: WsPort = None,
     database_url: DatabaseUrl = None,
     bus_url: BusUrl = None,
     tls_cert: Annotated[
@@ -96,8 +166,12 @@ def run(
         typer.Option("--tls-cert", help="PEM certificate chain: serve both ports over TLS"),
     ] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="PEM private key")] = None,
+    log_json: LogJson = None,
+    log_level: LogLevel = None,
 ) -> None:
-    """Start the HTTP API (and everything else built so far) in one process."""
+    """Start ordercast in one process: HTTP API and dashboard, WebSocket gateway (Pusher and
+    STOMP), webhook delivery and POS timers. Every setting also reads its ORDERCAST_*
+    environment variable (shown below); the rest are listed in the README."""
     settings = _settings(
         host=host,
         http_port=http_port,
@@ -106,8 +180,41 @@ def run(
         bus_url=bus_url,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        log_json=log_json,
+        log_level=log_level,
     )
     _run(lambda: _serve(settings))
+
+
+def _listen(host: str, port: int, what: str, flag: str) -> socket.socket:
+    """Bind and listen now, so that a taken port fails before anything is printed or
+    started, with one line that says what to do."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot listen on {host}:{port} for {what}: {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = (
+            "the port is in use (another ordercast?)"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror or str(exc)
+        )
+        err.print(
+            f"[red]error:[/red] cannot listen on {host}:{port} for {what}: {reason}; "
+            f"choose another with {flag} or {_env(flag[2:].replace('-', '_'))}"
+        )
+        raise typer.Exit(2) from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 async def _serve(settings: Settings) -> None:
@@ -115,15 +222,13 @@ async def _serve(settings: Settings) -> None:
 
     from ordercast.app import create_app
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("picows").setLevel(logging.WARNING)  # one line per connection otherwise
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     tls = _tls_context(settings)
+    http_socket = _listen(settings.host, settings.http_port, "the HTTP API", "--http-port")
     try:
         runtime = await Runtime.open(settings)
     except OrdercastError as exc:
+        http_socket.close()
         err.print(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(2) from exc
     try:
@@ -149,11 +254,19 @@ async def _serve(settings: Settings) -> None:
         server = uvicorn.Server(config)
         runtime.gateway.ssl = tls
         stomp_gateway.install(runtime)  # STOMP at /ws and /websocket
+        observability.install(runtime)  # metrics sources and the console's fan-out trace
         try:
             await runtime.gateway.start()
         except OSError as exc:
+            reason = (
+                "the port is in use (another ordercast?)"
+                if exc.errno == errno.EADDRINUSE
+                else exc.strerror or str(exc)
+            )
             err.print(
-                f"[red]error:[/red] cannot listen on {settings.host}:{settings.ws_port}: {exc}"
+                f"[red]error:[/red] cannot listen on {settings.host}:{settings.ws_port} for the "
+                f"WebSocket gateway: {reason}; choose another with --ws-port or "
+                "ORDERCAST_WS_PORT"
             )
             raise typer.Exit(2) from exc
         if settings.webhook_worker:
@@ -175,6 +288,7 @@ async def _serve(settings: Settings) -> None:
         console.print(
             f"  health       {base}/health   ready: {base}/ready   metrics: {base}/metrics"
         )
+        console.print(f"  dashboard    {base}/dashboard")
         if runtime.delivery is not None:
             console.print(f"  webhooks     delivering ({base}/v1/apps/{{app_id}}/endpoints)")
         console.print(f"  WebSocket    {runtime.gateway.url()}")
@@ -207,8 +321,9 @@ async def _serve(settings: Settings) -> None:
 
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGUSR1, drain)
-        await server.serve()
+        await server.serve(sockets=[http_socket])
     finally:
+        http_socket.close()
         await runtime.close()
 
 
@@ -255,11 +370,15 @@ def migrate(database_url: DatabaseUrl = None) -> None:
 
 @cli.command()
 def demo(
+    host: Host = None,
+    http_port: HttpPort = None,
+    ws_port: WsPort = None,
     database_url: DatabaseUrl = None,
     env: Annotated[bool, typer.Option("--env", help="print shell exports")] = False,
 ) -> None:
-    """Print the demo tenant's ids and credentials (creating them if needed)."""
-    settings = _settings(database_url=database_url)
+    """Print the demo tenant's ids and credentials (creating them if needed), with the URLs
+    of the server started with the same flags or ORDERCAST_* variables."""
+    settings = _settings(host=host, http_port=http_port, ws_port=ws_port, database_url=database_url)
 
     async def go(rt: Runtime) -> None:
         if settings.mode != "dev":
@@ -269,8 +388,7 @@ def demo(
         if env:
             exports = {
                 "OC_URL": settings.base_url,
-                "OC_WS": settings.base_url.rsplit(":", 1)[0].replace("http", "ws", 1)
-                + f":{settings.ws_port}",
+                "OC_WS": settings.ws_url,
                 "OC_ADMIN_TOKEN": rt.admin_token,
                 "OC_TENANT": info["tenant_id"],
                 "OC_LOCATION": info["location_id"],
@@ -279,7 +397,7 @@ def demo(
                 "OC_SECRET": info["app_secret"],
             }
             for name, value in exports.items():
-                print(f"export {name}={value}")
+                print(f"export {name}={shlex.quote(value)}")
         else:
             _print_demo(info, settings, rt.admin_token)
 
@@ -397,6 +515,55 @@ def accounts_list(
             raise typer.Exit(2) from exc
         for account in accounts:
             print(json.dumps(account_dict(account)))
+
+    _run(lambda: _with_runtime(settings, go))
+
+
+def _setting_value(text: str) -> Any:
+    """``--set`` values: JSON when they parse (true, 3, "x", {...}), else the plain string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@apps_cli.command("update")
+def apps_update(
+    app_id: Annotated[str, typer.Argument(help="app id (app_…)")],
+    name: Annotated[str | None, typer.Option("--name", help="new name")] = None,
+    location: Annotated[
+        list[str] | None,
+        typer.Option("--location", help="granted location id (repeatable; replaces the grants)"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="setting KEY=VALUE (VALUE as JSON), e.g. client_events=true"),
+    ] = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", help="remove setting KEY")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Change an app's name, grants or settings (as PATCH /v1/apps/{id} does). A running
+    server picks the change up within 30 seconds."""
+    settings = _settings(database_url=database_url)
+    changes: dict[str, Any] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/red] --set takes KEY=VALUE, got {item!r}")
+            raise typer.Exit(2)
+        changes[key] = _setting_value(value)
+    for key in unset or []:
+        changes[key] = None
+
+    async def go(rt: Runtime) -> None:
+        try:
+            app = await rt.directory.update_app(
+                app_id, name=name, location_ids=location, settings=changes or None
+            )
+        except OrdercastError as exc:
+            err.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(2) from exc
+        print(json.dumps(app_dict(app)))
 
     _run(lambda: _with_runtime(settings, go))
 

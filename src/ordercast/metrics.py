@@ -1,17 +1,46 @@
-"""Prometheus metrics (one registry per process) and the HTTP metrics middleware."""
+"""Prometheus metrics (one registry per process) and the HTTP metrics middleware.
+
+What is counted where, keeping the fan-out hot path free of per-socket metric calls:
+
+* connections, subscriptions and messages fanned out are read from the gateways' own
+  state and counters when ``/metrics`` is scraped (:class:`GatewayCollector`);
+* commit -> socket-write latency and the bus delay are observed once per bus message
+  (:func:`observe_bus_message`, from the hub), not per socket;
+* outbox depth, the age of the oldest due webhook message and pending POS timers are
+  queried when ``/metrics`` is scraped (:func:`refresh`);
+* webhook deliveries and their latency once per attempt (:func:`webhook_attempt`);
+* failed logins and rate-limit refusals at the edges that refuse them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# Process metrics (CPU, memory, open files, start time), Python GC and version.
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)
 
 HTTP_REQUESTS = Counter(
     "ordercast_http_requests_total",
@@ -32,6 +61,78 @@ EVENTS_APPENDED = Counter(
     registry=REGISTRY,
 )
 
+# Latency buckets for the real-time path (seconds): sub-millisecond to a few seconds.
+_FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FANOUT_LATENCY = Histogram(
+    "ordercast_fanout_latency_seconds",
+    "Time from an order change's commit to its write to the subscribed sockets (per change "
+    "that reached at least one socket of this process).",
+    buckets=_FAST_BUCKETS,
+    registry=REGISTRY,
+)
+BUS_DELAY = Histogram(
+    "ordercast_bus_delay_seconds",
+    "Time from an order change's commit to its bus message reaching this process's gateways.",
+    buckets=_FAST_BUCKETS,
+    registry=REGISTRY,
+)
+BUS_RECONNECTS = Counter(
+    "ordercast_bus_reconnects_total",
+    "Times the bus connection (Redis) was lost and re-established.",
+    registry=REGISTRY,
+)
+BUS_LAGGED = Counter(
+    "ordercast_bus_lagged_total",
+    "Times the gateways' bus listener overflowed or lost messages and caught up from storage.",
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "ordercast_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (delivered, retry, failed) and dialect.",
+    ["outcome", "dialect"],
+    registry=REGISTRY,
+)
+WEBHOOK_LATENCY = Histogram(
+    "ordercast_webhook_latency_seconds",
+    "Webhook delivery attempt latency (request sent to response read), by dialect.",
+    ["dialect"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+OUTBOX_DEPTH = Gauge(
+    "ordercast_outbox_messages",
+    "Webhook messages not yet delivered, by status (pending, delivering), all endpoints.",
+    ["status"],
+    registry=REGISTRY,
+)
+OUTBOX_OLDEST_DUE = Gauge(
+    "ordercast_outbox_oldest_due_age_seconds",
+    "How long the oldest due webhook message (on an enabled endpoint) has been waiting.",
+    registry=REGISTRY,
+)
+POS_TIMERS_PENDING = Gauge(
+    "ordercast_pos_timers_pending",
+    "POS-flow timers not yet run (fire times and callback deadlines).",
+    registry=REGISTRY,
+)
+AUTH_FAILURES = Counter(
+    "ordercast_auth_failures_total",
+    "Failed logins (wrong or unknown credentials), by surface (http, stomp, pusher).",
+    ["surface"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "ordercast_rate_limited_total",
+    "Requests or logins refused by a rate limit, by surface.",
+    ["surface"],
+    registry=REGISTRY,
+)
+for _surface in ("http", "stomp", "pusher"):
+    AUTH_FAILURES.labels(_surface)
+    RATE_LIMITED.labels(_surface)
+for _status in ("pending", "delivering"):
+    OUTBOX_DEPTH.labels(_status)
+
 
 # Children of the labelled metrics by label values (``labels()`` validates and takes a
 # lock on every call). Bounded like the metrics themselves: event types; routes x methods
@@ -49,9 +150,36 @@ def count_events(_order: Order, records: list[EventRecord]) -> None:
         counter.inc()
 
 
-def _observe(scope: Scope, status: int, seconds: float) -> None:
-    # The router writes the matched route into this same scope dict.
-    route: str = getattr(scope.get("route"), "path", "unmatched")
+def route_of(scope: Scope, root_path: str = "") -> str:
+    """The route template that served this request (``/v1/orders/{order_id}``), for labels
+    and logs; ``unmatched`` when none did. FastAPI's routes write themselves into the scope;
+    plain Starlette routes and mounts (``/docs``, static files) are matched here again,
+    with the ``root_path`` the request came in with (a mount rewrites it in the scope)."""
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    cached = scope.get("ordercast.route")
+    if cached is not None:
+        return str(cached)
+    found = "unmatched"
+    app = scope.get("app")
+    original = {**scope, "root_path": root_path}
+    for candidate in getattr(app, "routes", ()):
+        try:
+            match, _child = candidate.matches(original)
+        except Exception:  # pragma: no cover - a route that cannot match this scope
+            continue
+        if match is Match.FULL:
+            found = str(getattr(candidate, "path", "") or "unmatched")
+            if isinstance(candidate, Mount):
+                found += "/{path}"
+            break
+    scope["ordercast.route"] = found
+    return found
+
+
+def _observe(scope: Scope, root_path: str, status: int, seconds: float) -> None:
+    route = route_of(scope, root_path)
     method: str = scope["method"]
     counter = _REQUEST_CHILDREN.get((method, route, status))
     if counter is None:
@@ -84,6 +212,7 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = 500
+        root_path = scope.get("root_path", "")
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -94,6 +223,115 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_status)
         except Exception:
-            _observe(scope, 500, time.perf_counter() - started)
+            _observe(scope, root_path, 500, time.perf_counter() - started)
             raise
-        _observe(scope, status, time.perf_counter() - started)
+        _observe(scope, root_path, status, time.perf_counter() - started)
+
+
+# -- the real-time path ----------------------------------------------------------------
+
+
+def observe_bus_message(payload: dict[str, Any], written: Callable[[], int]) -> None:
+    """Called by the hub once per order bus message, after every gateway consumed it.
+
+    ``payload["committed_at"]`` is the commit's wall-clock time. The gateways write their
+    fan-out at the end of this loop iteration (``flush_soon``), so the latency is taken in a
+    callback queued after theirs, and only if they wrote to some socket (``written``: the
+    gateways' write counters, compared before and after)."""
+    committed = payload.get("committed_at")
+    if not isinstance(committed, float):
+        return
+    now = time.time()
+    BUS_DELAY.observe(max(0.0, now - committed))
+    before = written()
+
+    def after_flush() -> None:
+        if written() != before:
+            FANOUT_LATENCY.observe(max(0.0, time.time() - committed))
+
+    try:
+        asyncio.get_running_loop().call_soon(after_flush)
+    except RuntimeError:  # pragma: no cover - always inside the hub's loop
+        after_flush()
+
+
+_WEBHOOK_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def webhook_attempt(outcome: str, dialect: str, seconds: float) -> None:
+    children = _WEBHOOK_CHILDREN.get((outcome, dialect))
+    if children is None:
+        children = _WEBHOOK_CHILDREN[(outcome, dialect)] = (
+            WEBHOOK_DELIVERIES.labels(outcome, dialect),
+            WEBHOOK_LATENCY.labels(dialect),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+# -- state read at scrape time ------------------------------------------------------------
+
+
+class GatewaySource(Protocol):
+    """What the gateways expose to the collector (see ``observability.py``)."""
+
+    def connection_counts(self) -> Iterable[tuple[str, str, int, int]]:
+        """(protocol, app id, connections, subscriptions) rows."""
+        ...
+
+    def fanout_totals(self) -> Iterable[tuple[str, int]]:
+        """(protocol, messages written to sockets so far) rows."""
+        ...
+
+
+class GatewayCollector(Collector):
+    """Connections, subscriptions and messages fanned out, read from the gateways of the
+    runtime registered last (one per process outside tests)."""
+
+    def __init__(self) -> None:
+        self.source: weakref.ReferenceType[GatewaySource] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        connections = GaugeMetricFamily(
+            "ordercast_ws_connections",
+            "Open WebSocket connections by protocol and app (this process).",
+            labels=["protocol", "app"],
+        )
+        subscriptions = GaugeMetricFamily(
+            "ordercast_ws_subscriptions",
+            "Channel / destination subscriptions by protocol and app (this process).",
+            labels=["protocol", "app"],
+        )
+        fanned = CounterMetricFamily(
+            "ordercast_fanout_messages",
+            "Messages written to sockets by the fan-out, by protocol (this process).",
+            labels=["protocol"],
+        )
+        source = self.source() if self.source is not None else None
+        if source is not None:
+            for protocol, app, conns, subs in source.connection_counts():
+                connections.add_metric([protocol, app], conns)
+                subscriptions.add_metric([protocol, app], subs)
+            for protocol, total in source.fanout_totals():
+                fanned.add_metric([protocol], total)
+        yield connections
+        yield subscriptions
+        yield fanned
+
+
+GATEWAYS = GatewayCollector()
+REGISTRY.register(GATEWAYS)
+
+
+class ScrapeSource(Protocol):
+    async def outbox_depth(self) -> tuple[dict[str, int], float | None]: ...
+    async def timers_pending(self) -> int: ...
+
+
+async def refresh(source: ScrapeSource) -> None:
+    """Query the gauges that live in storage (on each scrape)."""
+    depth, oldest_due = await source.outbox_depth()
+    for status in ("pending", "delivering"):
+        OUTBOX_DEPTH.labels(status).set(depth.get(status, 0))
+    OUTBOX_OLDEST_DUE.set(0.0 if oldest_due is None else max(0.0, time.time() - oldest_due))
+    POS_TIMERS_PENDING.set(await source.timers_pending())

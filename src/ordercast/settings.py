@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{host}:{self.http_port}"
 
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket gateway's base URL (``ws://host:port``)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.ws_port}"
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment plus explicit overrides (CLI flags)."""

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from ordercast.api.deps import PrincipalDep, RuntimeDep
-from ordercast.api.schemas import AppIn, LocationIn, LocationPatch, TenantIn, TokenIn
+from ordercast.api.schemas import AppIn, AppPatch, LocationIn, LocationPatch, TenantIn, TokenIn
 from ordercast.domain.access import require_admin, require_app
+from ordercast.gateway.pusher import pusher_of
 from ordercast.services.directory import app_dict
 
 router = APIRouter(prefix="/v1")
@@ -60,6 +61,22 @@ async def create_app(body: AppIn, principal: PrincipalDep, rt: RuntimeDep) -> di
     )
     # The secret is shown here, once.
     return {**app_dict(created.app), "secret": created.secret}
+
+
+@router.patch("/apps/{app_id}", tags=["admin"])
+async def update_app(
+    app_id: str, body: AppPatch, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Change an app's name, granted locations (the list replaces the grants) or settings
+    (merged key by key; `null` removes a key), e.g. `{"settings": {"client_events": true}}`.
+    Its key, secret and kind stay. New Pusher connections to this process use the new
+    settings at once (other processes within 30 seconds); open ones keep theirs."""
+    require_admin(principal)
+    app = await rt.directory.update_app(
+        app_id, name=body.name, location_ids=body.location_ids, settings=body.settings
+    )
+    pusher_of(rt.gateway).refresh_app(app)
+    return app_dict(app)
 
 
 @router.post("/users/{user_id}/tokens", status_code=201, tags=["users"])

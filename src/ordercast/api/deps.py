@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from ordercast.domain.access import Principal
 from ordercast.errors import Unauthorized
+from ordercast.logs import bind_principal
 from ordercast.runtime import Runtime
 
 
@@ -28,7 +29,14 @@ async def get_principal(request: Request) -> Principal:
 
 
 async def authenticate(runtime: Runtime, header: str | None) -> Principal:
-    """Who sent this ``Authorization`` header (raises ``Unauthorized``)."""
+    """Who sent this ``Authorization`` header (raises ``Unauthorized``); the request's log
+    line names its tenant and app."""
+    principal = await _authenticate(runtime, header)
+    bind_principal(principal)
+    return principal
+
+
+async def _authenticate(runtime: Runtime, header: str | None) -> Principal:
     if not header:
         raise Unauthorized(
             "missing Authorization header: use HTTP Basic key:secret (apps) or "

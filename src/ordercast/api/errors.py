@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from ordercast import errors as e
+from ordercast import metrics
 
 log = logging.getLogger("ordercast.api")
 
@@ -52,6 +56,27 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Every method some route serves at ``path`` (a 405's ``Allow``): the router stops
+    at the first route whose path matches, so that route's own list can be short."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(getattr(app, "routes", ())):
+        route_methods, template = route.methods, route.path
+        if not route_methods or not template:
+            continue
+        pattern = _PATTERNS.get(template)
+        if pattern is None:
+            pattern = _PATTERNS[template] = compile_path(template)[0]
+        if pattern.match(path):
+            methods.update(route_methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -62,7 +87,12 @@ def install(app: FastAPI) -> None:
     async def _ordercast(_req: Request, exc: e.OrdercastError) -> JSONResponse:
         if isinstance(exc, e.StorageError):  # the database failed: nothing for the client
             return await _unexpected(_req, exc)
-        return problem(status_of(exc), exc.code, exc.title, exc.detail, **exc.fields)
+        status = status_of(exc)
+        if status == 401:
+            metrics.AUTH_FAILURES.labels("http").inc()
+        elif status == 429:
+            metrics.RATE_LIMITED.labels("http").inc()
+        return problem(status, exc.code, exc.title, exc.detail, **exc.fields)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -80,10 +110,19 @@ def install(app: FastAPI) -> None:
         return problem(422, "validation_error", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
         code = codes.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+        headers = dict(exc.headers or {})
+        detail = str(exc.detail)
+        if exc.status_code == 405:
+            allowed = allowed_methods(req.app, req.url.path)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+                detail = f"{req.method} is not allowed here; use {', '.join(allowed)}"
+        response = problem(exc.status_code, code, str(exc.detail), detail)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:

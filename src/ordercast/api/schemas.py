@@ -39,6 +39,15 @@ class AppIn(In):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class AppPatch(In):
+    """Change an app: any field left out is kept. ``location_ids`` replaces the grants;
+    ``settings`` is merged key by key (a ``null`` value removes that key)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    location_ids: list[str] | None = None
+    settings: dict[str, Any] | None = None
+
+
 class TokenIn(In):
     ttl: int | None = Field(default=None, ge=60, le=30 * 24 * 3600)
 

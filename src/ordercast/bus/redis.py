@@ -9,6 +9,7 @@ import json
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ordercast import metrics
 from ordercast.bus.memory import QueueListener
 from ordercast.errors import ConfigError
 from ordercast.ports import BusMessage
@@ -50,6 +51,7 @@ class RedisBus:
             except RedisError:
                 # Connection lost: listeners may have missed messages; they catch up
                 # from storage when they see ``lagged``.
+                metrics.BUS_RECONNECTS.inc()
                 for listener in self._listeners:
                     listener.lagged = True
                 await asyncio.sleep(0.5)

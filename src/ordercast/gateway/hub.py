@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from ordercast import metrics
 from ordercast.ports import Bus, BusListener, BusMessage
 
 __all__ = ["Hub", "HubConsumer"]
@@ -46,6 +47,9 @@ class Hub:
         self.consumers: list[HubConsumer] = []
         self._listener: BusListener | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Sockets written so far by the gateways (set by ``observability.install``): the
+        #: commit -> socket-write latency is observed for messages that reached a socket.
+        self.written: Callable[[], int] | None = None
 
     def add_consumer(self, consumer: HubConsumer) -> None:
         self.consumers.append(consumer)
@@ -75,6 +79,8 @@ class Hub:
         """Hand one message to every consumer (also used by tests)."""
         for consumer in self.consumers:
             await _call(consumer.on_message, message)
+        if self.written is not None and message.kind == "order":
+            metrics.observe_bus_message(message.payload, self.written)
 
     async def catch_up(self) -> None:
         """Tell every consumer to catch up from storage, as after a lagged listener (a dead
@@ -87,6 +93,7 @@ class Hub:
             await self.dispatch(message)
             if listener.lagged:
                 listener.lagged = False
+                metrics.BUS_LAGGED.inc()
                 for consumer in self.consumers:
                     await _call(consumer.on_lagged)
 

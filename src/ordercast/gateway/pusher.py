@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
+from ordercast import logs
 from ordercast.cluster.memory import MemoryCluster, MemoryRegistry
 from ordercast.dialects import opendining
 from ordercast.dialects.opendining import LocationView
@@ -156,6 +157,7 @@ class PusherConnection(WSListener):
         self.pending: list[str] | None = []
         self.paused = False
         self.dead = False
+        self.opened_at = 0.0
 
     # -- picows callbacks -----------------------------------------------------------
 
@@ -284,6 +286,9 @@ class PusherGateway:
         #: Cluster-wide counts, presence and relays (gateway/cluster.py); one node by default,
         #: the runtime puts a Redis-backed one here for a ``redis://`` bus.
         self.cluster = PusherCluster(self, MemoryRegistry(MemoryCluster(), new_node_id()), None)
+        #: Called once per rendered channel of an order event (order id, seq, "pusher",
+        #: channel, subscribed sockets) when set (the console's order timeline).
+        self.trace: Callable[[str, int, str, str, int], None] | None = None
 
     # -- wiring ----------------------------------------------------------------------
 
@@ -353,6 +358,11 @@ class PusherGateway:
         self._keys[app.key] = app.id
         return state
 
+    def refresh_app(self, app: App) -> None:
+        """``app`` changed (settings, grants): use it now if this process has it loaded."""
+        if app.id in self.apps:
+            self._state_for(app)
+
     def cached_app(self, key: str) -> AppState | None:
         app_id = self._keys.get(key)
         state = self.apps.get(app_id) if app_id else None
@@ -411,6 +421,8 @@ class PusherGateway:
     def _open(self, conn: PusherConnection, state: AppState, protocol: int) -> None:
         conn.state = state
         state.connections += 1
+        conn.opened_at = time.monotonic()
+        logs.ws_opened("pusher", conn.socket_id, app=state.app.id, tenant=state.app.tenant_id)
         conn.session = PusherSession(
             conn.socket_id, state.config, now=time.monotonic(), protocol=protocol
         )
@@ -426,6 +438,14 @@ class PusherGateway:
         if state is None or session is None:
             return
         state.connections -= 1
+        logs.ws_closed(
+            "pusher",
+            conn.socket_id,
+            app=state.app.id,
+            tenant=state.app.tenant_id,
+            seconds=time.monotonic() - conn.opened_at,
+            subscriptions=len(session.channels),
+        )
         for name in session.channels:
             self._leave(state, conn, name)
         if session.user is not None:
@@ -761,14 +781,18 @@ class PusherGateway:
                 if out.channel in self.by_name:
                     self.live_seq[out.channel] = record.seq
             apps = self._apps_for(out.channel, order)
+            sockets = 0
             for app_id in apps:
                 channel = self.apps[app_id].channels.get(out.channel)
                 if channel is not None:
                     targets = channel.live_targets(record.seq)
                     if targets:
+                        sockets += len(targets)
                         self.pending.append((targets, frame, None))
                         if len(self.pending) == 1:
                             flush_soon(self.flush_fanout)
+            if self.trace is not None:  # the console's "where did it go" (per channel)
+                self.trace(order["id"], record.seq, "pusher", out.channel, sockets)
 
     def _remember(self, channel: str, seq: int, frame: bytes) -> None:
         self.last_state[channel] = (seq, frame)

@@ -36,12 +36,13 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
+from ordercast import logs, metrics
 from ordercast.dialects import orderingstack as dialect
 from ordercast.domain.access import AppPrincipal, UserPrincipal
 from ordercast.domain.events import EventRecord
@@ -192,6 +193,9 @@ class StompGateway:
         #: Messages queued for the end of this loop iteration: (subscribers, message, mark).
         self.pending: list[tuple[_Plan, EncodedMessage, Mark]] = []
         self._plans: dict[str, _Plan] = {}
+        #: Called once per destination of an order event (order id, seq, "stomp",
+        #: destination, subscriptions) when set (the console's order timeline).
+        self.trace: Callable[[str, int, str, str, int], None] | None = None
 
     # -- routing (runs in picows' handshake callback) -----------------------------------------
 
@@ -258,8 +262,12 @@ class StompGateway:
             ]
         else:
             return
+        trace = self.trace if message.kind == "order" else None
         for out in rendered:
             self.publish(out)
+            if trace is not None and out.seq is not None:
+                subs = len(self.subscribers.get(out.destination, ()))
+                trace(message.payload["order"]["id"], out.seq, "stomp", out.destination, subs)
 
     def publish(self, out: dialect.StompMessage) -> None:
         """Encode once and queue for every current subscriber of ``out.destination``; the
@@ -423,6 +431,8 @@ class StompConnection(WSListener):
         self.session = StompSession(gateway.config.session, now=self.loop.time())
         self.address = "unknown"
         self.principal: AppPrincipal | UserPrincipal | None = None
+        self.conn_id = f"stomp-{id(self):x}"
+        self.opened_at = time.monotonic()
         self.entries: dict[str, _Sub] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -466,6 +476,15 @@ class StompConnection(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closed = True
+        principal = self.principal
+        logs.ws_closed(
+            "stomp",
+            self.conn_id,
+            app=principal.app_id if principal else None,
+            tenant=principal.tenant_id if principal else None,
+            seconds=time.monotonic() - self.opened_at,
+            subscriptions=len(self.entries),
+        )
         self.session.connection_lost()
         self.gateway.connections.discard(self)
         for entry in self.entries.values():
@@ -594,6 +613,7 @@ class StompConnection(WSListener):
         gateway = self.gateway
         now = time.monotonic()
         if gateway.login_blocked(self.address, now):
+            metrics.RATE_LIMITED.labels("stomp").inc()
             self.session.reject(
                 "too many failed logins", "wait a minute before trying again from this address"
             )
@@ -603,12 +623,15 @@ class StompConnection(WSListener):
             principal = await self._authenticate(request)
         except OrdercastError as exc:
             gateway.login_failed(self.address, now)
+            metrics.AUTH_FAILURES.labels("stomp").inc()
             self.session.reject("authentication failed", exc.detail)
             self._pump()
             return
         if self._closed or self.session.should_close:
             return
         self.principal = principal
+        self.opened_at = now
+        logs.ws_opened("stomp", self.conn_id, app=principal.app_id, tenant=principal.tenant_id)
         expires_at: float | None = None
         headers: list[tuple[str, str]] = []
         if isinstance(principal, UserPrincipal):

@@ -64,6 +64,15 @@ def validate_location_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def validate_app_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Known app settings must have the right type (others are kept as given)."""
+    if "client_events" in settings and not isinstance(settings["client_events"], bool):
+        raise ValidationError(
+            "settings.client_events must be true or false", field="settings.client_events"
+        )
+    return settings
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedApp:
     app: App
@@ -274,12 +283,8 @@ class Directory:
             raise ValidationError(
                 f"unknown app kind '{kind}'; use one of: {', '.join(APP_KINDS)}", field="kind"
             )
-        for lid in location_ids:
-            loc = await self.store.get_location(lid)
-            if loc is None or loc.tenant_id != tenant_id:
-                raise ValidationError(
-                    f"location {lid} is not a location of tenant {tenant_id}", field="location_ids"
-                )
+        await self._granted(tenant_id, location_ids)
+        validate_app_settings(dict(settings or {}))
         secret = self.ids.new_secret("ocs_", 24)
         app = App(
             id=self.ids.new_id("app_"),
@@ -294,6 +299,51 @@ class Directory:
         )
         await self.store.create_app(app)
         return CreatedApp(app, secret)
+
+    async def _granted(self, tenant_id: str, location_ids: list[str]) -> None:
+        for lid in location_ids:
+            loc = await self.store.get_location(lid)
+            if loc is None or loc.tenant_id != tenant_id:
+                raise ValidationError(
+                    f"location {lid} is not a location of tenant {tenant_id}", field="location_ids"
+                )
+
+    async def update_app(
+        self,
+        app_id: str,
+        *,
+        name: str | None = None,
+        location_ids: list[str] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> App:
+        """Change an app's name, granted locations (replaced) or settings (merged; a ``None``
+        value removes the key). Its key, secret and kind never change."""
+        current = await self.get_app(app_id)
+        if location_ids is not None:
+            await self._granted(current.tenant_id, location_ids)
+        merged = dict(current.settings)
+        for key, value in (settings or {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        validate_app_settings(merged)
+        updated = App(
+            id=current.id,
+            tenant_id=current.tenant_id,
+            name=name or current.name,
+            kind=current.kind,
+            key=current.key,
+            secret=current.secret,
+            settings=merged,
+            created_at=current.created_at,
+            location_ids=(
+                frozenset(location_ids) if location_ids is not None else current.location_ids
+            ),
+        )
+        await self.store.update_app(updated)
+        self.forget_app(updated)  # this process takes the new grants at once
+        return updated
 
     async def get_app(self, app_id: str) -> App:
         app = await self.store.get_app(app_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -293,9 +294,14 @@ class OrderService:
         try:
             await self.bus.publish(
                 # No copies (as the events' to_dict): bus consumers only read a message.
+                # committed_at: wall-clock seconds, for the commit -> socket latency metric.
                 BusMessage(
                     "order",
-                    {"order": order.as_dict(), "events": [r.to_dict() for r in records]},
+                    {
+                        "order": order.as_dict(),
+                        "events": [r.to_dict() for r in records],
+                        "committed_at": time.time(),
+                    },
                 )
             )
         except Exception:

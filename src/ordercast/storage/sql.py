@@ -246,6 +246,21 @@ class SqlStore:
                     [{"app_id": app.id, "location_id": lid} for lid in sorted(app.location_ids)],
                 )
 
+    async def update_app(self, app: App) -> None:
+        """Name, settings and granted locations (the key, secret and kind never change)."""
+        async with self.write() as conn:
+            await conn.execute(
+                s.apps.update()
+                .where(s.apps.c.id == app.id)
+                .values(name=app.name, settings=app.settings)
+            )
+            await conn.execute(s.app_locations.delete().where(s.app_locations.c.app_id == app.id))
+            if app.location_ids:
+                await conn.execute(
+                    s.app_locations.insert(),
+                    [{"app_id": app.id, "location_id": lid} for lid in sorted(app.location_ids)],
+                )
+
     async def get_app(self, app_id: str) -> App | None:
         return await self._load_app(s.apps.c.id == app_id)
 

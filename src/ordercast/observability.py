@@ -1,0 +1,271 @@
+"""Wiring of metrics, logs and the console's live views to a runtime.
+
+``install(runtime)`` (``ordercast run`` and the tests call it once the gateways are
+installed) registers the runtime as the source of the scrape-time metrics and gives the
+hub its write counter. :class:`LocalConnections` is the small query interface the
+dashboard's connections page reads: what this process's gateways hold. A cluster-wide
+implementation answers the same :class:`ConnectionsSource` protocol.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import sqlalchemy as sa
+
+from ordercast import metrics
+from ordercast.gateway.pusher import PusherGateway, channel_is_presence
+from ordercast.logs import logger, safe_url
+
+if TYPE_CHECKING:
+    from ordercast.gateway.stomp import StompGateway
+    from ordercast.runtime import Runtime
+    from ordercast.storage.outbox import Claimed, Outcome
+
+_delivery_log = logger("ordercast.delivery")
+
+
+def _pusher(runtime: Runtime) -> PusherGateway | None:
+    gateway = runtime.gateway.extensions.get("pusher")
+    return gateway if isinstance(gateway, PusherGateway) else None
+
+
+def _stomp(runtime: Runtime) -> StompGateway | None:
+    from ordercast.gateway.stomp import StompGateway
+
+    for consumer in runtime.hub.consumers:
+        if isinstance(consumer, StompGateway):
+            return consumer
+    return None
+
+
+class RuntimeMetrics:
+    """The runtime's gateways and storage as the metrics' scrape-time sources."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def written(self) -> int:
+        pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
+        return (pusher.writes if pusher else 0) + (stomp.delivered if stomp else 0)
+
+    def connection_counts(self) -> Iterable[tuple[str, str, int, int]]:
+        pusher = _pusher(self.runtime)
+        if pusher is not None:
+            for app_id, state in list(pusher.apps.items()):
+                subs = sum(len(channel.subs) for channel in state.channels.values())
+                if state.connections or subs:
+                    yield "pusher", app_id, state.connections, subs
+        stomp = _stomp(self.runtime)
+        if stomp is not None:
+            rows: dict[str, list[int]] = {}
+            for conn in list(stomp.connections):
+                app_id = conn.principal.app_id if conn.principal is not None else "-"
+                row = rows.setdefault(app_id, [0, 0])
+                row[0] += 1
+                row[1] += len(conn.entries)
+            for app_id, (conns, subs) in rows.items():
+                yield "stomp", app_id, conns, subs
+
+    def fanout_totals(self) -> Iterable[tuple[str, int]]:
+        pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
+        yield "pusher", pusher.writes if pusher else 0
+        yield "stomp", stomp.delivered if stomp else 0
+
+    async def outbox_depth(self) -> tuple[dict[str, int], float | None]:
+        from ordercast.storage import schema as s
+        from ordercast.storage.sql import SqlStore
+
+        store = self.runtime.store
+        if not isinstance(store, SqlStore):  # pragma: no cover - one store today
+            return {}, None
+        m, e = s.webhook_messages, s.webhook_endpoints
+        counts = (
+            sa.select(m.c.status, sa.func.count())
+            .where(m.c.status.in_(("pending", "delivering")))
+            .group_by(m.c.status)
+        )
+        oldest = (
+            sa.select(sa.func.min(m.c.next_attempt_at))
+            .select_from(m.join(e, e.c.id == m.c.endpoint_id))
+            .where(m.c.status == "pending", e.c.enabled.is_(True))
+        )
+        async with store.engine.connect() as conn:
+            depth = {row[0]: int(row[1]) for row in (await conn.execute(counts)).all()}
+            due = (await conn.execute(oldest)).scalar()
+        # A message is "due" once its next attempt time has passed.
+        if due is not None and float(due) > time.time():
+            due = None
+        return depth, None if due is None else float(due)
+
+    async def timers_pending(self) -> int:
+        from ordercast.storage import schema as s
+        from ordercast.storage.sql import SqlStore
+
+        store = self.runtime.store
+        if not isinstance(store, SqlStore):  # pragma: no cover - one store today
+            return 0
+        q = sa.select(sa.func.count()).select_from(s.timers).where(s.timers.c.done.is_(False))
+        async with store.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+
+class FanoutTrace:
+    """Where each recent order event went on this node: (seq, protocol, channel or
+    destination, sockets) per order, for the console's timeline. Bounded: the last
+    ``max_orders`` orders, ``max_rows`` rows each."""
+
+    def __init__(self, max_orders: int = 5000, max_rows: int = 500) -> None:
+        self.max_orders = max_orders
+        self.max_rows = max_rows
+        self.orders: OrderedDict[str, list[tuple[int, str, str, int]]] = OrderedDict()
+
+    def __call__(self, order_id: str, seq: int, protocol: str, target: str, sockets: int) -> None:
+        rows = self.orders.get(order_id)
+        if rows is None:
+            rows = self.orders[order_id] = []
+            if len(self.orders) > self.max_orders:
+                self.orders.popitem(last=False)
+        if len(rows) < self.max_rows:
+            rows.append((seq, protocol, target, sockets))
+
+    def of(self, order_id: str) -> list[tuple[int, str, str, int]]:
+        return list(self.orders.get(order_id, ()))
+
+
+class Observability(RuntimeMetrics):
+    """What ``install`` attaches to a runtime: metric sources and the fan-out trace."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.trace = FanoutTrace()
+        self.connections: ConnectionsSource = LocalConnections(runtime)
+
+    def attach_gateways(self) -> None:
+        """Give the installed gateways the trace (STOMP may be installed after us)."""
+        pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
+        if pusher is not None:
+            pusher.trace = self.trace
+        if stomp is not None:
+            stomp.trace = self.trace
+
+
+def install(runtime: Runtime) -> Observability:
+    """Attach metrics sources and the fan-out trace to ``runtime``; idempotent (call it
+    again after installing a gateway)."""
+    existing = getattr(runtime, "_observability", None)
+    if isinstance(existing, Observability):
+        existing.attach_gateways()
+        return existing
+    source = Observability(runtime)
+    runtime._observability = source  # type: ignore[attr-defined]
+    metrics.GATEWAYS.source = weakref.ref(source)
+    runtime.hub.written = source.written
+    source.attach_gateways()
+    return source
+
+
+def delivery_attempt(msg: Claimed, outcome: Outcome) -> None:
+    """One webhook delivery attempt: its metrics and its log line."""
+    kind = {"delivered": "delivered", "pending": "retry"}.get(outcome.message_status, "failed")
+    metrics.webhook_attempt(kind, msg.dialect, outcome.latency_ms / 1000.0)
+    _delivery_log.info(
+        "webhook.attempt",
+        app=msg.app_id,
+        endpoint=msg.endpoint_id,
+        message=msg.id,
+        order=msg.order_id,
+        seq=msg.seq,
+        dialect=msg.dialect,
+        url=safe_url(msg.url),
+        attempt=outcome.attempt,
+        trigger=outcome.trigger,
+        status=outcome.status_code,
+        outcome=kind,
+        latency_ms=round(outcome.latency_ms, 2),
+        reason=None if outcome.delivered else outcome.reason[:200],
+    )
+
+
+# -- the connections page's query interface -------------------------------------------------
+
+
+class ConnectionsSource(Protocol):
+    """Live connection state for the console, restricted to ``app_ids`` (None: every app).
+
+    Rows: ``{"protocol", "app_id", "node", "connections", "channels": [{"name",
+    "subscribers", "members": [{"user_id", "user_info"}] | None}]}``."""
+
+    async def connections(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]: ...
+
+
+class LocalConnections:
+    """This process's sockets (each node reports its own until cluster-wide state exists)."""
+
+    def __init__(self, runtime: Runtime, node: str = "local") -> None:
+        self.runtime = runtime
+        self.node = node
+
+    async def connections(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        pusher = _pusher(self.runtime)
+        if pusher is not None:
+            for app_id, state in list(pusher.apps.items()):
+                if app_ids is not None and app_id not in app_ids:
+                    continue
+                channels = []
+                for name, channel in sorted(state.channels.items()):
+                    members = None
+                    if channel_is_presence(name):
+                        members = [
+                            {"user_id": uid, "user_info": info}
+                            for uid, info in state.roster.members(name).items()
+                        ]
+                    channels.append(
+                        {"name": name, "subscribers": len(channel.subs), "members": members}
+                    )
+                if state.connections or channels:
+                    rows.append(
+                        {
+                            "protocol": "pusher",
+                            "app_id": app_id,
+                            "node": self.node,
+                            "connections": state.connections,
+                            "channels": channels,
+                        }
+                    )
+        stomp = _stomp(self.runtime)
+        if stomp is not None:
+            by_app: dict[str, dict[str, Any]] = {}
+            for conn in list(stomp.connections):
+                if conn.principal is None:
+                    continue
+                app_id = conn.principal.app_id
+                if app_ids is not None and app_id not in app_ids:
+                    continue
+                row = by_app.setdefault(
+                    app_id,
+                    {
+                        "protocol": "stomp",
+                        "app_id": app_id,
+                        "node": self.node,
+                        "connections": 0,
+                        "destinations": {},
+                    },
+                )
+                row["connections"] += 1
+                for entry in conn.entries.values():
+                    dest = entry.sub.destination
+                    row["destinations"][dest] = row["destinations"].get(dest, 0) + 1
+            for row in by_app.values():
+                dests = row.pop("destinations")
+                row["channels"] = [
+                    {"name": name, "subscribers": n, "members": None}
+                    for name, n in sorted(dests.items())
+                ]
+                rows.append(row)
+        return rows

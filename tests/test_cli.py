@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +107,81 @@ def test_accounts_create_and_list(tmp_path: Path) -> None:
 
     tokens = asyncio.run(login())
     assert tokens["UUID"] == account["id"]
+
+
+def test_demo_env_follows_the_servers_configuration(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/cli.db"
+    out = run("demo", "--env", "--http-port", "18123", "--ws-port", "16123", db=db).stdout
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+    assert exports["OC_URL"] == "http://127.0.0.1:18123"
+    assert exports["OC_WS"] == "ws://127.0.0.1:16123"
+    env = {**os.environ, "ORDERCAST_HTTP_PORT": "18124", "ORDERCAST_WS_PORT": "16124"}
+    out = subprocess.run(
+        [EXE, "demo", "--env", "--database-url", db], capture_output=True, text=True, env=env,
+        timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "export OC_URL=http://127.0.0.1:18124" in out.splitlines()
+    assert "export OC_WS=ws://127.0.0.1:16124" in out.splitlines()
+
+
+def test_run_fails_in_one_line_when_a_port_is_taken(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/cli.db"
+    for flag, variable in (
+        ("--http-port", "ORDERCAST_HTTP_PORT"),
+        ("--ws-port", "ORDERCAST_WS_PORT"),
+    ):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            other = "0"
+            args = [
+                "run",
+                flag,
+                str(port),
+                "--http-port" if flag == "--ws-port" else "--ws-port",
+                other,
+            ]
+            result = run(*args, db=db, check=False)
+        assert result.returncode == 2
+        assert result.stdout == ""  # no banner, no credentials before the failure
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+        assert flag in lines[0] and variable in lines[0]
+
+
+def test_run_help_shows_defaults_and_environment_variables() -> None:
+    text = subprocess.run(
+        [EXE, "run", "--help"], capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout  # fmt: skip
+    for variable, default in (
+        ("ORDERCAST_HOST", "127.0.0.1"),
+        ("ORDERCAST_HTTP_PORT", "8080"),
+        ("ORDERCAST_WS_PORT", "6001"),
+        ("ORDERCAST_DATABASE_URL", "sqlite:///./ordercast.db"),
+        ("ORDERCAST_BUS_URL", "memory://"),
+        ("ORDERCAST_LOG_JSON", "text"),
+    ):
+        assert variable in text and default in text, variable
+
+
+def test_apps_update_changes_settings(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/cli.db"
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in run("demo", "--env", db=db).stdout.splitlines()
+    )
+    app = json.loads(
+        run("apps", "update", exports["OC_APP"], "--set", "client_events=true",
+            "--name", "Web", db=db).stdout
+    )  # fmt: skip
+    assert app["settings"]["client_events"] is True and app["name"] == "Web"
+    assert app["location_ids"] == [exports["OC_LOCATION"]]
+    app = json.loads(
+        run("apps", "update", exports["OC_APP"], "--unset", "client_events", db=db).stdout
+    )
+    assert app["settings"] == {}
+    bad = run("apps", "update", exports["OC_APP"], "--set", "client_events=1", db=db, check=False)
+    assert bad.returncode == 2 and "client_events must be true or false" in bad.stderr

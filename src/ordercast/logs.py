@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -52,7 +53,9 @@ _SECRET_VALUES = re.compile(r"\b(oca_|ocs_|oct_|whsec_)[A-Za-z0-9_\-.]{6,}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 
-def _merge_request(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _merge_request(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     fields = REQUEST.get()
     if fields:
         for key, value in fields.items():
@@ -60,7 +63,7 @@ def _merge_request(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str,
     return event
 
 
-def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Mask secret-named fields and credential-looking values (a processor)."""
     for key, value in event.items():
         if key != "event" and _SECRET_NAMES.search(key):

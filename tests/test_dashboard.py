@@ -209,6 +209,7 @@ async def test_console_in_a_real_browser(tmp_path: Path) -> None:
                     env={
                         **os.environ,
                         "OC_URL": live.base_url,
+                        "OC_WS_PORT": str(live.ws_port),
                         "OC_KEY": live.app["key"],
                         "OC_SECRET": live.app["secret"],
                         "OC_LOCATION": live.location_id,
@@ -241,5 +242,7 @@ async def test_console_in_a_real_browser(tmp_path: Path) -> None:
     assert results["dead_letters_before"] == 1
     assert results["replayed"].startswith("replayed (1)")
     assert any(f"/kds/{live.tenant_id}/{live.location_id}" in t for t in results["connections"])
+    assert any(f"presence-r-{live.location_id}" in t for t in results["connections"])
+    assert results["members"] == ["tablet-1"]
     for name in ("board", "timeline", "webhooks", "connections"):
         assert (shots / f"dashboard-{name}.png").stat().st_size > 10_000

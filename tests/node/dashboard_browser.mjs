@@ -4,8 +4,9 @@
 // Input: env OC_URL, OC_KEY, OC_SECRET, OC_LOCATION, OC_FAILING_ENDPOINT, SHOTS (a folder),
 // CHROMIUM. Output: one JSON line of results on stdout; exits non-zero on any failure.
 import { chromium } from 'playwright-core';
+import Pusher from 'pusher-js';
 
-const { OC_URL, OC_KEY, OC_SECRET, OC_LOCATION, OC_FAILING_ENDPOINT, SHOTS, CHROMIUM } = process.env;
+const { OC_URL, OC_WS_PORT, OC_KEY, OC_SECRET, OC_LOCATION, OC_FAILING_ENDPOINT, SHOTS, CHROMIUM } = process.env;
 const DEADLINE_MS = Number(process.env.DEADLINE_MS || 1000);
 const auth = `Basic ${Buffer.from(`${OC_KEY}:${OC_SECRET}`).toString('base64')}`;
 const results = { appeared_ms: [], moved_ms: [] };
@@ -91,12 +92,29 @@ try {
   await page.waitForSelector('ul.dead li .badge.replayed');
   results.replayed = await page.textContent('ul.dead li .badge.replayed');
 
-  // Connections: this app's STOMP screen and its destination.
+  // Connections: a staff tablet joins the location's presence channel with pusher-js; the
+  // page shows it next to this app's STOMP screen.
+  const tablet = new Pusher(OC_KEY, {
+    wsHost: '127.0.0.1', wsPort: Number(OC_WS_PORT), forceTLS: false, enabledTransports: ['ws'],
+    disableStats: true, cluster: 'ordercast',
+    channelAuthorization: {
+      transport: 'ajax',
+      endpoint: `${OC_URL}/api/v1/pusher/auth?key=${OC_KEY}&secret=${OC_SECRET}&user_id=tablet-1&name=Front%20counter`,
+    },
+  });
+  const presence = tablet.subscribe(`presence-r-${OC_LOCATION}`);
+  await new Promise((resolve, reject) => {
+    presence.bind('pusher:subscription_succeeded', resolve);
+    presence.bind('pusher:subscription_error', reject);
+  });
   await page.click('a[data-page=connections]');
   await page.waitForSelector('.conn[data-protocol="stomp"]');
+  await page.waitForSelector('.conn[data-protocol="pusher"] .member', { timeout: 5000 });
+  results.members = await page.$$eval('.member', (nodes) => nodes.map((n) => n.textContent));
   results.connections = await page.$$eval('.conn', (blocks) => blocks.map((b) => b.textContent));
   await page.screenshot({ path: `${SHOTS}/dashboard-connections.png`, fullPage: true });
   results.errors = errors;
+  tablet.disconnect();
   console.log(JSON.stringify(results));
 } finally {
   await browser.close();

@@ -77,6 +77,7 @@ def configure_logging(level: str = "info", *, json_lines: bool = False) -> None:
     """Route every log record (ordercast's, uvicorn's, libraries') through structlog's
     renderer on stderr: JSON lines or readable ``key=value`` text."""
     shared: list[Any] = [
+        structlog.stdlib.filter_by_level,  # first: a filtered line costs almost nothing
         structlog.contextvars.merge_contextvars,
         _merge_request,
         structlog.stdlib.add_log_level,
@@ -94,11 +95,11 @@ def configure_logging(level: str = "info", *, json_lines: bool = False) -> None:
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        # Not cached: loggers made before this call (module level) take this configuration.
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=False,  # ``logger`` keeps its own, reset below
     )
+    _LOGGERS.clear()
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=shared[1:],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -120,6 +121,7 @@ def _default_config() -> None:
     unless logging is set up), never straight to stdout."""
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,
             structlog.contextvars.merge_contextvars,
             _merge_request,
             redact,
@@ -134,13 +136,16 @@ def _default_config() -> None:
 _default_config()
 
 
+_LOGGERS: dict[str, Any] = {}
+
+
 def logger(name: str) -> Any:
-    """A structlog logger (``log.info("event", key=value, ...)``)."""
-    return structlog.stdlib.get_logger(name)
-
-
-_http = logger("ordercast.http")
-_ws = logger("ordercast.ws")
+    """A structlog logger (``log.info("event", key=value, ...)``) bound to the current
+    configuration; call it where you log (a dict lookup), not once at import time."""
+    found = _LOGGERS.get(name)
+    if found is None:
+        found = _LOGGERS[name] = structlog.stdlib.get_logger(name).bind()
+    return found
 
 
 def safe_url(url: str) -> str:
@@ -208,7 +213,7 @@ class RequestLog:
         finally:
             route = getattr(scope.get("route"), "path", None) or scope.get("ordercast.route")
             # (HttpMetrics, inside this middleware, resolved plain routes and mounts.)
-            _http.info(
+            logger("ordercast.http").info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
@@ -220,7 +225,7 @@ class RequestLog:
 
 
 def ws_opened(protocol: str, conn_id: str, *, app: str | None, tenant: str | None) -> None:
-    _ws.info("ws.open", protocol=protocol, conn=conn_id, app=app, tenant=tenant)
+    logger("ordercast.ws").info("ws.open", protocol=protocol, conn=conn_id, app=app, tenant=tenant)
 
 
 def ws_closed(
@@ -233,7 +238,7 @@ def ws_closed(
     subscriptions: int,
     reason: str | None = None,
 ) -> None:
-    _ws.info(
+    logger("ordercast.ws").info(
         "ws.close",
         protocol=protocol,
         conn=conn_id,

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from ordercast.runtime import Runtime
     from ordercast.storage.outbox import Claimed, Outcome
 
-_delivery_log = logger("ordercast.delivery")
-
 
 def _pusher(runtime: Runtime) -> PusherGateway | None:
     gateway = runtime.gateway.extensions.get("pusher")
@@ -173,7 +171,7 @@ def delivery_attempt(msg: Claimed, outcome: Outcome) -> None:
     """One webhook delivery attempt: its metrics and its log line."""
     kind = {"delivered": "delivered", "pending": "retry"}.get(outcome.message_status, "failed")
     metrics.webhook_attempt(kind, msg.dialect, outcome.latency_ms / 1000.0)
-    _delivery_log.info(
+    logger("ordercast.delivery").info(
         "webhook.attempt",
         app=msg.app_id,
         endpoint=msg.endpoint_id,

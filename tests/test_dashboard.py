@@ -22,17 +22,18 @@ from conftest import World, basic, make_world
 from ordercast.runtime import Runtime
 from pusher_support import NODE_DIR, start_live
 from stomp_support import raw_client, start_stomp
-from webhooks_fixtures import Receiver, open_runtime, wait_for
+from webhooks_fixtures import Receiver, fresh_database_url, open_runtime, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-@pytest.fixture
-async def rt(tmp_path: Any) -> AsyncIterator[Runtime]:
-    async for runtime in open_runtime(f"sqlite:///{tmp_path}/console.db"):
-        await runtime.start_delivery()
-        yield runtime
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def rt(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Runtime]:
+    async for url in fresh_database_url(request.param, tmp_path):
+        async for runtime in open_runtime(url):
+            await runtime.start_delivery()
+            yield runtime
 
 
 @pytest.fixture
@@ -105,6 +106,9 @@ async def test_console_api_keeps_tenants_and_apps_apart(w: World) -> None:
     )
     assert refused.status_code == 403
     assert (await w.http.get("/dashboard/api/session")).status_code == 401
+    # The scrape-time queries (outbox depth, oldest due message, POS timers) on this store.
+    metrics = (await w.http.get("/metrics")).text
+    assert 'ordercast_outbox_messages{status="pending"}' in metrics
     page = await w.http.get("/dashboard")
     assert page.status_code == 200 and "console.js" in page.text
     assert (await w.http.get("/dashboard/assets/console.js")).status_code == 200

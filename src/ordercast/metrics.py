@@ -231,28 +231,50 @@ class HttpMetrics:
 # -- the real-time path ----------------------------------------------------------------
 
 
+class _PendingLatency:
+    """Commit times of the bus messages dispatched in this loop iteration, observed
+    together by one callback queued after the gateways' flushes."""
+
+    def __init__(self) -> None:
+        self.committed: list[float] = []
+        self.before = 0
+        self.written: Callable[[], int] | None = None
+
+    def flush(self) -> None:
+        committed, self.committed = self.committed, []
+        written = self.written
+        if written is None or written() == self.before:
+            return  # nothing reached a socket
+        now = time.time()
+        for at in committed:
+            FANOUT_LATENCY.observe(max(0.0, now - at))
+
+
+_PENDING = _PendingLatency()
+
+
 def observe_bus_message(payload: dict[str, Any], written: Callable[[], int]) -> None:
     """Called by the hub once per order bus message, after every gateway consumed it.
 
     ``payload["committed_at"]`` is the commit's wall-clock time. The gateways write their
-    fan-out at the end of this loop iteration (``flush_soon``), so the latency is taken in a
-    callback queued after theirs, and only if they wrote to some socket (``written``: the
-    gateways' write counters, compared before and after)."""
+    fan-out at the end of this loop iteration (``flush_soon``), so the latency is taken in
+    one callback queued after theirs, for every message of the iteration, and only if the
+    gateways wrote to some socket meanwhile (``written``: their write counters)."""
     committed = payload.get("committed_at")
     if not isinstance(committed, float):
         return
-    now = time.time()
-    BUS_DELAY.observe(max(0.0, now - committed))
-    before = written()
-
-    def after_flush() -> None:
-        if written() != before:
-            FANOUT_LATENCY.observe(max(0.0, time.time() - committed))
-
-    try:
-        asyncio.get_running_loop().call_soon(after_flush)
-    except RuntimeError:  # pragma: no cover - always inside the hub's loop
-        after_flush()
+    BUS_DELAY.observe(max(0.0, time.time() - committed))
+    pending = _PENDING
+    if not pending.committed:
+        pending.written = written
+        pending.before = written()
+        try:
+            asyncio.get_running_loop().call_soon(pending.flush)
+        except RuntimeError:  # pragma: no cover - always inside the hub's loop
+            pending.committed.append(committed)
+            pending.flush()
+            return
+    pending.committed.append(committed)
 
 
 _WEBHOOK_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}

@@ -237,8 +237,9 @@ async def test_console_in_a_real_browser(tmp_path: Path) -> None:
     assert results["errors"] == []
     assert len(results["appeared_ms"]) == 3 and len(results["moved_ms"]) == 3
     columns = dict(results["columns"])
-    assert list(columns.values()).count("new") == 2  # the third order and the dead letter's
-    assert "ready" in columns.values() and "accepted" in columns.values()
+    assert sorted(columns.values()) == ["accepted", "new", "preparing", "ready"]
+    assert results["stayed_while_paused"] == "new"
+    assert results["resumed"] == "+2 resumed"  # seq 2 and 3, read back after the reconnect
     assert results["timeline_seqs"] == [1, 2, 3, 4]  # created, preparing, ready, stale
     assert "200 delivered" in results["first_attempt"]
     assert any(f"/kds/{live.tenant_id}/{live.location_id}" in text for text in results["live"])

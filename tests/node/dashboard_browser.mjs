@@ -66,6 +66,18 @@ try {
   await rest('POST', `/v1/orders/${orders[0].id}/transitions`, { to: 'accepted' });
   await page.waitForSelector(`[data-order-id="${orders[0].id}"] .badge.stale`, { timeout: 5000 });
   await page.waitForSelector(`[data-column="ready"] [data-order-id="${orders[0].id}"]`);
+  // Pause closes the stream; two changes land meanwhile and the card stays put; Resume
+  // reconnects and reads them back by seq (GET /v1/orders/{id}/events?after_seq=...).
+  await page.click('#pause');
+  await page.waitForSelector('#live.off');
+  await rest('POST', `/v1/orders/${orders[2].id}/transitions`, { to: 'accepted' });
+  await rest('POST', `/v1/orders/${orders[2].id}/transitions`, { to: 'preparing' });
+  results.stayed_while_paused = await page.$eval(`[data-order-id="${orders[2].id}"]`,
+    (card) => card.closest('[data-column]').dataset.column);
+  await page.click('#pause');
+  await page.waitForSelector(`[data-column="preparing"] [data-order-id="${orders[2].id}"] .badge.resumed`, { timeout: 5000 });
+  results.resumed = await page.textContent(`[data-order-id="${orders[2].id}"] .badge.resumed`);
+  await page.waitForSelector('#live.on');
   results.columns = await page.$$eval('[data-order-id]', (cards) =>
     cards.map((c) => [c.dataset.orderId, c.closest('[data-column]').dataset.column]));
   await page.screenshot({ path: `${SHOTS}/dashboard-board.png` });

@@ -98,6 +98,7 @@ function stopPage() {
   clearInterval(state.timer);
   state.timer = null;
   $('#live').hidden = true;
+  $('#pause').hidden = true;
 }
 
 function route() {
@@ -173,10 +174,10 @@ function boardPage() {
     }
   }
 
-  function handle(event, data, first) {
+  async function handle(event, data, first) {
     if (event === 'snapshot' || event === 'resync') {
       if (first) data.orders.slice().reverse().forEach((o) => render(o));
-      else resume(data.orders.slice().reverse());
+      else await resume(data.orders.slice().reverse());
     } else if (event === 'change') {
       render(data.order, {
         stale: data.events.some((e) => e.stale),
@@ -185,19 +186,44 @@ function boardPage() {
     }
   }
 
+  // The page's stream: reconnects with a back-off after an error; "Pause" closes it (the
+  // board stops moving while someone reads it) and "Resume" reconnects, reading back by seq
+  // what each order missed meanwhile.
   const controller = new AbortController();
   state.stream = controller;
   const live = $('#live');
+  const pause = $('#pause');
   live.hidden = false;
+  pause.hidden = false;
+  let current = null; // this connection's AbortController
+  let paused = false;
+  let wake = null;
+  pause.textContent = 'Pause';
+  pause.onclick = () => {
+    paused = !paused;
+    pause.textContent = paused ? 'Resume' : 'Pause';
+    if (paused && current) current.abort();
+    if (!paused && wake) wake();
+  };
   let attempt = 0;
   let connections = 0;
   (async function connect() {
     while (!controller.signal.aborted) {
+      if (paused) {
+        live.textContent = 'paused';
+        live.className = 'live off';
+        await new Promise((resolve) => { wake = resolve; });
+        wake = null;
+        continue;
+      }
       let first = connections === 0;
+      current = new AbortController();
+      const stop = () => current.abort();
+      controller.signal.addEventListener('abort', stop);
       try {
         const response = await fetch(`/dashboard/api/locations/${state.location}/stream`, {
           headers: { Authorization: authHeader(), Accept: 'text/event-stream' },
-          signal: controller.signal,
+          signal: current.signal,
         });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         connections += 1;
@@ -221,14 +247,17 @@ function boardPage() {
               else if (line.startsWith('data: ')) data += line.slice(6);
             }
             if (data) {
-              handle(name, JSON.parse(data), first);
+              await handle(name, JSON.parse(data), first);
               if (name === 'snapshot') first = false;
             }
           }
         }
       } catch (error) {
         if (controller.signal.aborted) return;
+      } finally {
+        controller.signal.removeEventListener('abort', stop);
       }
+      if (paused) continue;
       live.textContent = 'reconnecting…';
       live.className = 'live off';
       attempt += 1;

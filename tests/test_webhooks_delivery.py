@@ -226,6 +226,13 @@ async def test_dead_letter_is_visible_and_replayable(tmp_path: Any) -> None:
             await wait_for(lambda: len(receiver.received) == 1)
             assert receiver.received[0].webhook_id == msg["id"]
             receiver.verify_all(ep["secret"])
+
+            # The receiver has the request before the worker records the attempt: poll.
+            async def replay_recorded(w: World = w, base: str = base) -> bool:
+                r = await w.http.get(f"{base}/attempts", headers=w.auth)
+                return r.json()["attempts"][0]["trigger"] == "replay"
+
+            await wait_for(replay_recorded, what="the replay attempt recorded")
             attempts = (await w.http.get(f"{base}/attempts", headers=w.auth)).json()["attempts"]
             assert attempts[0]["trigger"] == "replay" and attempts[0]["outcome"] == "delivered"
     await receiver.stop()

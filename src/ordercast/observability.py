@@ -23,8 +23,8 @@ from ordercast.logs import logger, safe_url
 
 if TYPE_CHECKING:
     from ordercast.gateway.stomp import StompGateway
+    from ordercast.ports import Claimed, Outcome
     from ordercast.runtime import Runtime
-    from ordercast.storage.outbox import Claimed, Outcome
 
 
 def _pusher(runtime: Runtime) -> PusherGateway | None:

@@ -31,7 +31,6 @@ from fastapi.staticfiles import StaticFiles
 
 from ordercast import observability
 from ordercast.api.deps import PrincipalDep, RuntimeDep
-from ordercast.delivery.service import endpoint_view
 from ordercast.domain.access import (
     Admin,
     AppPrincipal,
@@ -44,6 +43,7 @@ from ordercast.domain.order import Order
 from ordercast.errors import Forbidden
 from ordercast.logs import safe_url
 from ordercast.runtime import Runtime
+from ordercast.services.webhooks import endpoint_view
 from ordercast.storage import console as queries
 from ordercast.storage.sql import SqlStore
 

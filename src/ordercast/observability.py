@@ -19,11 +19,9 @@ import sqlalchemy as sa
 
 from ordercast import metrics
 from ordercast.gateway.pusher import PusherGateway, channel_is_presence
-from ordercast.logs import logger, safe_url
 
 if TYPE_CHECKING:
     from ordercast.gateway.stomp import StompGateway
-    from ordercast.ports import Claimed, Outcome
     from ordercast.runtime import Runtime
 
 
@@ -165,28 +163,6 @@ def install(runtime: Runtime) -> Observability:
     runtime.hub.written = source.written
     source.attach_gateways()
     return source
-
-
-def delivery_attempt(msg: Claimed, outcome: Outcome) -> None:
-    """One webhook delivery attempt: its metrics and its log line."""
-    kind = {"delivered": "delivered", "pending": "retry"}.get(outcome.message_status, "failed")
-    metrics.webhook_attempt(kind, msg.dialect, outcome.latency_ms / 1000.0)
-    logger("ordercast.delivery").info(
-        "webhook.attempt",
-        app=msg.app_id,
-        endpoint=msg.endpoint_id,
-        message=msg.id,
-        order=msg.order_id,
-        seq=msg.seq,
-        dialect=msg.dialect,
-        url=safe_url(msg.url),
-        attempt=outcome.attempt,
-        trigger=outcome.trigger,
-        status=outcome.status_code,
-        outcome=kind,
-        latency_ms=round(outcome.latency_ms, 2),
-        reason=None if outcome.delivered else outcome.reason[:200],
-    )
 
 
 # -- the connections page's query interface -------------------------------------------------

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ordercast import observability
+from ordercast.delivery.observe import delivery_attempt
 from ordercast.delivery.sender import Sender, SendResult
 from ordercast.domain.isotime import iso_from_unix
 from ordercast.ports import Claimed, Outbox, Outcome
@@ -259,7 +259,7 @@ class DeliveryWorker:
             outcome = await self._attempt(msg)
         finally:
             self._release(eid, acquired)
-        observability.delivery_attempt(msg, outcome)
+        delivery_attempt(msg, outcome)
         self._results.append(outcome)
         self._flush_wake.set()
 

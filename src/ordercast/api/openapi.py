@@ -103,6 +103,22 @@ _WHY = {
     "429": "Too many requests (problem+json, `rate_limited`; see `Retry-After`)",
 }
 _PROBLEM_REF = "#/components/schemas/Problem"
+OAUTH_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "string",
+            "description": "invalid_request, invalid_client, invalid_grant, "
+            "unauthorized_client, unsupported_grant_type or invalid_scope",
+        },
+        "error_description": {"type": "string"},
+    },
+}
+_OAUTH_ERRORS = {
+    "400": "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type, ...",
+    "401": "RFC 6749 error: invalid_client (wrong or missing client credentials)",
+}
 _COMMANDS = {"post", "put", "patch", "delete"}
 
 
@@ -165,6 +181,14 @@ def document(app: FastAPI) -> dict[str, Any]:
             if method in _COMMANDS and authenticated:
                 codes.append("409")
             responses = operation.setdefault("responses", {})
+            if path == "/auth-oauth2/oauth/token":
+                # RFC 6749 section 5.2 error bodies, not problem+json (api/oauth.py).
+                for code, why in _OAUTH_ERRORS.items():
+                    responses[code] = {
+                        "description": why,
+                        "content": {"application/json": {"schema": OAUTH_ERROR_SCHEMA}},
+                    }
+                continue
             for code in sorted(set(codes)):
                 responses[code] = _problem(_WHY[code])
     return schema

@@ -174,7 +174,7 @@ def document(app: FastAPI) -> dict[str, Any]:
                 codes += ["401", "403", "429"]
             elif tag == "pusher":
                 codes += ["400", "401", "403"]
-            if path == "/health":
+            if path in ("/health", "/ready"):
                 codes.append("503")
             if "{" in path or authenticated:
                 codes.append("404")

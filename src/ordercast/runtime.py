@@ -82,7 +82,7 @@ class Runtime:
     ) -> Runtime:
         clock = clock or SystemClock()
         ids = ids or SYSTEM_IDS
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, settings.database_pool_size)
         await store.migrate()
         bus = open_bus(settings.bus_url)
         await bus.start()

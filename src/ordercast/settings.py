@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535)
     ws_port: int = Field(6001, ge=0, le=65535)
     database_url: str = "sqlite:///./ordercast.db"
+    # PostgreSQL connections per node for order writes, claims and timers (plus a quarter of
+    # that, twice in bursts, for the rest): 15 at most per node by default.
+    database_pool_size: int = Field(10, ge=2, le=500)
     bus_url: str = "memory://"
     # Namespace of every Redis channel and key of this deployment (default: derived from the
     # database URL, so the nodes of one deployment share it and other deployments do not).

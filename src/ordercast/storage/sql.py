@@ -83,12 +83,13 @@ class _Retry(Exception):
     pass
 
 
-def open_store(url: str) -> SqlStore:
-    """``sqlite:///path.db`` (default) or ``postgresql://…``; anything else fails fast."""
+def open_store(url: str, pool_size: int = 10) -> SqlStore:
+    """``sqlite:///path.db`` (default) or ``postgresql://…``; anything else fails fast.
+    ``pool_size``: PostgreSQL connections of the hot path (see :class:`PostgresStore`)."""
     engine = engine_url(url)
     if engine.startswith("sqlite"):
         return SqliteStore(url)
-    return PostgresStore(url)
+    return PostgresStore(url, pool_size)
 
 
 class SqlStore:
@@ -564,11 +565,18 @@ class PostgresStore(SqlStore):
 
     claim_depth = 2
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        # At most pool_size connections for the hot path (asyncpg) and a quarter of that,
+        # again as much in bursts, for the less frequent SQLAlchemy paths: 1.5 x pool_size
+        # per node in all. PostgreSQL's default max_connections is 100, so three nodes at
+        # the default leave room for everything else (it was 50 per node: a third node failed
+        # with "too many clients already").
         async_url = engine_url(url)
-        engine = create_async_engine(async_url, pool_size=10, max_overflow=20)
+        side = max(1, pool_size // 4)
+        engine = create_async_engine(async_url, pool_size=side, max_overflow=side)
         dsn = "postgresql://" + async_url.split("://", 1)[1]
-        super().__init__(async_url, engine, PgConnector(dsn, queries.load("postgresql")))
+        connector = PgConnector(dsn, queries.load("postgresql"), max_size=pool_size)
+        super().__init__(async_url, engine, connector)
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:

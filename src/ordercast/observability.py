@@ -21,6 +21,7 @@ from ordercast import metrics
 from ordercast.gateway.pusher import PusherGateway, channel_is_presence
 
 if TYPE_CHECKING:
+    from ordercast.gateway.cluster import PusherCluster
     from ordercast.gateway.stomp import StompGateway
     from ordercast.runtime import Runtime
 
@@ -139,7 +140,12 @@ class Observability(RuntimeMetrics):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.trace = FanoutTrace()
-        self.connections: ConnectionsSource = LocalConnections(runtime)
+        pusher = _pusher(runtime)
+        self.connections: ConnectionsSource
+        if pusher is not None and pusher.cluster.registry.shared:
+            self.connections = ClusterConnections(runtime, pusher.cluster)
+        else:
+            self.connections = LocalConnections(runtime)
 
     def attach_gateways(self) -> None:
         """Give the installed gateways the trace (STOMP may be installed after us)."""
@@ -171,20 +177,24 @@ def install(runtime: Runtime) -> Observability:
 class ConnectionsSource(Protocol):
     """Live connection state for the console, restricted to ``app_ids`` (None: every app).
 
-    Rows: ``{"protocol", "app_id", "node", "connections", "channels": [{"name",
-    "subscribers", "members": [{"user_id", "user_info"}] | None}]}``."""
+    Rows: ``{"protocol", "app_id", "node", "connections", "nodes": [{"node", "connections"}],
+    "channels": [{"name", "subscribers", "members": [{"user_id", "user_info"}] | None}]}``.
+    ``node`` is ``"cluster"`` for a row counted over every node, else the node's id."""
 
     async def connections(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]: ...
 
 
 class LocalConnections:
-    """This process's sockets (each node reports its own until cluster-wide state exists)."""
+    """This process's sockets (one node, or STOMP in a cluster: STOMP has no shared state)."""
 
     def __init__(self, runtime: Runtime, node: str = "local") -> None:
         self.runtime = runtime
         self.node = node
 
     async def connections(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
+        return self.pusher_rows(app_ids) + self.stomp_rows(app_ids)
+
+    def pusher_rows(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         pusher = _pusher(self.runtime)
         if pusher is not None:
@@ -209,9 +219,14 @@ class LocalConnections:
                             "app_id": app_id,
                             "node": self.node,
                             "connections": state.connections,
+                            "nodes": [{"node": self.node, "connections": state.connections}],
                             "channels": channels,
                         }
                     )
+        return rows
+
+    def stomp_rows(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
         stomp = _stomp(self.runtime)
         if stomp is not None:
             by_app: dict[str, dict[str, Any]] = {}
@@ -237,9 +252,48 @@ class LocalConnections:
                     row["destinations"][dest] = row["destinations"].get(dest, 0) + 1
             for row in by_app.values():
                 dests = row.pop("destinations")
+                row["nodes"] = [{"node": self.node, "connections": row["connections"]}]
                 row["channels"] = [
                     {"name": name, "subscribers": n, "members": None}
                     for name, n in sorted(dests.items())
                 ]
                 rows.append(row)
         return rows
+
+
+class ClusterConnections:
+    """A node of a cluster (Redis bus): Pusher connections per app and node from the nodes'
+    beats (other nodes as of their last beat, every ``cluster_heartbeat`` seconds), channels
+    with the cluster's subscription counts and presence members from the registry. STOMP
+    keeps no shared state: its rows are this node's."""
+
+    def __init__(self, runtime: Runtime, cluster: PusherCluster) -> None:
+        self.cluster = cluster
+        self.local = LocalConnections(runtime, node=cluster.node_id)
+
+    async def connections(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
+        per_app = await self.cluster.app_connections()
+        wanted = sorted(per_app if app_ids is None else app_ids)
+        rows: list[dict[str, Any]] = []
+        for app_id in wanted:
+            nodes = per_app.get(app_id, {})
+            counts = await self.cluster.channels(app_id)
+            channels = []
+            for name, subscribers in sorted(counts.items()):
+                members = None
+                if channel_is_presence(name):
+                    roster = await self.cluster.members(app_id, name)
+                    members = [{"user_id": uid, "user_info": info} for uid, info in roster.items()]
+                channels.append({"name": name, "subscribers": subscribers, "members": members})
+            if nodes or channels:
+                rows.append(
+                    {
+                        "protocol": "pusher",
+                        "app_id": app_id,
+                        "node": "cluster",
+                        "connections": sum(nodes.values()),
+                        "nodes": [{"node": n, "connections": c} for n, c in sorted(nodes.items())],
+                        "channels": channels,
+                    }
+                )
+        return rows + self.local.stomp_rows(app_ids)

@@ -157,7 +157,13 @@ class PusherCluster:
         await self.registry.close()
 
     def _info(self) -> dict[str, Any]:
-        return {"connections": len(self.gateway.connections), "pid": os.getpid()}
+        # "apps": the node's Pusher connections per app, for the console's connections page
+        apps = {
+            app_id: state.connections
+            for app_id, state in list(self.gateway.apps.items())
+            if state.connections
+        }
+        return {"connections": len(self.gateway.connections), "pid": os.getpid(), "apps": apps}
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -460,6 +466,23 @@ class PusherCluster:
     async def nodes(self) -> list[NodeInfo]:
         """Live nodes with what each reported on its last beat (for the console)."""
         return await self.registry.nodes()
+
+    async def app_connections(self) -> dict[str, dict[str, int]]:
+        """Pusher connections per app and live node: app id → node id → count (other nodes
+        as of their last beat, this node now)."""
+        out: dict[str, dict[str, int]] = {}
+        for node in await self.nodes():
+            if node.node_id == self.node_id:
+                continue
+            apps = node.info.get("apps")
+            if isinstance(apps, dict):
+                for app_id, n in apps.items():
+                    if int(n) > 0:
+                        out.setdefault(str(app_id), {})[node.node_id] = int(n)
+        for app_id, state in list(self.gateway.apps.items()):
+            if state.connections:
+                out.setdefault(app_id, {})[self.node_id] = state.connections
+        return out
 
     async def connections(self) -> dict[str, int]:
         """Pusher connections per live node (as of each node's last beat; this node: now)."""

@@ -364,7 +364,7 @@ async function connectionsPage() {
     const data = await api('/dashboard/api/connections');
     const blocks = data.apps.map((app) => el('div', { class: 'card conn', 'data-app': app.app_id, 'data-protocol': app.protocol },
       el('h2', {}, `${app.app_name || app.app_id} `, el('span', { class: 'proto' }, app.protocol),
-        el('span', { class: 'muted' }, ` ${app.connections} connections · node ${app.node}`)),
+        el('span', { class: 'muted' }, ` ${app.connections} connections · ${app.node === 'cluster' ? `cluster (${(app.nodes || []).map((n) => `${n.node}: ${n.connections}`).join(', ')})` : `node ${app.node}`}`)),
       el('table', {}, el('tbody', {}, app.channels.map((c) => el('tr', {},
         el('td', {}, el('code', {}, c.name)),
         el('td', {}, `${c.subscribers} ${app.protocol === 'pusher' ? 'sockets' : 'subscriptions'}`),

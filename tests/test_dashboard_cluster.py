@@ -149,6 +149,31 @@ async def test_the_console_on_one_node_lists_the_clusters_sockets(
             )
             assert [x["app_id"] for x in _pusher_rows(r.json())] == [other.app_id]
 
+            # The timeline's socket counts are the serving node's fan-out, labelled with it:
+            # the order's channel has its one socket on node B.
+            await a.orders.note(app.principal, order.id, text="on the grill")
+            transport_b = httpx.ASGITransport(app=create_app(b))
+            async with httpx.AsyncClient(transport=transport_b, base_url="http://b") as http_b:
+
+                async def live(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+                    r = await client.get(
+                        f"/dashboard/api/orders/{order.id}/timeline",
+                        headers=basic(app.key, app.secret),
+                    )
+                    assert r.status_code == 200, r.text
+                    events = r.json()["events"]
+                    assert [e["seq"] for e in events] == [1, 2]
+                    return [x for x in events[1]["live"] if x["target"] == private]
+
+                deadline = time.monotonic() + 10
+                while not (on_b := await live(http_b)):
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+                assert on_b == [
+                    {"protocol": "pusher", "target": private, "sockets": 1, "node": node_b}
+                ]
+            assert sum(x["sockets"] for x in await live(http)) == 0  # per node: none on A
+
             # Bob leaves node B: the console on node A follows.
             await sockets[1].close()
             deadline = time.monotonic() + 10

@@ -142,8 +142,11 @@ class Observability(RuntimeMetrics):
         self.trace = FanoutTrace()
         pusher = _pusher(runtime)
         self.connections: ConnectionsSource
+        #: Who recorded the fan-out trace: this node's cluster id with a Redis bus, else "local".
+        self.node = "local"
         if pusher is not None and pusher.cluster.registry.shared:
             self.connections = ClusterConnections(runtime, pusher.cluster)
+            self.node = pusher.cluster.node_id
         else:
             self.connections = LocalConnections(runtime)
 

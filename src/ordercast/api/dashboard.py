@@ -233,8 +233,8 @@ async def stream(location_id: str, principal: PrincipalDep, rt: RuntimeDep) -> S
 @router.get("/api/orders/{order_id}/timeline")
 async def timeline(order_id: str, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
     """Every event of the order with where it went: Pusher channels and sockets and STOMP
-    destinations (as this node's fan-out recorded them), and each webhook endpoint's
-    messages with every attempt (status, latency)."""
+    destinations (as this node's fan-out recorded them: ``node`` says which), and each
+    webhook endpoint's messages with every attempt (status, latency)."""
     who = _operator(principal)
     order = await rt.orders.get(principal, order_id)
     store = _sql(rt)
@@ -265,10 +265,10 @@ async def timeline(order_id: str, principal: PrincipalDep, rt: RuntimeDep) -> di
             }
         )
     fanout: dict[int, list[dict[str, Any]]] = {}
-    trace = observability.install(rt).trace
-    for seq, protocol, target, sockets in trace.of(order_id):
+    source = observability.install(rt)
+    for seq, protocol, target, sockets in source.trace.of(order_id):
         fanout.setdefault(seq, []).append(
-            {"protocol": protocol, "target": target, "sockets": sockets}
+            {"protocol": protocol, "target": target, "sockets": sockets, "node": source.node}
         )
     visible_apps = None if isinstance(who, Admin) else {who.app_id}
     events = []

@@ -291,7 +291,7 @@ function where(e) {
   for (const live of e.live) {
     parts.push(el('div', { class: `dest ${live.protocol}` },
       el('span', { class: 'proto' }, live.protocol), ` ${live.target} `,
-      el('span', { class: 'muted' }, `${live.sockets} ${live.protocol === 'pusher' ? 'sockets' : 'subscriptions'}`)));
+      el('span', { class: 'muted' }, `${live.sockets} ${live.protocol === 'pusher' ? 'sockets' : 'subscriptions'}${live.node && live.node !== 'local' ? ` on node ${live.node}` : ''}`)));
   }
   for (const hook of e.webhooks) {
     parts.push(el('div', { class: 'dest webhook', 'data-endpoint': hook.endpoint_id },

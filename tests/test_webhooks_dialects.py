@@ -133,3 +133,53 @@ async def test_one_order_through_every_dialect(w: World) -> None:
     finally:
         for r in receivers.values():
             await r.stop()
+
+
+async def test_courier_proof_as_seed_002_sends_it(w: World) -> None:
+    """Seed 002's rider sends proof of delivery as one string (Uber Direct: a base64 PNG), or
+    as ``proofDelivery``: accepted with the ``delivered`` status (422 before), stored on the
+    delivery, and sent to the Ordatic endpoint as ``data.proofDelivery`` for two orders."""
+    rider = await w.new_app("rider")
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        resp = await w.http.post(
+            f"/v1/apps/{w.app['id']}/endpoints",
+            headers=w.auth,
+            json={"url": receiver.url, "dialect": "ordatic", "fifo": True},
+        )
+        assert resp.status_code == 201, resp.text
+        auth = basic(rider["key"], rider["secret"])
+        png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+        bodies = [
+            {"status": "delivered", "proof": png},
+            {"status": "delivered", "proofDelivery": png[::-1]},
+        ]
+        oids = []
+        for body in bodies:
+            oid = (await w.order(type="delivery"))["id"]
+            oids.append(oid)
+            r = await w.http.post(f"/v1/orders/{oid}/deliveries", headers=auth, json={})
+            assert r.status_code == 201, r.text
+            did = r.json()["id"]
+            r = await w.http.post(f"/v1/deliveries/{did}/status", headers=auth, json=body)
+            assert r.status_code == 200, r.text
+            assert r.json()["delivery"]["status"] == "delivered"
+            assert r.json()["delivery"]["proof"] == body.get("proof", body.get("proofDelivery"))
+            assert r.json()["order"]["status"] == "completed"
+            r = await w.http.get(f"/v1/orders/{oid}", headers=w.auth)
+            assert r.json()["deliveries"][0]["proof"] == body.get("proof", png[::-1])
+
+        def proofs() -> dict[str, str]:
+            return {
+                x.json["data"]["orderId"]: x.json["data"]["proofDelivery"]
+                for x in receiver.received
+                if x.json["eventType"] == "rider-proof-delivery"
+            }
+
+        await wait_for(lambda: len(proofs()) == 2, what="proofs")
+        assert proofs() == {oids[0]: png, oids[1]: png[::-1]}
+        bad = await w.http.post(f"/v1/deliveries/{did}/status", headers=auth, json={"proof": 42})
+        assert bad.status_code == 422 and bad.json()["code"] == "validation_error", bad.text
+    finally:
+        await receiver.stop()

@@ -138,7 +138,7 @@ async def courier_status(
         delivery_id,
         status=body.status,
         occurred_at=iso_or_none(body.occurred_at),
-        proof=body.proof,
+        proof=body.proof if body.proof is not None else body.proof_delivery,
         refund=body.refund,
         location=body.location,
         eta=iso_or_none(body.eta),

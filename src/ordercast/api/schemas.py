@@ -195,10 +195,21 @@ class DeliveryIn(In):
     provider: str | None = Field(default=None, max_length=64)
 
 
+#: Largest proof of delivery accepted as a string (a base64 photo, as Uber Direct sends).
+MAX_PROOF_CHARS = 1_000_000
+
+
 class CourierStatusIn(In):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     status: str | None = None
     occurred_at: datetime | None = None
-    proof: dict[str, Any] | None = None
+    # A string (seed 002's proofDelivery: e.g. a base64 PNG) or an object (a URL, a
+    # signature, a photo, ...). ``proofDelivery`` is accepted as the seed spells it.
+    proof: str | dict[str, Any] | None = Field(default=None, max_length=MAX_PROOF_CHARS)
+    proof_delivery: str | None = Field(
+        default=None, alias="proofDelivery", min_length=1, max_length=MAX_PROOF_CHARS
+    )
     refund: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
     eta: datetime | None = None

@@ -78,7 +78,7 @@ class CourierUpdate:
     delivery_id: str
     status: str | None = None
     occurred_at: str | None = None
-    proof: dict[str, Any] | None = None
+    proof: str | dict[str, Any] | None = None  # seed 002 sends a string (base64 image)
     refund: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
     eta: str | None = None

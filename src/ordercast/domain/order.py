@@ -27,7 +27,7 @@ class Delivery:
     provider_status: str | None = None
     location: dict[str, Any] | None = None
     eta: str | None = None
-    proof: dict[str, Any] | None = None
+    proof: str | dict[str, Any] | None = None
     refund: dict[str, Any] | None = None
     # Provider details a partner reports (Doshii: driver_name, driver_phone, tracking_url,
     # display_id, phase, failed_reason, delivery_order_id), merged update by update.

@@ -446,7 +446,7 @@ class OrderService:
         *,
         status: str | None,
         occurred_at: str | None = None,
-        proof: dict[str, Any] | None = None,
+        proof: str | dict[str, Any] | None = None,
         refund: dict[str, Any] | None = None,
         location: dict[str, Any] | None = None,
         eta: str | None = None,

@@ -9,6 +9,7 @@ import pytest
 from conftest import World
 from ordercast.domain.access import AppPrincipal
 from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
 from ordercast.errors import Conflict, NotFound
 
 
@@ -115,3 +116,66 @@ async def test_meta_is_kept(any_world: World) -> None:
     assert await store.get_meta("k-contract") == "one"
     await store.put_meta("k-contract", "three")
     assert await store.get_meta("k-contract") == "three"
+
+
+async def test_a_hook_breaking_a_constraint_is_reported_as_what_it_is(any_world: World) -> None:
+    """An integrity violation raised by a transaction hook (here the POS timers' own
+    statement writing a timer twice: uq_timers_order_kind) is neither "order already
+    exists" nor retried 20 times as "too many writers": one attempt, an IntegrityViolation
+    naming the constraint, nothing written; REST answers 500 internal_error (storage
+    errors are internal). Before: create said 409 "already exists", a change was retried
+    20 times and answered 409 "too many writers"."""
+    from ordercast.errors import IntegrityViolation
+    from ordercast.ports import Mutation, Tx
+
+    w = any_world
+    store = w.runtime.store
+    p = principal(w)
+    calls: list[str] = []
+
+    async def hook(tx: Tx, order: Order, events: list[EventRecord]) -> None:
+        if any(
+            e.data.get("text") == "clash" or e.data.get("order", {}).get("notes") == "clash"
+            for e in events
+        ):
+            calls.append(events[0].type)
+            for _ in range(2):
+                await tx.execute(
+                    "insert_timer",
+                    {
+                        "id": f"tmr_{len(calls)}_{_}",
+                        "order_id": order.id,
+                        "kind": "commit_timeout",
+                        "due_at": 0.0,
+                        "now": 0.0,
+                    },
+                )
+
+    store.add_tx_hook(hook)
+    oid = (await w.order())["id"]
+    with pytest.raises(IntegrityViolation) as caught:
+        await w.runtime.orders.note(p, oid, text="clash")
+    assert caught.value.constraint in ("uq_timers_order_kind", "timers.order_id, timers.kind")
+    assert caught.value.detail.startswith(f"order {oid} was not saved: ")
+    assert "timers" in caught.value.detail and "writers" not in caught.value.detail
+    assert calls == ["order.note"]  # tried once
+    r = await w.http.post(f"/v1/orders/{oid}/notes", headers=w.auth, json={"text": "clash"})
+    assert r.status_code == 500 and r.json()["code"] == "internal_error", r.text
+    r = await w.http.post(
+        "/v1/orders",
+        headers=w.auth,
+        json={
+            "location_id": w.location_id,
+            "items": [{"name": "x", "quantity": 1, "unit_price": 1}],
+            "notes": "clash",
+        },
+    )
+    assert r.status_code == 500 and r.json()["code"] == "internal_error", r.text
+    assert calls == ["order.note", "order.note", "order.created"]
+    events = await store.list_events(oid, 0, 100)
+    assert [e.type for e in events] == ["order.created"]  # nothing of the refused changes
+    # A real duplicate order is still "already exists".
+    order = await store.get_order(oid)
+    assert order is not None
+    with pytest.raises(Conflict, match="already exists"):
+        await store.create_order(Mutation(order, events))

@@ -79,6 +79,23 @@ def engine_url(url: str) -> str:
     )
 
 
+# IntegrityViolation.constraint as PostgreSQL names it, and as SQLite does (the columns).
+_ORDER_EXISTS = frozenset({"orders_pkey", "orders.id"})
+_SEQ_CLASH = frozenset({"uq_events_order_seq", "events.order_id, events.seq"})
+
+
+def _refused(order_id: str, exc: IntegrityViolation) -> IntegrityViolation:
+    """What really failed when a write of an order change broke a constraint that is
+    neither "the order exists" nor "another writer took this seq" (e.g. a transaction
+    hook's row): said once, not retried."""
+    where = f"constraint {exc.constraint}" if exc.constraint else "an integrity constraint"
+    return IntegrityViolation(
+        f"order {order_id} was not saved: the database refused a row of the change ({where}: "
+        f"{exc.detail}); nothing was written",
+        constraint=exc.constraint,
+    )
+
+
 class _Retry(Exception):
     pass
 
@@ -311,7 +328,9 @@ class SqlStore:
                 self._committed(mutation.order)
                 return
             except IntegrityViolation as exc:
-                raise Conflict(f"order {mutation.order.id} already exists") from exc
+                if exc.constraint in _ORDER_EXISTS:
+                    raise Conflict(f"order {mutation.order.id} already exists") from exc
+                raise _refused(mutation.order.id, exc) from exc
             except StorageBusy:
                 await asyncio.sleep(0.01)
         raise Conflict("the database is locked by another process; try again")
@@ -328,7 +347,13 @@ class SqlStore:
                 if done is not None and done.events:
                     self._committed(done.order)
                 return done
-            except (_Retry, IntegrityViolation):
+            except _Retry:
+                await asyncio.sleep(0)
+            except IntegrityViolation as exc:
+                # Only a clash on an event's (order, seq) means another writer got there
+                # first; anything else (a transaction hook's row) would fail again.
+                if exc.constraint not in _SEQ_CLASH:
+                    raise _refused(order_id, exc) from exc
                 await asyncio.sleep(0)
             except StorageBusy:
                 await asyncio.sleep(0.01)

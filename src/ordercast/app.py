@@ -97,18 +97,25 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
 
     @app.get("/health", tags=["system"])
     async def health(request: Request) -> Any:
+        """200 ``ok``; 200 ``degraded`` with ``reasons`` while the bus is down (this node
+        still serves REST, webhooks and its own subscribers, and catches up when the bus is
+        back: taking every node out of a load balancer would be worse); 503 when storage,
+        the truth, is unreachable."""
         rt: Runtime = request.app.state.runtime
-        problems = []
         try:
             await rt.store.ping()
         except Exception as exc:
-            problems.append(f"storage: {exc.__class__.__name__}")
-        try:
-            await rt.bus.ping()
-        except Exception as exc:
-            problems.append(f"bus: {exc.__class__.__name__}")
-        if problems:
-            return problem(503, "unavailable", "Unavailable", "; ".join(problems))
+            return problem(503, "unavailable", "Unavailable", f"storage: {type(exc).__name__}")
+        reasons = []
+        if rt.bus.down_reason is not None:
+            reasons.append(f"bus: {rt.bus.down_reason}")
+        else:
+            try:
+                await rt.bus.ping()
+            except Exception as exc:
+                reasons.append(f"bus: {type(exc).__name__}: {exc}"[:300])
+        if reasons:
+            return JSONResponse({"status": "degraded", "reasons": reasons})
         return JSONResponse({"status": "ok"})
 
     @app.get("/ready", tags=["system"])

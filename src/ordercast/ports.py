@@ -187,17 +187,26 @@ class BusMessage:
     payload: dict[str, Any]
 
 
+#: The kind of the notice a listener yields when it was marked lagged (not a real message).
+LAGGED = "__lagged__"
+
+
 class BusListener(Protocol):
     """A bounded queue of bus messages. ``lagged`` is set when it overflowed and dropped
-    messages: the consumer must catch up from storage."""
+    messages, or its bus lost its connection: the consumer must catch up from storage
+    (``lagged_since``: unix seconds from when messages may have been missed)."""
 
     lagged: bool
+    lagged_since: float | None
 
     def __aiter__(self) -> AsyncIterator[BusMessage]: ...
     async def close(self) -> None: ...
 
 
 class Bus(Protocol):
+    #: Why the bus cannot deliver right now (None when it can); ``/health`` reports it.
+    down_reason: str | None
+
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...

@@ -84,7 +84,7 @@ class Runtime:
         ids = ids or SYSTEM_IDS
         store = open_store(settings.database_url, settings.database_pool_size)
         await store.migrate()
-        bus = open_bus(settings.bus_url)
+        bus = open_bus(settings.bus_url, settings.prefix)
         await bus.start()
         # Dev mode keeps generated secrets in the database so restarts keep them.
         admin_token = settings.admin_token or await _kept(store, ids, "admin_token", "oca_")

@@ -23,8 +23,11 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=2, le=500)
     bus_url: str = "memory://"
     # Namespace of every Redis channel and key of this deployment (default: derived from the
-    # database URL, so the nodes of one deployment share it and other deployments do not).
-    bus_prefix: str | None = None
+    # Redis database number and the database URL, so the nodes of one deployment share it
+    # and other deployments do not; see bus.default_prefix).
+    bus_prefix: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$"
+    )
     # Cluster mode (a redis:// bus): each node beats every cluster_heartbeat seconds; a node
     # silent for cluster_node_timeout seconds is reaped (its presence members removed).
     cluster_heartbeat: float = Field(2.0, gt=0, le=10)
@@ -96,10 +99,13 @@ class Settings(BaseSettings):
 
     @property
     def prefix(self) -> str:
-        """The namespace for Redis keys and channels (see ``bus_prefix``)."""
-        from ordercast.cluster import default_prefix
+        """The namespace for Redis keys and channels, ending in ``:`` (see ``bus_prefix``)."""
+        from ordercast.bus import default_prefix
 
-        return self.bus_prefix or default_prefix(self.database_url)
+        given = self.bus_prefix
+        if given:
+            return given if given.endswith(":") else given + ":"
+        return default_prefix(self.bus_url, self.database_url)
 
     @property
     def tls(self) -> bool:

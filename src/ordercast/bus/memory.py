@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 
-from ordercast.ports import BusMessage
+from ordercast.ports import LAGGED, BusMessage
 
 _CLOSE = BusMessage("__close__", {})
+_LAGGED = BusMessage(LAGGED, {})
 
 
 class QueueListener:
-    """A bounded listener; on overflow it drops the message and sets ``lagged``."""
+    """A bounded listener; on overflow it drops the message and sets ``lagged``.
+
+    ``lagged_since`` (unix seconds) is when messages may first have been missed."""
 
     def __init__(self, maxsize: int, on_close: object = None) -> None:
         self.queue: asyncio.Queue[BusMessage] = asyncio.Queue(maxsize=maxsize)
         self.lagged = False
+        self.lagged_since: float | None = None
         self._closed = False
         self._on_close = on_close
 
@@ -25,7 +31,22 @@ class QueueListener:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
-            self.lagged = True
+            self._lag(time.time())
+
+    def mark_lagged(self, since: float | None = None) -> None:
+        """Messages were missed (since ``since``, unix seconds): set ``lagged`` and wake the
+        consumer with a :data:`~ordercast.ports.LAGGED` notice so it catches up now."""
+        if self._closed:
+            return
+        self._lag(since if since is not None else time.time())
+        # When full, the consumer sees ``lagged`` at its next message.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(_LAGGED)
+
+    def _lag(self, since: float) -> None:
+        if not self.lagged or self.lagged_since is None or since < self.lagged_since:
+            self.lagged_since = since
+        self.lagged = True
 
     async def __aiter__(self) -> AsyncIterator[BusMessage]:
         while True:
@@ -49,6 +70,8 @@ class QueueListener:
 
 
 class MemoryBus:
+    down_reason: str | None = None
+
     def __init__(self) -> None:
         self._listeners: set[QueueListener] = set()
 

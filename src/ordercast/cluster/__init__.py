@@ -21,8 +21,6 @@ A node's registry calls must be made in order (the gateway's glue,
 
 from __future__ import annotations
 
-import hashlib
-
 from ordercast.cluster.types import (
     ADDED,
     FULL,
@@ -52,15 +50,8 @@ __all__ = [
     "NodeInfo",
     "Reaped",
     "Registry",
-    "default_prefix",
     "open_registry",
 ]
-
-
-def default_prefix(database_url: str) -> str:
-    """A namespace specific to the deployment: nodes on the same database share it."""
-    digest = hashlib.sha256(database_url.encode()).hexdigest()[:10]
-    return f"ordercast:{digest}:"
 
 
 def open_registry(bus_url: str, prefix: str, node_id: str) -> Registry:

@@ -12,8 +12,11 @@ Each WebSocket gateway (Pusher, STOMP) registers a consumer::
 once, write to sockets without awaiting. If it returns an awaitable (e.g. it needs to load
 a location from storage) the hub awaits it before the next message, so per-order order is
 kept. ``on_lagged`` is called when the bounded listener overflowed and dropped messages (or
-the Redis connection dropped): the consumer must catch up from storage (the event log is the
-truth; the bus is only a wake-up path). An exception in a consumer is logged, never fatal.
+the Redis connection dropped and came back): the consumer must catch up from storage (the
+event log is the truth; the bus is only a wake-up path) for what changed since
+:attr:`Hub.lagged_since` (unix seconds). It runs BEFORE the next message is dispatched, so a
+catch-up is never overtaken by a newer live message. An exception in a consumer is logged,
+never fatal.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ordercast import metrics
-from ordercast.ports import Bus, BusListener, BusMessage
+from ordercast.ports import LAGGED, Bus, BusListener, BusMessage
 
 __all__ = ["Hub", "HubConsumer"]
 
@@ -50,6 +53,9 @@ class Hub:
         #: Sockets written so far by the gateways (set by ``observability.install``): the
         #: commit -> socket-write latency is observed for messages that reached a socket.
         self.written: Callable[[], int] | None = None
+        #: During ``on_lagged``: unix seconds from when messages may have been missed.
+        self.lagged_since: float | None = None
+        self.catch_ups = 0
 
     def add_consumer(self, consumer: HubConsumer) -> None:
         self.consumers.append(consumer)
@@ -90,12 +96,15 @@ class Hub:
 
     async def _pump(self, listener: BusListener) -> None:
         async for message in listener:
-            await self.dispatch(message)
             if listener.lagged:
                 listener.lagged = False
                 metrics.BUS_LAGGED.inc()
+                self.lagged_since, listener.lagged_since = listener.lagged_since, None
+                self.catch_ups += 1
                 for consumer in self.consumers:
                     await _call(consumer.on_lagged)
+            if message.kind != LAGGED:
+                await self.dispatch(message)
 
 
 async def _call(fn: object, *args: object) -> None:

@@ -33,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
@@ -44,6 +45,7 @@ from ordercast.dialects.opendining import LocationView
 from ordercast.domain.events import EventRecord
 from ordercast.errors import ProtocolError
 from ordercast.gateway.cluster import BUS_KIND, PusherCluster, new_node_id
+from ordercast.gateway.hub import Hub
 from ordercast.gateway.server import (
     GatewayServer,
     Upgrade,
@@ -69,6 +71,7 @@ from ordercast.protocols.pusher import (
 )
 from ordercast.protocols.pusher import messages as pm
 from ordercast.protocols.pusher.httpapi import TriggerEvent
+from ordercast.services.common import iso
 
 __all__ = ["PusherConnection", "PusherGateway", "WebhookSink", "pusher_of"]
 
@@ -82,6 +85,11 @@ APP_CACHE_SECONDS: Final = 30.0
 LAST_STATE_ENTRIES: Final = 10_000
 #: How far back to look for an order channel's last event when it is not cached.
 LAST_STATE_LOOKBACK: Final = 50
+#: After a bus gap: orders changed this many seconds before it began are replayed too, the
+#: window when its start is unknown, and the most orders replayed per presence channel.
+CATCH_UP_MARGIN: Final = 30.0
+CATCH_UP_WINDOW: Final = 300.0
+CATCH_UP_ORDERS: Final = 1000
 
 #: ``async (app, events)``: Pusher server webhooks (channel_occupied, …) for one app.
 WebhookSink = Callable[[App, list[dict[str, Any]]], Awaitable[None]]
@@ -289,10 +297,12 @@ class PusherGateway:
         #: Called once per rendered channel of an order event (order id, seq, "pusher",
         #: channel, subscribed sockets) when set (the console's order timeline).
         self.trace: Callable[[str, int, str, str, int], None] | None = None
+        self.hub: Hub | None = None
 
     # -- wiring ----------------------------------------------------------------------
 
     def install(self, server: GatewayServer) -> None:
+        self.hub = server.hub
         server.extensions["pusher"] = self
         server.add_route(PATH, self.factory)
         server.hub.add_consumer(self)
@@ -855,28 +865,58 @@ class PusherGateway:
             channel.floors[conn] = seq
 
     def on_lagged(self) -> Awaitable[None] | None:
-        return self._catch_up()
+        if not self.by_name:
+            return None
+        return self._catch_up(self.hub.lagged_since if self.hub is not None else None)
 
-    async def _catch_up(self) -> None:
-        """The bus dropped messages: replay every watched order from its last sent seq."""
-        watched = [
-            name[len(opendining.ORDER_CHANNEL_PREFIX) :]
-            for name in list(self.by_name)
-            if name.startswith(opendining.ORDER_CHANNEL_PREFIX)
-        ]
-        for order_id in watched:
+    async def _catch_up(self, lagged_since: float | None) -> None:
+        """The bus dropped messages (since ``lagged_since``, unix seconds): replay what the
+        subscribers missed from storage. The orders: those of watched order channels, and
+        those of watched presence channels' locations changed since the gap began (a
+        margin earlier). Per order, from the last seq rendered (``sent_seq``); an order never
+        rendered: its events recorded in that window."""
+        start = (lagged_since or time.time() - CATCH_UP_WINDOW) - CATCH_UP_MARGIN
+        since = iso(datetime.fromtimestamp(start, UTC))
+        order_ids: dict[str, None] = {}
+        locations: dict[tuple[str, str], None] = {}
+        for name, app_ids in list(self.by_name.items()):
+            if name.startswith(opendining.ORDER_CHANNEL_PREFIX):
+                order_ids[name[len(opendining.ORDER_CHANNEL_PREFIX) :]] = None
+            elif name.startswith(opendining.LOCATION_CHANNEL_PREFIX):
+                location_id = name[len(opendining.LOCATION_CHANNEL_PREFIX) :]
+                for app_id in app_ids:
+                    state = self.apps.get(app_id)
+                    if state is not None:
+                        locations[(state.app.tenant_id, location_id)] = None
+        for tenant_id, location_id in locations:
+            changed = await self.store.list_orders(
+                tenant_id=tenant_id,
+                location_ids=frozenset({location_id}),
+                user_id=None,
+                status=None,
+                updated_since=since,
+                limit=CATCH_UP_ORDERS,
+            )
+            for found in reversed(changed):  # oldest change first
+                order_ids[found.id] = None
+        sent = 0
+        for order_id in order_ids:
             order = await self.store.get_order(order_id)
             if order is None:
                 continue
-            after = self.sent_seq.get(order_id, order.version)
-            if after >= order.version:
+            after = self.sent_seq.get(order_id)
+            if after is not None and after >= order.version:
                 continue
             location = await self.location(order.location_id)
-            records = await self.store.list_events(order_id, after, 1000)
+            records = await self.store.list_events(order_id, after or 0, 1000)
             order_dict = order.to_dict()
             for record in records:
+                if after is None and record.recorded_at < since:
+                    continue
                 self._render_and_send(record, order_dict, location)
+                sent += 1
             self._sent(order_id, order.location_id, order.version)
+        log.warning("bus lagged: Pusher caught up %d events from storage", sent)
 
 
 def channel_is_presence(name: str) -> bool:

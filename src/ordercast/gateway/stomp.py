@@ -38,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -64,6 +65,7 @@ from ordercast.protocols.stomp import (
     encode_message,
     select_subprotocol,
 )
+from ordercast.services.common import iso
 
 if TYPE_CHECKING:
     import re
@@ -87,6 +89,11 @@ _CLOSE_CODES = {
     "internal_error": WSCloseCode.INTERNAL_ERROR,
 }
 _NULL_PASSCODES = frozenset({"", "null"})
+#: After a bus gap, orders changed this many seconds before it began are replayed too (a
+#: connection can be dead a while before it is noticed).
+CATCH_UP_MARGIN = 30.0
+#: The window when the gap's start is unknown.
+CATCH_UP_WINDOW = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,8 @@ class StompConfig:
     """Seconds a closing socket may take to flush before it is aborted."""
     max_tracked_orders: int = 4096
     """Orders whose last sent seq one subscription remembers (see ``_Sub.seqs``)."""
+    catch_up_orders: int = 1000
+    """Most changed orders replayed per destination after the bus missed messages."""
 
 
 #: A message's place in its order's stream: (order id, seq); None for messages outside any
@@ -120,13 +129,29 @@ class _Sub:
     its own order's entry. Bounded by ``max_tracked_orders``: past it the oldest entry is
     forgotten, which can at worst let a replayed message repeat, never drop one."""
 
-    __slots__ = ("active", "conn", "held", "limit", "prefix_tail", "seqs", "sub", "transport")
+    __slots__ = (
+        "active",
+        "conn",
+        "held",
+        "limit",
+        "prefix_tail",
+        "route",
+        "seqs",
+        "sub",
+        "transport",
+    )
 
     def __init__(
-        self, conn: StompConnection, sub: Subscription, transport: WSTransport, limit: int
+        self,
+        conn: StompConnection,
+        sub: Subscription,
+        transport: WSTransport,
+        limit: int,
+        route: dialect.Route,
     ) -> None:
         self.conn = conn
         self.sub = sub
+        self.route = route
         self.transport = transport
         # Hot path for ack:auto: prefix + message.tail (or raw_tail for STOMP 1.0).
         self.prefix_tail = sub.ack == "auto"
@@ -377,12 +402,73 @@ class StompGateway:
                 for encoded, mark in run:
                     entry.conn.deliver(entry, encoded, mark)
 
-    def on_lagged(self) -> None:
-        # The bus dropped messages: live subscribers may have missed some. Order streams can
-        # resume exactly (x-since-seq), so tell every connection to reconnect.
-        log.warning("bus listener lagged; closing STOMP connections so clients resume")
-        for conn in list(self.connections):
-            conn.fail("events were missed", "the server fell behind; reconnect and resume")
+    def on_lagged(self) -> Awaitable[None] | None:
+        if not self.subscribers:
+            return None
+        return self.catch_up(self.runtime.hub.lagged_since)
+
+    async def catch_up(self, lagged_since: float | None) -> None:
+        """The bus missed messages (since ``lagged_since``, unix seconds): send every
+        subscription what it missed, from storage. Per destination, the orders changed
+        since then (a margin earlier) are replayed; per subscription and order, what is
+        above its seq bookkeeping goes out (an order it never got a message of: the events
+        recorded in the window). The hub dispatches no newer live message meanwhile."""
+        start = (lagged_since or time.time() - CATCH_UP_WINDOW) - CATCH_UP_MARGIN
+        since = iso(datetime.fromtimestamp(start, UTC))
+        store = self.runtime.store
+        streams: dict[str, list[EventRecord]] = {}
+        sent = 0
+        if self.pending:
+            self.flush_pending()
+        for destination, subs in list(self.subscribers.items()):
+            entries = [e for e in subs if e.active]
+            if not entries:
+                continue
+            route = entries[0].route
+            if route.kind == dialect.VENUE:
+                continue  # settings changes: not an order stream
+            if route.kind == dialect.ORDER:
+                order_ids = [route.order_id or ""]
+            else:
+                changed = await store.list_orders(
+                    tenant_id=route.tenant_id,
+                    location_ids=frozenset({route.venue_id or ""})
+                    if route.kind == dialect.KDS_VENUE
+                    else None,
+                    user_id=route.user_id if route.kind != dialect.KDS_VENUE else None,
+                    status=None,
+                    updated_since=since,
+                    limit=self.config.catch_up_orders,
+                )
+                order_ids = [o.id for o in reversed(changed)]  # oldest change first
+            for order_id in order_ids:
+                events = streams.get(order_id)
+                if events is None:
+                    events = await store.list_events(order_id, 0, self.config.replay_limit)
+                    streams[order_id] = events
+                recorded = {e.seq: e.recorded_at for e in events}
+                try:
+                    messages = dialect.replay_order_messages(destination, events, 0)
+                except ValueError:
+                    continue  # a stream without order.created: nothing to rebuild
+                for out in messages:
+                    mark = _mark(out)
+                    encoded = encode_message(
+                        out.destination, out.message_id, out.body, headers=out.headers
+                    )
+                    for entry in entries:
+                        if not entry.active:
+                            continue
+                        if (
+                            out.seq is not None
+                            and order_id not in entry.seqs
+                            and recorded.get(out.seq, "") < since
+                        ):
+                            continue  # before the window, of an order it never got
+                        before = self.delivered
+                        entry.conn.deliver(entry, encoded, mark)
+                        sent += self.delivered - before
+        log.warning("bus lagged: STOMP caught up %d messages from storage", sent)
 
     async def stop(self) -> None:
         for conn in list(self.connections):
@@ -719,7 +805,7 @@ class StompConnection(WSListener):
             self._pump()
             return
         assert self.transport is not None  # CONNECT and SUBSCRIBE came through it
-        entry = _Sub(self, sub, self.transport, self.gateway.config.max_tracked_orders)
+        entry = _Sub(self, sub, self.transport, self.gateway.config.max_tracked_orders, route)
         if since is not None:
             entry.held = []
             entry.seqs[route.order_id or ""] = since

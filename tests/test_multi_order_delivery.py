@@ -266,3 +266,89 @@ async def test_pusher_last_state_load_loses_nothing_on_other_channels(runtime: R
             await staff.close()
             if cust is not None:
                 await cust.close()
+
+
+async def test_stomp_snapshot_then_live_without_gap_or_duplicate(world: World) -> None:
+    """``x-snapshot: true`` on ``/kds/{tenant}/{venue}``: a display that restarts mid-service
+    first gets every open order of the venue (the message of its latest event, marked
+    ``x-snapshot: true``), then live, with orders moving WHILE it subscribes: per order the
+    seqs received are the log's tail from the snapshot on, each once, in order; a closed
+    order is not on the board. ``/order-changes/{tenant}/{user}`` and ``/venue/…`` too; a
+    notification stream refuses it."""
+    rt = world.runtime
+    await start_stomp(rt)
+    kds = await world.new_app("kds")
+    token = await user_token(rt, world.app, USER)
+    t, v = world.tenant_id, world.location_id
+    ids = [o["id"] for o in await asyncio.gather(*(world.order(user_id=USER) for _ in range(4)))]
+    closed = ids.pop()
+    assert (await world.move(closed, "completed", how="picked_up")).status_code == 200
+    await world.move(ids[0], "accepted")
+    await world.move(ids[1], "preparing")
+    async with (
+        raw_client(rt.gateway.url("/ws"), max_queue=256) as staff,
+        raw_client(rt.gateway.url("/ws"), max_queue=256) as user,
+    ):
+        assert (await staff.connect(kds["key"], kds["secret"])).command == "CONNECTED"
+        assert (await user.connect(token)).command == "CONNECTED"
+
+        async def subscribe() -> None:
+            await staff.send(
+                "SUBSCRIBE",
+                {"id": "board", "destination": f"/kds/{t}/{v}", "x-snapshot": "true"},
+            )
+            await staff.send(
+                "SUBSCRIBE",
+                {"id": "venue", "destination": f"/venue/{t}/{v}", "x-snapshot": "true"},
+            )
+            await user.send(
+                "SUBSCRIBE",
+                {"id": "mine", "destination": f"/order-changes/{t}/{USER}", "x-snapshot": "true"},
+            )
+
+        async def busy() -> list[str]:
+            new = [(await world.order(user_id=USER))["id"]]
+            for step in ("ready", "handed_off"):
+                await asyncio.gather(*(world.move(i, step) for i in ids))
+            return new
+
+        _, new = await asyncio.gather(subscribe(), busy())
+        ids += new
+        logs = {i: await _log(world, i) for i in [*ids, closed]}
+        last = {i: log[-1]["seq"] for i, log in logs.items()}
+
+        async def board(client: RawClient) -> dict[str, dict[str, list[tuple[int, bool]]]]:
+            got: dict[str, dict[str, list[tuple[int, bool]]]] = defaultdict(
+                lambda: defaultdict(list)
+            )
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    m = await client.recv(wait=1.5)
+                    if m.command != "MESSAGE":
+                        continue
+                    key = m.headers.get("order-id", "venue")
+                    got[m.headers["subscription"]][key].append(
+                        (int(m.headers.get("seq", 0)), m.headers.get("x-snapshot") == "true")
+                    )
+            return got
+
+        staff_got = await board(staff)
+        user_got = await board(user)
+
+    for sub, got in (("board", staff_got["board"]), ("mine", user_got["mine"])):
+        assert closed not in got, sub
+        assert set(got) == set(ids), sub
+        for i in ids:
+            seqs = [s for s, _ in got[i]]
+            first = seqs[0]
+            assert seqs == list(range(first, last[i] + 1)), (sub, i, got[i])
+            # Orders there before the subscription start with the snapshot message.
+            if i not in new:
+                assert got[i][0][1] is True, (sub, i, got[i])
+            assert all(not snap for _, snap in got[i][1:]), (sub, i, got[i])
+    assert staff_got["venue"]["venue"] == [(0, True)]
+
+    async with raw_client(rt.gateway.url("/ws")) as again:
+        await again.connect(token)
+        err = await again.subscribe(f"/notifications/{t}/{USER}", **{"x-snapshot": "true"})
+        assert err.command == "ERROR" and err.headers["message"] == "x-snapshot not supported here"

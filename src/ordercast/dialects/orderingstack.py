@@ -528,6 +528,39 @@ def render_location_change(location: Mapping[str, Any]) -> list[StompMessage]:
 
 # -- replay -----------------------------------------------------------------------------------
 
+SNAPSHOT_HEADER: Final = ("x-snapshot", "true")
+
+
+def snapshot_statuses(kind: str) -> tuple[str, ...] | None:
+    """The order states an ``x-snapshot: true`` subscription to a destination of route
+    ``kind`` starts with (the venue's KDS board: submitted and not closed; a user's or one
+    order's destination: not closed), or None where a snapshot means nothing (notification
+    streams are events, not state)."""
+    if kind == KDS_VENUE:
+        return tuple(s.value for s in OrderStatus if kds_visible(s.value))
+    if kind in (USER_ORDERS, ORDER):
+        return tuple(s.value for s in OrderStatus if not _is_terminal(s.value))
+    return None
+
+
+def snapshot_message(
+    destination: str, order: Mapping[str, Any], last: ev.EventRecord
+) -> StompMessage | None:
+    """The message that shows ``order`` (its state now, ``last`` its latest event) on
+    ``destination`` at the start of an ``x-snapshot`` subscription: the live message of its
+    latest event (same id, seq, body) with the header ``x-snapshot: true``."""
+    for message in render_order_change(order, [last], lambda d: d == destination):
+        if message.destination == destination:
+            return StompMessage(
+                message.destination,
+                message.message_id,
+                message.body,
+                (*message.headers, SNAPSHOT_HEADER),
+                message.seq,
+                message.order_id,
+            )
+    return None
+
 
 def snapshots(events: Iterable[ev.EventRecord]) -> list[tuple[ev.EventRecord, dict[str, Any]]]:
     """Each stored event with the order as live subscribers saw it: the state after the

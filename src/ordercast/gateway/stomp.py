@@ -47,6 +47,7 @@ from ordercast import logs, metrics
 from ordercast.dialects import orderingstack as dialect
 from ordercast.domain.access import AppPrincipal, UserPrincipal
 from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
 from ordercast.errors import Forbidden, OrdercastError
 from ordercast.gateway.server import Upgrade, UpgradeRequest, accept, flush_soon, ws_text_frame
 from ordercast.ports import BusMessage
@@ -111,6 +112,8 @@ class StompConfig:
     """Seconds a closing socket may take to flush before it is aborted."""
     max_tracked_orders: int = 4096
     """Orders whose last sent seq one subscription remembers (see ``_Sub.seqs``)."""
+    snapshot_limit: int = 1000
+    """Most open orders an ``x-snapshot: true`` subscription starts with (newest kept)."""
     catch_up_orders: int = 1000
     """Most changed orders replayed per destination after the bus missed messages."""
 
@@ -785,6 +788,29 @@ class StompConnection(WSListener):
                 )
                 self._pump()
                 return
+        snapshot = False
+        raw_snapshot = request.headers.get("x-snapshot")
+        if raw_snapshot is not None:
+            if raw_snapshot not in ("true", "false"):
+                session.reject("invalid x-snapshot", "x-snapshot must be true or false")
+                self._pump()
+                return
+            snapshot = raw_snapshot == "true"
+            if snapshot and (
+                (
+                    route.kind not in (dialect.VENUE,)
+                    and dialect.snapshot_statuses(route.kind) is None
+                )
+                or since is not None
+            ):
+                session.reject(
+                    "x-snapshot not supported here",
+                    "x-snapshot starts /kds/{tenant}/{venue}, /order-changes/{tenant}/{user}, "
+                    "/order-changes/{user}/{order} and /venue/{tenant}/{venue}, without "
+                    "x-since-seq",
+                )
+                self._pump()
+                return
         if route.kind == dialect.ORDER:
             assert isinstance(principal, UserPrincipal)
             order = await self.gateway.runtime.store.get_order(route.order_id or "")
@@ -806,14 +832,82 @@ class StompConnection(WSListener):
             return
         assert self.transport is not None  # CONNECT and SUBSCRIBE came through it
         entry = _Sub(self, sub, self.transport, self.gateway.config.max_tracked_orders, route)
-        if since is not None:
+        if since is not None or snapshot:
             entry.held = []
+        if since is not None:
             entry.seqs[route.order_id or ""] = since
         self.entries[sub.id] = entry
         self.gateway.register(entry)  # live first, then the backlog
         self._pump()  # RECEIPT, then frames that waited for this decision
         if since is not None:
             await self._replay(entry, route.order_id or "", since)
+        elif snapshot:
+            await self._snapshot(entry)
+
+    async def _snapshot(self, entry: _Sub) -> None:
+        """``x-snapshot: true``: the destination's current open orders (each as the message
+        of its latest event, oldest change first), or the venue's settings; then the live
+        messages held meanwhile, those not older than the snapshot's seq per order."""
+        store = self.gateway.runtime.store
+        route = entry.route
+        out: list[dialect.StompMessage] = []
+        if route.kind == dialect.VENUE:
+            location = await store.get_location(route.venue_id or "")
+            if location is not None and location.tenant_id == route.tenant_id:
+                out.extend(
+                    dialect.StompMessage(
+                        m.destination, m.message_id, m.body, (*m.headers, dialect.SNAPSHOT_HEADER)
+                    )
+                    for m in dialect.render_location_change(location.to_dict())
+                )
+        else:
+            orders = []
+            if route.kind == dialect.ORDER:
+                order = await store.get_order(route.order_id or "")
+                statuses = dialect.snapshot_statuses(route.kind) or ()
+                if order is not None and order.status in statuses:
+                    orders.append(order)
+            else:
+                for status in dialect.snapshot_statuses(route.kind) or ():
+                    orders += await store.list_orders(
+                        tenant_id=route.tenant_id,
+                        location_ids=frozenset({route.venue_id or ""})
+                        if route.kind == dialect.KDS_VENUE
+                        else None,
+                        user_id=route.user_id if route.kind != dialect.KDS_VENUE else None,
+                        status=status,
+                        updated_since=None,
+                        limit=self.gateway.config.snapshot_limit,
+                    )
+                # One query per state: an order that moved meanwhile may be in two answers.
+                newest: dict[str, Order] = {}
+                for found in orders:
+                    seen = newest.get(found.id)
+                    if seen is None or found.version > seen.version:
+                        newest[found.id] = found
+                orders = sorted(newest.values(), key=lambda o: (o.updated_at, o.id))
+            for order in orders[-self.gateway.config.snapshot_limit :]:
+                last = await store.list_events(order.id, order.version - 1, 1)
+                if not last:
+                    continue
+                message = dialect.snapshot_message(entry.sub.destination, order.to_dict(), last[0])
+                if message is not None:
+                    out.append(message)
+        if not entry.active or self._closed:
+            return
+        if self.gateway.pending:
+            self.gateway.flush_pending()  # live messages queued so far go to entry.held
+        for message in out:
+            encoded = encode_message(
+                message.destination, message.message_id, message.body, headers=message.headers
+            )
+            self._write(entry, encoded, _mark(message))
+            if self._closed:
+                return
+        held, entry.held = entry.held or [], None
+        self.gateway.replayed(entry)
+        for encoded, mark in held:
+            self.deliver(entry, encoded, mark)
 
     async def _replay(self, entry: _Sub, order_id: str, since: int) -> None:
         events = await self.gateway.runtime.store.list_events(

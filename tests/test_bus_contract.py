@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +16,8 @@ from ordercast.ports import Bus, BusMessage
 @pytest.fixture(params=["memory", "redis"])
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    b = open_bus(url)
+    # Its own namespace: other test runs share the Redis server.
+    b = open_bus(url, f"ordercast-test:{secrets.token_hex(4)}")
     await b.start()
     try:
         yield b

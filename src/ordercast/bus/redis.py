@@ -7,6 +7,12 @@ subscribed again every listener is marked lagged so the gateways catch up from s
 event log is the truth; the bus is only a wake-up path). :attr:`RedisBus.down_reason` says
 why the bus is down meanwhile (``/health`` reports it). A message that is not ours (bad
 JSON, another shape) is logged and skipped.
+
+A publish that fails (after redis-py's own retries) loses that wake-up for EVERY node, also
+those whose subscription is fine. So the publishing node marks its own listeners lagged and,
+as soon as Redis takes a publish again (the next one, or its pump's resubscription), first
+publishes a lag notice (kind :data:`~ordercast.ports.LAGGED`, with the time of the first
+failure): every node's listeners are marked lagged and catch up from storage.
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ import secrets
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ordercast import metrics
 from ordercast.bus.memory import QueueListener
 from ordercast.errors import ConfigError
-from ordercast.ports import BusMessage
+from ordercast.ports import LAGGED, BusMessage
 
 __all__ = ["RedisBus"]
 
@@ -47,7 +57,17 @@ class RedisBus:
         self.min_backoff = MIN_BACKOFF
         self.max_backoff = MAX_BACKOFF
         try:
-            self._redis = aioredis.from_url(url, client_name=self.client_name)
+            self._redis = aioredis.from_url(
+                url,
+                client_name=self.client_name,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            )
+            # The subscriber: no silent retries (a retried read would resubscribe and hide
+            # the gap); the pump notices every failure and marks listeners lagged.
+            self._sub = aioredis.from_url(
+                url, client_name=self.client_name, retry=Retry(ExponentialBackoff(), 0)
+            )
         except ValueError as exc:
             raise ConfigError(f"bad Redis URL '{url}': {exc}") from exc
         self._listeners: set[QueueListener] = set()
@@ -57,6 +77,8 @@ class RedisBus:
         self._down_since: float | None = None
         self.reconnects = 0
         self.bad_messages = 0
+        #: When a publish first failed and no lag notice went out since (unix seconds).
+        self._unpublished_since: float | None = None
 
     def key(self, name: str) -> str:
         """A Redis key in this deployment's namespace."""
@@ -70,7 +92,7 @@ class RedisBus:
     async def _pump(self) -> None:
         delay = self.min_backoff
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 if self._ready.is_set():
@@ -82,12 +104,20 @@ class RedisBus:
                 self.down_reason = None
                 self._down_since = None
                 self._ready.set()
+                if self._unpublished_since is not None:
+                    with contextlib.suppress(Exception):
+                        await self._notify_lag()
                 delay = self.min_backoff
                 async for raw in pubsub.listen():
                     if raw.get("type") != "message":
                         continue
                     message = self._decode(raw.get("data"))
                     if message is None:
+                        continue
+                    if message.kind == LAGGED:  # a node failed to publish: catch up
+                        since = message.payload.get("since")
+                        for listener in list(self._listeners):
+                            listener.mark_lagged(since if isinstance(since, float) else None)
                         continue
                     for listener in list(self._listeners):
                         listener.offer(message)
@@ -128,13 +158,33 @@ class RedisBus:
         for listener in list(self._listeners):
             await listener.close()
         await self._redis.aclose()
+        await self._sub.aclose()
 
     async def ping(self) -> None:
         await self._redis.ping()
 
     async def publish(self, message: BusMessage) -> None:
         body = json.dumps({"kind": message.kind, "payload": message.payload}, separators=(",", ":"))
-        await self._redis.publish(self.channel, body)
+        try:
+            if self._unpublished_since is not None:
+                await self._notify_lag()
+            await self._redis.publish(self.channel, body)
+        except Exception:
+            now = time.time()
+            if self._unpublished_since is None:
+                self._unpublished_since = now
+            for listener in list(self._listeners):
+                listener.mark_lagged(now)
+            raise
+
+    async def _notify_lag(self) -> None:
+        """Tell every node (this one included) that wake-ups were lost since the first
+        failed publish."""
+        since = self._unpublished_since
+        notice = json.dumps({"kind": LAGGED, "payload": {"since": since}})
+        await self._redis.publish(self.channel, notice)
+        if self._unpublished_since == since:
+            self._unpublished_since = None
 
     def listen(self, maxsize: int = 10_000) -> QueueListener:
         listener = QueueListener(maxsize, on_close=self._listeners.discard)

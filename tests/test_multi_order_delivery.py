@@ -352,3 +352,87 @@ async def test_stomp_snapshot_then_live_without_gap_or_duplicate(world: World) -
         await again.connect(token)
         err = await again.subscribe(f"/notifications/{t}/{USER}", **{"x-snapshot": "true"})
         assert err.command == "ERROR" and err.headers["message"] == "x-snapshot not supported here"
+
+
+async def test_gateway_maps_are_empty_after_subscribers_leave(runtime: Runtime) -> None:
+    """Real clients on every kind of channel and destination, then they leave and more
+    orders are published: no per-order or per-channel entry is left in either gateway
+    (before: the Pusher gateway's sent_seq kept one entry per order ever published), the
+    caches stay within their bounds."""
+    from ordercast.gateway import pusher as pusher_gateway
+    from ordercast.gateway.stomp import StompGateway
+
+    need_node()
+    async for live in start_live(runtime):
+        stomp = await start_stomp(runtime)
+        pusher = runtime.gateway.extensions["pusher"]
+        world_kds = await runtime.directory.create_app(
+            tenant_id=live.tenant_id, name="KDS", kind="kds", location_ids=[live.location_id]
+        )
+        ids = [(await live.order(user_id=USER))["id"] for _ in range(3)]
+        staff_auth = (
+            f"{live.base_url}/api/v1/pusher/auth?key={live.app['key']}&secret={live.app['secret']}"
+        )
+        channels = [f"presence-r-{live.location_id}"] + [f"private-o-{i}" for i in ids]
+        staff = await NodeClient.start(
+            "pusher_client.mjs",
+            {
+                "key": live.app["key"],
+                "wsPort": live.ws_port,
+                "authEndpoint": staff_auth,
+                "channels": channels,
+            },
+        )
+        try:
+            for _ in channels:
+                await staff.wait_for(type="subscribed")
+            async with raw_client(runtime.gateway.url("/ws")) as kds:
+                await kds.connect(world_kds.app.key, world_kds.secret)
+                assert (
+                    await kds.subscribe(f"/kds/{live.tenant_id}/{live.location_id}")
+                ).command == ("RECEIPT")
+                for i in ids:
+                    await live.post(f"/v1/orders/{i}/transitions", {"to": "accepted"})
+                for _ in ids:
+                    assert (await kds.expect("MESSAGE")).headers["event-type"] == "order.accepted"
+                await staff.wait_for(type="event", event="order_confirmation")
+                assert pusher.sent_seq and stomp.subscribers  # bookkeeping while listened to
+        finally:
+            await staff.close()
+
+        for _ in range(200):
+            if not pusher.connections and not stomp.connections:
+                break
+            await asyncio.sleep(0.02)
+        assert not pusher.connections and not stomp.connections
+        for _ in range(50):
+            order = await live.order()
+            await live.post(f"/v1/orders/{order['id']}/transitions", {"to": "accepted"})
+        await asyncio.sleep(0.2)
+        assert pusher.sent_seq == {} and pusher.live_seq == {} and pusher.by_name == {}
+        assert all(not s.channels and not s.users for s in pusher.apps.values())
+        assert len(pusher.last_state) <= pusher_gateway.LAST_STATE_ENTRIES
+        assert len(pusher.locations) <= pusher_gateway.LOCATION_ENTRIES
+        assert isinstance(stomp, StompGateway)
+        assert stomp.subscribers == {} and stomp._plans == {} and not stomp.pending
+
+
+async def test_stomp_per_order_bookkeeping_is_bounded_and_loses_nothing(world: World) -> None:
+    """A subscription remembers at most ``max_tracked_orders`` orders; forgetting the oldest
+    never drops a message (at worst a replay could repeat one)."""
+    from ordercast.gateway.stomp import StompConfig
+
+    rt = world.runtime
+    gateway = await start_stomp(rt, StompConfig(max_tracked_orders=2))
+    kds = await world.new_app("kds")
+    async with raw_client(rt.gateway.url("/ws"), max_queue=256) as c:
+        await c.connect(kds["key"], kds["secret"])
+        assert (await c.subscribe(f"/kds/{world.tenant_id}/{world.location_id}")).command == (
+            "RECEIPT"
+        )
+        ids = [o["id"] for o in await asyncio.gather(*(world.order() for _ in range(5)))]
+        await asyncio.gather(*(world.move(i, "accepted") for i in ids))
+        got = await _collect(c, 10)
+        [entry] = [e for subs in gateway.subscribers.values() for e in subs]
+        assert len(entry.seqs) <= 2
+    assert {i: s for i, s in got["sub-0"].items()} == {i: [1, 2] for i in ids}

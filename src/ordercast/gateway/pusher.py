@@ -83,6 +83,11 @@ PATH: Final = re.compile(r"/app/(?P<key>[^/]+)/?")
 DEFAULT_MAX_BUFFER: Final = 1024 * 1024
 APP_CACHE_SECONDS: Final = 30.0
 LAST_STATE_ENTRIES: Final = 10_000
+#: Bounds of the other per-order / per-name maps (oldest entry forgotten past them): seqs
+#: rendered for listened-to orders, location views, cache channels' last frames per app.
+SENT_SEQ_ENTRIES: Final = 100_000
+LOCATION_ENTRIES: Final = 10_000
+CACHE_CHANNEL_ENTRIES: Final = 10_000
 #: How far back to look for an order channel's last event when it is not cached.
 LAST_STATE_LOOKBACK: Final = 50
 #: After a bus gap: orders changed this many seconds before it began are replayed too, the
@@ -677,7 +682,11 @@ class PusherGateway:
         for name in event.channels:
             frame = encode_event(event.name, name, event.data).encode()
             if is_cache_channel(name):
-                state.cache[name] = frame
+                cache = state.cache
+                cache.pop(name, None)
+                if len(cache) >= CACHE_CHANNEL_ENTRIES:
+                    del cache[next(iter(cache))]
+                cache[name] = frame
             channel = state.channels.get(name)
             if channel is not None:
                 self.fanout(channel, frame, exclude)
@@ -720,8 +729,10 @@ class PusherGateway:
         elif message.kind == "location":
             loc = message.payload.get("location") or {}
             if loc.get("id"):
-                self.locations[loc["id"]] = LocationView(
-                    loc["id"], loc.get("timezone") or "UTC", dict(loc.get("settings") or {})
+                self._keep_location(
+                    LocationView(
+                        loc["id"], loc.get("timezone") or "UTC", dict(loc.get("settings") or {})
+                    )
                 )
         return None
 
@@ -739,8 +750,14 @@ class PusherGateway:
                 if loc is None
                 else LocationView(loc.id, loc.timezone, dict(loc.settings))
             )
-            self.locations[location_id] = view
+            self._keep_location(view)
         return view
+
+    def _keep_location(self, view: LocationView) -> None:
+        locations = self.locations
+        if view.id not in locations and len(locations) >= LOCATION_ENTRIES:
+            del locations[next(iter(locations))]  # reloaded from storage when needed
+        locations[view.id] = view
 
     def _apps_for(self, channel_name: str, order: dict[str, Any]) -> list[str]:
         """Apps with subscribers on ``channel_name`` that may see this order."""
@@ -773,13 +790,17 @@ class PusherGateway:
         """Record ``seq`` as rendered for ``order_id`` while someone listens to the order;
         otherwise forget it (memory stays bounded by what subscribers follow)."""
         by_name = self.by_name
+        sent = self.sent_seq
         if (
             opendining.ORDER_CHANNEL_PREFIX + order_id in by_name
             or f"{opendining.LOCATION_CHANNEL_PREFIX}{location_id}" in by_name
         ):
-            self.sent_seq[order_id] = seq
+            if order_id not in sent and len(sent) >= SENT_SEQ_ENTRIES:
+                # Forgetting an order can at worst make a catch-up resend an event.
+                del sent[next(iter(sent))]
+            sent[order_id] = seq
         else:
-            self.sent_seq.pop(order_id, None)
+            sent.pop(order_id, None)
 
     def _render_and_send(
         self, record: EventRecord, order: dict[str, Any], location: LocationView

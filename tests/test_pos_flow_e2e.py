@@ -176,8 +176,8 @@ class Ordercast:
             "--http-port", str(self.http_port), "--ws-port", str(self.ws_port),
             "--database-url", self.database_url,
         ]  # fmt: skip
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        with self.log.open("ab") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             assert self.proc.poll() is None, self.log.read_text()

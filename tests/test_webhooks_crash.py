@@ -23,8 +23,8 @@ BIN = Path(sys.executable).parent / "ordercast"
 
 
 def start_server(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    return subprocess.Popen([str(BIN), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    with log.open("ab") as out:  # the child has its own copy of the descriptor
+        return subprocess.Popen([str(BIN), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 async def healthy(base: str) -> bool:

@@ -86,8 +86,18 @@ async def test_a_stale_copy_never_decides(two: tuple[Runtime, Runtime]) -> None:
     assert result.order.version == 3
 
 
-def test_bounded() -> None:
+async def test_bounded() -> None:
     store = SqliteStore("sqlite:///:memory:")
+    try:
+        _fill(store)
+    finally:
+        await store.close()  # removes its temporary folder (a ResourceWarning otherwise)
+    assert len(store._recent) == RECENT_ORDERS
+    assert "o0" not in store._recent
+    assert f"o{RECENT_ORDERS + 9}" in store._recent
+
+
+def _fill(store: SqliteStore) -> None:
     for i in range(RECENT_ORDERS + 10):
         store._committed(
             Order(
@@ -101,6 +111,3 @@ def test_bounded() -> None:
                 updated_at="u",
             )
         )
-    assert len(store._recent) == RECENT_ORDERS
-    assert "o0" not in store._recent
-    assert f"o{RECENT_ORDERS + 9}" in store._recent

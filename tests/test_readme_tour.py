@@ -70,6 +70,9 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="the README tour uses jq")
@@ -128,7 +131,14 @@ class LineReader:
             for line in stream:
                 self.lines.put(line.rstrip("\n"))
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._stream = stream
+        self._thread = threading.Thread(target=pump, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """After the process ended: the pump has read to the end; close the pipe."""
+        self._thread.join(timeout=10)
+        self._stream.close()
 
     def wait_for(self, wanted: list[str], timeout: float) -> list[str]:
         """Lines so far, once each wanted fragment was seen (bounded in time)."""
@@ -189,6 +199,8 @@ def test_readme_example_clients_receive_order_changes(server: dict[str, str]) ->
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
+        for reader in readers:
+            reader.close()
     confirmation = next(line for line in follow if line.startswith("order_confirmation"))
     assert '"confirmation":1' in confirmation and f'"order_id":"{order["id"]}"' in confirmation
     assert any(line.startswith("order_tracker") and '"seq":3' in line for line in follow)

@@ -936,7 +936,10 @@ class PusherGateway:
                     continue
                 self._render_and_send(record, order_dict, location)
                 sent += 1
-            self._sent(order_id, order.location_id, order.version)
+            # The events read may be newer than the order read just before them (a commit
+            # in between): what was rendered is what the live path must now skip.
+            last = max([order.version, *(r.seq for r in records)])
+            self._sent(order_id, order.location_id, last)
         log.warning("bus lagged: Pusher caught up %d events from storage", sent)
 
 

@@ -43,6 +43,7 @@ from ordercast.cluster.memory import MemoryCluster, MemoryRegistry
 from ordercast.dialects import opendining
 from ordercast.dialects.opendining import LocationView
 from ordercast.domain.events import EventRecord
+from ordercast.domain.isotime import iso
 from ordercast.errors import ProtocolError
 from ordercast.gateway.cluster import BUS_KIND, PusherCluster, new_node_id
 from ordercast.gateway.hub import Hub
@@ -71,7 +72,6 @@ from ordercast.protocols.pusher import (
 )
 from ordercast.protocols.pusher import messages as pm
 from ordercast.protocols.pusher.httpapi import TriggerEvent
-from ordercast.services.common import iso
 
 __all__ = ["PusherConnection", "PusherGateway", "WebhookSink", "pusher_of"]
 

@@ -47,6 +47,7 @@ from ordercast import logs, metrics
 from ordercast.dialects import orderingstack as dialect
 from ordercast.domain.access import AppPrincipal, UserPrincipal
 from ordercast.domain.events import EventRecord
+from ordercast.domain.isotime import iso
 from ordercast.domain.order import Order
 from ordercast.errors import Forbidden, OrdercastError
 from ordercast.gateway.server import Upgrade, UpgradeRequest, accept, flush_soon, ws_text_frame
@@ -66,7 +67,6 @@ from ordercast.protocols.stomp import (
     encode_message,
     select_subprotocol,
 )
-from ordercast.services.common import iso
 
 if TYPE_CHECKING:
     import re

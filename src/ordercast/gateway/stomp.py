@@ -859,6 +859,7 @@ class StompConnection(WSListener):
                         m.destination, m.message_id, m.body, (*m.headers, dialect.SNAPSHOT_HEADER)
                     )
                     for m in dialect.render_location_change(location.to_dict())
+                    if m.destination == entry.sub.destination
                 )
         else:
             orders = []

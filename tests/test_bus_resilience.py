@@ -167,7 +167,7 @@ def test_default_prefix_is_per_deployment() -> None:
     assert one != default_prefix("redis://127.0.0.1:6379/7", pg + "2")  # another storage
     assert default_prefix("redis://h/0", pg) == default_prefix("redis://h", pg)
     assert default_prefix("redis://h?db=3", pg) == default_prefix("redis://h/3", pg)
-    assert one.startswith("ordercast:") and len(one) == len("ordercast:") + 12
+    assert one.startswith("ordercast:") and one.endswith(":") and len(one) == len("ordercast:") + 13
     with pytest.raises(ValueError, match="bus_prefix"):
         Settings(bus_prefix="has space")
 

@@ -91,6 +91,7 @@ class Hub:
     async def catch_up(self) -> None:
         """Tell every consumer to catch up from storage, as after a lagged listener (a dead
         node may have committed events whose bus message never went out)."""
+        self.lagged_since = None  # since when is unknown: the consumers' default window
         for consumer in self.consumers:
             await _call(consumer.on_lagged)
 

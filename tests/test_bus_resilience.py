@@ -78,9 +78,11 @@ class Nodes:
 @contextlib.asynccontextmanager
 async def two_nodes(database_url: str, bus_url: str) -> AsyncIterator[Nodes]:
     prefix = f"ordercast-test:{secrets.token_hex(4)}"
-    a = await open_node(database_url, bus_url, prefix)
-    b = await open_node(database_url, bus_url, prefix)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        a = await open_node(database_url, bus_url, prefix)
+        stack.push_async_callback(a.close)
+        b = await open_node(database_url, bus_url, prefix)
+        stack.push_async_callback(b.close)
         async for world in make_world(a):
             await start_stomp(b)
             kds_app = await world.new_app("kds")
@@ -98,9 +100,6 @@ async def two_nodes(database_url: str, bus_url: str) -> AsyncIterator[Nodes]:
                 mine = f"/order-changes/{world.tenant_id}/{USER}"
                 assert (await user.subscribe(mine)).command == "RECEIPT"
                 yield Nodes(a, b, world, kds, user)
-    finally:
-        await b.close()
-        await a.close()
 
 
 async def step(world: World, ids: list[str], to: str) -> None:
@@ -178,7 +177,11 @@ async def test_two_deployments_on_one_redis_never_hear_each_other(
     """Same Redis, same database number, two storage URLs: each deployment's gateway hears
     its own orders only, on its own channel. (Before: both used ``ordercast:bus``.)"""
     first = await open_node(f"sqlite:///{tmp_path}/one.db", redis_url, None)
-    second = await open_node(f"sqlite:///{tmp_path}/two.db", redis_url, None)
+    try:
+        second = await open_node(f"sqlite:///{tmp_path}/two.db", redis_url, None)
+    except BaseException:
+        await first.close()
+        raise
     try:
         assert isinstance(first.bus, RedisBus) and isinstance(second.bus, RedisBus)
         assert first.bus.channel != second.bus.channel
@@ -352,7 +355,11 @@ async def test_client_kill_pusher_subscriber_on_node_b_misses_nothing(
     need_node()
     prefix = f"ordercast-test:{secrets.token_hex(4)}"
     a = await open_node(pg_url, redis_url, prefix)
-    b = await open_node(pg_url, redis_url, prefix)
+    try:
+        b = await open_node(pg_url, redis_url, prefix)
+    except BaseException:
+        await a.close()
+        raise
     lives = start_live(b)
     try:
         live = await anext(lives)

@@ -157,7 +157,9 @@ class RedisBus:
             self._task = None
         for listener in list(self._listeners):
             await listener.close()
+        await self._redis.connection_pool.disconnect()
         await self._redis.aclose()
+        await self._sub.connection_pool.disconnect()
         await self._sub.aclose()
 
     async def ping(self) -> None:

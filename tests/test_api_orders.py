@@ -186,7 +186,8 @@ async def test_user_tokens_see_only_their_orders(world: World) -> None:
     assert tok["token_type"] == "Bearer" and tok["expires_in"] == 600
     alice = bearer(tok["access_token"])
     assert (await w.http.get(f"/v1/orders/{mine['id']}", headers=alice)).status_code == 200
-    problem(await w.http.get(f"/v1/orders/{theirs['id']}", headers=alice), 404, "not_found")
+    # Another customer's order in the same tenant: forbidden (404 is for other tenants).
+    problem(await w.http.get(f"/v1/orders/{theirs['id']}", headers=alice), 403, "forbidden")
     listed = (await w.http.get("/v1/orders", headers=alice)).json()["orders"]
     assert [o["id"] for o in listed] == [mine["id"]]
     events = await w.http.get(f"/v1/orders/{mine['id']}/events", headers=alice)
@@ -241,10 +242,10 @@ async def test_tenant_and_location_isolation(world: World) -> None:
     problem(await w.http.post(f"/v1/orders/{order['id']}/transitions", headers=h, json={"to": "ready"}), 404, "not_found")  # fmt: skip
     problem(await w.http.get(f"/v1/orders/{order['id']}/events", headers=h), 404, "not_found")
     assert (await w.http.get("/v1/orders", headers=h)).json()["orders"] == []
-    # Same tenant, but the location is not granted to this app.
+    # Same tenant, but the location is not granted to this app: forbidden.
     ungranted = await w.new_app("rider", location_ids=[])
     hu = basic(ungranted["key"], ungranted["secret"])
-    problem(await w.http.get(f"/v1/orders/{order['id']}", headers=hu), 404, "not_found")
+    problem(await w.http.get(f"/v1/orders/{order['id']}", headers=hu), 403, "forbidden")
     r = await w.http.post(
         "/v1/orders",
         headers=hu,
@@ -253,7 +254,7 @@ async def test_tenant_and_location_isolation(world: World) -> None:
             "items": [{"name": "a", "quantity": 1, "unit_price": 1}],
         },
     )
-    problem(r, 404, "not_found")
+    problem(r, 403, "forbidden")
     # Admin endpoints need the admin token.
     problem(await w.http.post("/v1/tenants", headers=w.auth, json={"name": "x"}), 403, "forbidden")
     problem(await w.http.post("/v1/tenants", json={"name": "x"}), 401, "unauthorized")

@@ -54,7 +54,7 @@ async def _authenticate(runtime: Runtime, header: str | None) -> Principal:
             raise Unauthorized("Basic credentials must be key:secret")
         return await runtime.directory.authenticate_basic(key, secret)
     if scheme == "bearer" and value:
-        return runtime.directory.authenticate_bearer(value)
+        return await runtime.directory.authenticate_bearer(value)
     raise Unauthorized("unsupported Authorization scheme; use Basic or Bearer")
 
 

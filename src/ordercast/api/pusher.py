@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import time
 from collections.abc import Mapping
@@ -28,10 +27,23 @@ from fastapi.responses import JSONResponse
 
 from ordercast.api.deps import runtime_of
 from ordercast.dialects.opendining import LOCATION_CHANNEL_PREFIX, ORDER_CHANNEL_PREFIX
-from ordercast.domain.access import UserPrincipal
-from ordercast.errors import Forbidden, NotFound, OrdercastError, Unauthorized, ValidationError
+from ordercast.domain.access import (
+    Principal,
+    UserPrincipal,
+    check_location_access,
+    check_order_access,
+)
+from ordercast.errors import (
+    AuthError,
+    Forbidden,
+    NotFound,
+    OrdercastError,
+    Unauthorized,
+    ValidationError,
+)
 from ordercast.gateway.pusher import AppState, PusherGateway, pusher_of
 from ordercast.ports import App
+from ordercast.protocols.credentials import same_secret
 from ordercast.protocols.pusher import (
     ChannelKind,
     channel_kind,
@@ -42,6 +54,7 @@ from ordercast.protocols.pusher import (
     validate_socket_id,
 )
 from ordercast.runtime import Runtime
+from ordercast.services.directory import app_principal, plausible_id
 
 router = APIRouter(tags=["pusher"])
 
@@ -56,6 +69,8 @@ class _Staff:
 
 
 class _Customer:
+    """A user's access token, presented with ``app``'s key (or issued by ``app``)."""
+
     def __init__(self, app: App, principal: UserPrincipal) -> None:
         self.app = app
         self.principal = principal
@@ -98,8 +113,10 @@ async def _app_by_key(rt: Runtime, key: str | None) -> App:
     return app
 
 
-def _verify_token(rt: Runtime, token: str) -> UserPrincipal:
-    principal = rt.directory.signer.verify(token, now=int(rt.clock.now().timestamp()))
+async def _user_token(rt: Runtime, token: str) -> UserPrincipal:
+    principal = await rt.directory.authenticate_user_token(token)
+    if not isinstance(principal, UserPrincipal):
+        raise Unauthorized("an app's token cannot authorize a customer; use the app's secret")
     return principal
 
 
@@ -108,11 +125,11 @@ async def _caller_from_params(rt: Runtime, params: Mapping[str, str]) -> Caller:
     secret = params.get("secret")
     token = params.get("access_token")
     if secret:
-        if not hmac.compare_digest(secret.encode(), app.secret.encode()):
+        if not same_secret(secret, app.secret):
             raise Unauthorized("wrong secret for this app key")
         return _Staff(app, params.get("user_id"), params.get("name"))
     if token:
-        principal = _verify_token(rt, token)
+        principal = await _user_token(rt, token)
         if principal.tenant_id != app.tenant_id:
             raise Forbidden("this access token belongs to another tenant than the app key")
         return _Customer(app, principal)
@@ -132,8 +149,8 @@ async def _caller_from_headers(rt: Runtime, request: Request, params: Mapping[st
             rt, {**params, "key": key, "secret": secret if sep else ""}
         )
     if scheme.lower() == "bearer" and value:
-        principal = _verify_token(rt, value)
-        app = await rt.store.get_app(principal.app_id)
+        principal = await _user_token(rt, value)
+        app = await rt.directory.app_by_id(principal.app_id)
         if app is None:
             raise Unauthorized("the app that issued this token no longer exists")
         return _Customer(app, principal)
@@ -141,28 +158,29 @@ async def _caller_from_headers(rt: Runtime, request: Request, params: Mapping[st
 
 
 async def _check_channel(rt: Runtime, caller: Caller, channel: str) -> None:
-    """Raise Forbidden unless ``caller`` may subscribe to ``channel``."""
-    app = caller.app
+    """Raise NotFound/Forbidden unless ``caller`` may subscribe to ``channel``: the rules of
+    :mod:`ordercast.domain.access`, for the caller and for the app whose key signs (the
+    gateway delivers an order's events only to apps granted its location)."""
+    app = app_principal(caller.app)
+    who: Principal = caller.principal if isinstance(caller, _Customer) else app
     if channel.startswith(ORDER_CHANNEL_PREFIX):
         order_id = channel[len(ORDER_CHANNEL_PREFIX) :]
-        order = await rt.store.get_order(order_id)
-        if order is None or order.tenant_id != app.tenant_id:
-            raise Forbidden(f"no order {order_id} for this app")
-        if isinstance(caller, _Staff):
-            if order.location_id not in app.location_ids:
-                raise Forbidden(f"order {order_id} belongs to a location this app is not granted")
-            return
-        if order.user_id is None or order.user_id != caller.principal.user_id:
-            raise Forbidden(f"order {order_id} is not an order of this customer")
-        if order.location_id not in app.location_ids:
-            raise Forbidden(f"order {order_id} belongs to a location this app is not granted")
+        order = await rt.store.get_order(order_id) if plausible_id(order_id) else None
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        for principal in (who, app):
+            check_order_access(
+                principal, order.id, order.tenant_id, order.location_id, order.user_id
+            )
         return
     if channel.startswith(LOCATION_CHANNEL_PREFIX):
         if isinstance(caller, _Customer):
             raise Forbidden("restaurant channels need the restaurant's secret, not a user token")
         location_id = channel[len(LOCATION_CHANNEL_PREFIX) :]
-        if location_id not in app.location_ids:
-            raise Forbidden(f"this app is not granted location {location_id}")
+        location = await rt.store.get_location(location_id) if plausible_id(location_id) else None
+        if location is None:
+            raise NotFound(f"location {location_id} not found")
+        check_location_access(app, location.id, location.tenant_id)
         return
     raise Forbidden(
         f"channel {channel!r} cannot be authorized here: use private-o-{{order_id}} or "
@@ -205,9 +223,9 @@ async def _authorize(rt: Runtime, caller: Caller, params: Mapping[str, str]) -> 
 
 
 def _auth_failure(exc: OrdercastError) -> JSONResponse:
-    status = 403 if isinstance(exc, Forbidden) else 401 if isinstance(exc, Unauthorized) else 400
-    if isinstance(exc, Unauthorized):
-        status = 403  # pusher-js treats any non-200 as refused; 403 is what Pusher docs use
+    # pusher-js treats any non-200 as refused; 403 is what Pusher's docs use for a refusal
+    # (a bad credential included); another tenant's order or location reads as 404.
+    status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, AuthError) else 400
     return JSONResponse(
         {"error": exc.detail, "code": exc.code, "status": status}, status_code=status
     )

@@ -413,6 +413,8 @@ class StompMessage:
     headers: tuple[tuple[str, str], ...]
     seq: int | None = None
     order_id: str | None = None
+    #: The order's location (a user's multi-order streams filter on it).
+    location_id: str | None = None
 
 
 def _dumps(doc: Any) -> str:
@@ -457,6 +459,7 @@ def render_order_change(
     notify_dests = [d for d in notification_destinations(order) if want(d)]
     order_dests = [(kind, d) for kind, d in dests.items() if kind != KDS_VENUE and want(d)]
     kds = dests[KDS_VENUE] if want(dests[KDS_VENUE]) else None
+    location = order.get("location_id")
     out: list[StompMessage] = []
     previous: ev.EventRecord | None = None
     for event in events:
@@ -477,12 +480,19 @@ def render_order_change(
                     headers,
                     event.seq,
                     event.order_id,
+                    location,
                 )
             )
         if show_kds and kds is not None and body is not None:
             out.append(
                 StompMessage(
-                    kds, f"{event.order_id}-{event.seq}-k", body, headers, event.seq, event.order_id
+                    kds,
+                    f"{event.order_id}-{event.seq}-k",
+                    body,
+                    headers,
+                    event.seq,
+                    event.order_id,
+                    location,
                 )
             )
         if notify_dests:
@@ -498,6 +508,7 @@ def render_order_change(
                             headers,
                             event.seq,
                             event.order_id,
+                            location,
                         )
                     )
         previous = event

@@ -42,6 +42,13 @@ from ordercast import logs
 from ordercast.cluster.memory import MemoryCluster, MemoryRegistry
 from ordercast.dialects import opendining
 from ordercast.dialects.opendining import LocationView
+from ordercast.domain.access import (
+    Access,
+    AppPrincipal,
+    location_access,
+    may_see_order,
+    order_access,
+)
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.errors import ProtocolError
@@ -72,6 +79,7 @@ from ordercast.protocols.pusher import (
 )
 from ordercast.protocols.pusher import messages as pm
 from ordercast.protocols.pusher.httpapi import TriggerEvent
+from ordercast.services.directory import app_principal, plausible_id
 
 __all__ = ["PusherConnection", "PusherGateway", "WebhookSink", "pusher_of"]
 
@@ -95,6 +103,21 @@ LAST_STATE_LOOKBACK: Final = 50
 CATCH_UP_MARGIN: Final = 30.0
 CATCH_UP_WINDOW: Final = 300.0
 CATCH_UP_ORDERS: Final = 1000
+
+#: Channels whose subscription is checked against the app's grants (order, restaurant).
+GUARDED_PREFIXES: Final = (opendining.ORDER_CHANNEL_PREFIX, opendining.LOCATION_CHANNEL_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelScope:
+    """Whose an order or restaurant channel is: what the access rules need to know."""
+
+    tenant_id: str
+    location_id: str
+    user_id: str | None
+
+
+UNKNOWN_SCOPE: Final = ChannelScope("", "", None)
 
 #: ``async (app, events)``: Pusher server webhooks (channel_occupied, …) for one app.
 WebhookSink = Callable[[App, list[dict[str, Any]]], Awaitable[None]]
@@ -154,6 +177,11 @@ class AppState:
     users: dict[str, set[PusherConnection]] = field(default_factory=dict)
     cache: dict[str, bytes] = field(default_factory=dict)  # cache channels: last frame
     connections: int = 0
+    #: The app as the access rules see it (rebuilt when the app is reloaded).
+    principal: AppPrincipal = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.principal = app_principal(self.app)
 
 
 class PusherConnection(WSListener):
@@ -284,6 +312,8 @@ class PusherGateway:
         # a catch-up after a bus gap starts there, and the live path skips what a catch-up
         # sent already.
         self.sent_seq: dict[str, int] = {}
+        #: Guarded channel -> whose it is (orders never move between tenants or locations).
+        self.scopes: OrderedDict[str, ChannelScope] = OrderedDict()
         # Order channel -> seq of the last event the live path sent to its subscribers (only
         # while the channel has subscribers): tells a last-state load whether its socket has
         # already been sent something at least as new while the load was reading storage.
@@ -370,6 +400,7 @@ class PusherGateway:
             self.apps[app.id] = state
         else:
             state.app, state.config, state.loaded_at = app, config, time.monotonic()
+            state.principal = app_principal(app)
         self._keys[app.key] = app.id
         return state
 
@@ -514,6 +545,85 @@ class PusherGateway:
         return channel
 
     def _subscribe(self, state: AppState, conn: PusherConnection, req: SubscribeRequested) -> None:
+        """A signed subscription. A valid signature says the app's own key signed it — any
+        app may sign any name with its own secret —, so the order and restaurant channels
+        are also checked against the app's grants (:mod:`ordercast.domain.access`) before
+        anything is sent: another tenant's or location's order gets
+        ``pusher:subscription_error``, never a byte of the order."""
+        name = req.channel
+        if name.startswith(GUARDED_PREFIXES):
+            scope = self.scopes.get(name)
+            if scope is None:
+                self._spawn(self._look_up_and_subscribe(state, conn, req))
+                return
+            if not self._may_join(state, conn, name, scope):
+                return
+        self._join(state, conn, req)
+
+    async def _look_up_and_subscribe(
+        self, state: AppState, conn: PusherConnection, req: SubscribeRequested
+    ) -> None:
+        name = req.channel
+        scope = await self._scope(name)
+        session = conn.session
+        if conn.dead or session is None or name not in session.channels:
+            return  # gone or unsubscribed meanwhile
+        if session.is_subscribed(name):
+            return
+        if self._may_join(state, conn, name, scope):
+            self._join(state, conn, req)
+        conn.flush()
+
+    async def _scope(self, name: str) -> ChannelScope:
+        """Who a guarded channel belongs to, from storage (remembered, bounded)."""
+        scope = self.scopes.get(name)
+        if scope is not None:
+            return scope
+        if name.startswith(opendining.ORDER_CHANNEL_PREFIX):
+            order_id = name[len(opendining.ORDER_CHANNEL_PREFIX) :]
+            order = await self.store.get_order(order_id) if plausible_id(order_id) else None
+            if order is None:
+                return UNKNOWN_SCOPE  # not remembered: the order may be created later
+            scope = ChannelScope(order.tenant_id, order.location_id, order.user_id)
+        else:
+            location_id = name[len(opendining.LOCATION_CHANNEL_PREFIX) :]
+            loc = await self.store.get_location(location_id) if plausible_id(location_id) else None
+            if loc is None:
+                return UNKNOWN_SCOPE
+            scope = ChannelScope(loc.tenant_id, loc.id, None)
+        self._remember_scope(name, scope)
+        return scope
+
+    def _remember_scope(self, name: str, scope: ChannelScope) -> None:
+        self.scopes[name] = scope
+        self.scopes.move_to_end(name)
+        while len(self.scopes) > LAST_STATE_ENTRIES:
+            self.scopes.popitem(last=False)
+
+    def _may_join(
+        self, state: AppState, conn: PusherConnection, name: str, scope: ChannelScope
+    ) -> bool:
+        """True if ``state``'s app may see the channel's order or restaurant; otherwise
+        the subscription is refused (``pusher:subscription_error``) and False."""
+        if scope is UNKNOWN_SCOPE:
+            access = Access.NOT_FOUND
+        elif name.startswith(opendining.ORDER_CHANNEL_PREFIX):
+            access = order_access(state.principal, scope.tenant_id, scope.location_id, None)
+        else:
+            access = location_access(state.principal, scope.location_id, scope.tenant_id)
+        if access is Access.ALLOWED:
+            return True
+        session = conn.session
+        assert session is not None
+        if access is Access.NOT_FOUND:
+            session.subscription_error(name, "AuthError", f"{name} not found", 404)
+        else:
+            session.subscription_error(
+                name, "AuthError", f"{name} is at a location this app is not granted", 403
+            )
+        return False
+
+    def _join(self, state: AppState, conn: PusherConnection, req: SubscribeRequested) -> None:
         session = conn.session
         assert session is not None
         name = req.channel
@@ -762,14 +872,12 @@ class PusherGateway:
     def _apps_for(self, channel_name: str, order: dict[str, Any]) -> list[str]:
         """Apps with subscribers on ``channel_name`` that may see this order."""
         out = []
+        tenant_id, location_id = order.get("tenant_id") or "", order.get("location_id") or ""
         for app_id in self.by_name.get(channel_name, ()):
             state = self.apps.get(app_id)
             if state is None:
                 continue
-            app = state.app
-            if app.tenant_id == order.get("tenant_id") and (
-                order.get("location_id") in app.location_ids
-            ):
+            if may_see_order(state.principal, tenant_id, location_id, None):
                 out.append(app_id)
         return out
 
@@ -778,6 +886,12 @@ class PusherGateway:
         order_id = order.get("id")
         if not order_id:
             return
+        channel = opendining.ORDER_CHANNEL_PREFIX + order_id
+        if channel not in self.scopes:
+            self._remember_scope(
+                channel,
+                ChannelScope(order.get("tenant_id") or "", order.get("location_id") or "", None),
+            )
         already = self.sent_seq.get(order_id, 0)
         for raw in payload.get("events") or []:
             record = EventRecord.from_dict(raw)
@@ -835,8 +949,12 @@ class PusherGateway:
         """Cache-channel style: the order channel's last event right after subscribing."""
         conn.flush()
         cached = self.last_state.get(name)
-        if cached is not None:
-            self._send_state(state, conn, name, *cached)
+        scope = self.scopes.get(name)
+        if cached is not None and scope is not None:
+            # The cached frame is the order's: sent only to an app that may see the order
+            # (checked when subscribing too; this keeps the cache path safe on its own).
+            if may_see_order(state.principal, scope.tenant_id, scope.location_id, None):
+                self._send_state(state, conn, name, *cached)
             return
         self._spawn(self._load_last_state(state, conn, name, self.live_seq.get(name)))
 
@@ -845,9 +963,9 @@ class PusherGateway:
     ) -> None:
         order_id = name[len(opendining.ORDER_CHANNEL_PREFIX) :]
         order = await self.store.get_order(order_id)
-        if order is None or order.tenant_id != state.app.tenant_id:
-            return
-        if order.location_id not in state.app.location_ids:
+        if order is None or not may_see_order(
+            state.principal, order.tenant_id, order.location_id, None
+        ):
             return
         location = await self.location(order.location_id)
         start = max(0, order.version - LAST_STATE_LOOKBACK)

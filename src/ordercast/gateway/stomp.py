@@ -45,7 +45,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ordercast import logs, metrics
 from ordercast.dialects import orderingstack as dialect
-from ordercast.domain.access import AppPrincipal, UserPrincipal
+from ordercast.domain.access import AppPrincipal, UserPrincipal, may_see_order
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.domain.order import Order
@@ -67,6 +67,7 @@ from ordercast.protocols.stomp import (
     encode_message,
     select_subprotocol,
 )
+from ordercast.services.directory import plausible_id
 
 if TYPE_CHECKING:
     import re
@@ -137,6 +138,7 @@ class _Sub:
         "conn",
         "held",
         "limit",
+        "locations",
         "prefix_tail",
         "route",
         "seqs",
@@ -162,6 +164,9 @@ class _Sub:
         self.limit = limit
         self.held: list[tuple[EncodedMessage, Mark]] | None = None
         self.active = True
+        #: Deliver only messages about orders at these locations (None: every message of
+        #: the destination; the subscription itself was authorized for all of them).
+        self.locations: frozenset[str] | None = None
 
     def fresh(self, mark: Mark) -> bool:
         """Whether ``mark`` is new to this subscription; if so it is recorded as sent."""
@@ -220,7 +225,10 @@ class StompGateway:
         self.dropped_slow = 0
         #: Messages queued for the end of this loop iteration: (subscribers, message, mark).
         self.pending: list[tuple[_Plan, EncodedMessage, Mark]] = []
-        self._plans: dict[str, _Plan] = {}
+        #: destination -> plans: one for every subscriber (key None) or, on a destination
+        #: with location-filtered subscribers (``_Sub.locations``), one per order location.
+        self._plans: dict[str, dict[str | None, _Plan]] = {}
+        self._filtered: dict[str, int] = {}  # destination -> subscribers with a filter
         #: Called once per destination of an order event (order id, seq, "stomp",
         #: destination, subscriptions) when set (the console's order timeline).
         self.trace: Callable[[str, int, str, str, int], None] | None = None
@@ -255,8 +263,11 @@ class StompGateway:
     # -- registry ------------------------------------------------------------------------------
 
     def register(self, entry: _Sub) -> None:
-        self.subscribers.setdefault(entry.sub.destination, {})[entry] = None
-        self._plans.pop(entry.sub.destination, None)
+        destination = entry.sub.destination
+        self.subscribers.setdefault(destination, {})[entry] = None
+        self._plans.pop(destination, None)
+        if entry.locations is not None:
+            self._filtered[destination] = self._filtered.get(destination, 0) + 1
 
     def replayed(self, entry: _Sub) -> None:
         """``entry`` finished its replay: it joins the fast path of the next plan."""
@@ -265,11 +276,17 @@ class StompGateway:
     def unregister(self, entry: _Sub) -> None:
         entry.active = False
         self._plans.pop(entry.sub.destination, None)
-        subs = self.subscribers.get(entry.sub.destination)
-        if subs is not None:
-            subs.pop(entry, None)
+        destination = entry.sub.destination
+        subs = self.subscribers.get(destination)
+        if subs is not None and subs.pop(entry, False) is None:
             if not subs:
-                del self.subscribers[entry.sub.destination]
+                del self.subscribers[destination]
+            if entry.locations is not None:
+                left = self._filtered[destination] - 1
+                if left:
+                    self._filtered[destination] = left
+                else:
+                    del self._filtered[destination]
 
     # -- fan-out (hub consumer) ----------------------------------------------------------------
 
@@ -304,9 +321,19 @@ class StompGateway:
         subs = self.subscribers.get(destination)
         if not subs:
             return
-        plan = self._plans.get(destination)
+        plans = self._plans.get(destination)
+        if plans is None:
+            plans = self._plans[destination] = {}
+        # Location-filtered subscribers (users' multi-order streams) get only orders at
+        # their locations: one plan per order location on such a destination.
+        where = (out.location_id or "") if destination in self._filtered else None
+        plan = plans.get(where)
         if plan is None:
-            plan = self._plans[destination] = _Plan(subs)
+            plan = plans[where] = _Plan(
+                subs
+                if where is None
+                else [e for e in subs if e.locations is None or where in e.locations]
+            )
         encoded = encode_message(destination, out.message_id, out.body, headers=out.headers)
         self.pending.append((plan, encoded, _mark(out)))
         if len(self.pending) == 1:
@@ -748,7 +775,7 @@ class StompConnection(WSListener):
         passcode = request.passcode
         if passcode is None or passcode in _NULL_PASSCODES:
             # A user's access token (JWT or legacy oct_), or an app's client_credentials JWT.
-            return directory.signer.verify_principal(login, now=int(self._wall()))
+            return await directory.authenticate_user_token(login)
         return await directory.authenticate_basic(login, passcode)
 
     async def _subscribe(self, request: SubscribeRequested) -> None:
@@ -812,12 +839,14 @@ class StompConnection(WSListener):
                 self._pump()
                 return
         if route.kind == dialect.ORDER:
-            assert isinstance(principal, UserPrincipal)
-            order = await self.gateway.runtime.store.get_order(route.order_id or "")
-            if (
-                order is None
-                or order.tenant_id != principal.tenant_id
-                or (order.user_id != principal.user_id)
+            order_id = route.order_id or ""
+            order = (
+                await self.gateway.runtime.store.get_order(order_id)
+                if plausible_id(order_id)
+                else None
+            )
+            if order is None or not may_see_order(
+                principal, order.tenant_id, order.location_id, order.user_id
             ):
                 session.reject(
                     "forbidden", f"not allowed to subscribe to {request.destination[:200]!r}"
@@ -832,6 +861,9 @@ class StompConnection(WSListener):
             return
         assert self.transport is not None  # CONNECT and SUBSCRIBE came through it
         entry = _Sub(self, sub, self.transport, self.gateway.config.max_tracked_orders, route)
+        if route.kind != dialect.ORDER and isinstance(principal, UserPrincipal):
+            # A user's multi-order streams: only orders at its issuing app's locations.
+            entry.locations = principal.location_ids
         if since is not None or snapshot:
             entry.held = []
         if since is not None:
@@ -872,9 +904,10 @@ class StompConnection(WSListener):
                 for status in dialect.snapshot_statuses(route.kind) or ():
                     orders += await store.list_orders(
                         tenant_id=route.tenant_id,
+                        # A user's streams: only at the locations the subscriber may use.
                         location_ids=frozenset({route.venue_id or ""})
                         if route.kind == dialect.KDS_VENUE
-                        else None,
+                        else entry.locations,
                         user_id=route.user_id if route.kind != dialect.KDS_VENUE else None,
                         status=status,
                         updated_since=None,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,11 +13,13 @@ from ordercast.domain.access import (
     Admin,
     AppPrincipal,
     Principal,
+    UserPrincipal,
     check_location_access,
 )
 from ordercast.domain.isotime import iso
 from ordercast.errors import NotFound, Unauthorized, ValidationError
 from ordercast.ports import App, Bus, BusMessage, Clock, Ids, Location, Store, Tenant
+from ordercast.protocols.credentials import same_secret
 from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.jwtokens import JwtSigner, looks_like_jwt
 from ordercast.services.tokens import PREFIX as TOKEN_PREFIX
@@ -84,6 +85,8 @@ class CreatedApp:
 # sharing the database (other ``ordercast run`` workers, the CLI) see it within this TTL.
 APP_CACHE_SECONDS: Final = 5.0
 APP_CACHE_MAX: Final = 10_000
+#: Longer keys or secrets are refused before any lookup or comparison.
+MAX_CREDENTIAL_LENGTH: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ class AppCache:
         self.max_entries = max_entries
         self._clock = clock
         self._by_key: dict[str, _CachedApp] = {}
+        self._keys_by_id: dict[str, str] = {}
 
     def get(self, key: str) -> _CachedApp | None:
         entry = self._by_key.get(key)
@@ -124,25 +128,34 @@ class AppCache:
             return None
         return entry
 
+    def get_by_id(self, app_id: str) -> _CachedApp | None:
+        key = self._keys_by_id.get(app_id)
+        entry = None if key is None else self.get(key)
+        return entry if entry is not None and entry.app.id == app_id else None
+
     def put(self, app: App) -> _CachedApp:
         now = self._clock()
         if len(self._by_key) >= self.max_entries:
             self._by_key = {k: v for k, v in self._by_key.items() if v.expires > now}
             if len(self._by_key) >= self.max_entries:
                 self._by_key.clear()
+            self._keys_by_id = {v.app.id: k for k, v in self._by_key.items()}
         entry = _CachedApp(app, app_principal(app), app.secret.encode(), now + self.ttl)
         self._by_key[app.key] = entry
+        self._keys_by_id[app.id] = app.key
         return entry
 
     def forget(self, *, key: str | None = None, app_id: str | None = None) -> None:
         if key is not None:
             self._by_key.pop(key, None)
         if app_id is not None:
+            self._keys_by_id.pop(app_id, None)
             for k in [k for k, v in self._by_key.items() if v.app.id == app_id]:
                 del self._by_key[k]
 
     def clear(self) -> None:
         self._by_key.clear()
+        self._keys_by_id.clear()
 
 
 class Directory:
@@ -166,6 +179,8 @@ class Directory:
     # -- authentication --------------------------------------------------------------
 
     async def _cached_app(self, key: str) -> _CachedApp | None:
+        if not _plausible_key(key):
+            return None  # never sent to the database (NUL bytes, surrogates, megabytes)
         entry = self.apps.get(key)
         if entry is None:
             app = await self.store.get_app_by_key(key)
@@ -175,17 +190,48 @@ class Directory:
         return entry
 
     async def authenticate_basic(self, key: str, secret: str) -> AppPrincipal:
+        if len(key) > MAX_CREDENTIAL_LENGTH or len(secret) > MAX_CREDENTIAL_LENGTH:
+            raise Unauthorized("unknown app key or wrong secret")
         entry = await self._cached_app(key)
         # Compared on every request, cached or not; a failure is never cached.
-        if entry is None or not hmac.compare_digest(entry.secret, secret.encode()):
+        if entry is None or not same_secret(secret, entry.secret):
             raise Unauthorized("unknown app key or wrong secret")
         return entry.principal
+
+    async def _issuing_app(self, app_id: str) -> App | None:
+        if not plausible_id(app_id):
+            return None
+        entry = self.apps.get_by_id(app_id)
+        if entry is not None:
+            return entry.app
+        app = await self.store.get_app(app_id)
+        if app is not None:
+            self.apps.put(app)
+        return app
+
+    async def authenticate_user_token(self, token: str) -> UserPrincipal | AppPrincipal:
+        """The principal behind an access token (a user's, or an app's client_credentials
+        JWT). A customer token (no venues of its own) carries the grants of the app that
+        issued it, looked up now: a location taken from the app is taken from its tokens."""
+        principal = self.signer.verify_principal(token, now=int(self.clock.now().timestamp()))
+        if not isinstance(principal, UserPrincipal) or principal.location_ids:
+            return principal  # apps' tokens and staff/KDS logins name their own venues
+        if not principal.app_id:
+            return principal  # no issuing app: its own orders at no location
+        app = await self._issuing_app(principal.app_id)
+        if app is None or app.tenant_id != principal.tenant_id:
+            raise Unauthorized("the app that issued this access token no longer exists")
+        return replace(principal, location_ids=app.location_ids)
 
     async def app_by_key(self, key: str) -> App | None:
         """The app with this key (cached for a few seconds, see ``AppCache``); the caller
         checks the secret."""
         entry = await self._cached_app(key)
         return None if entry is None else entry.app
+
+    async def app_by_id(self, app_id: str) -> App | None:
+        """The app with this id (cached as ``app_by_key``)."""
+        return await self._issuing_app(app_id)
 
     def forget_app(self, app: App) -> None:
         """Drop ``app`` from this process's auth cache. Whatever changes, rotates or deletes
@@ -194,13 +240,13 @@ class Directory:
         ``APP_CACHE_SECONDS``. (Apps are immutable so far: only tests call it.)"""
         self.apps.forget(key=app.key, app_id=app.id)
 
-    def authenticate_bearer(self, token: str) -> Principal:
-        if hmac.compare_digest(token.encode(), self._admin_token.encode()):
+    async def authenticate_bearer(self, token: str) -> Principal:
+        if same_secret(token, self._admin_token):
             return Admin()
         if looks_like_jwt(token) or token.startswith(TOKEN_PREFIX):
             # JWTs: users' access tokens and apps' client_credentials tokens; ``oct_``:
             # user tokens issued before JWTs, accepted until they expire.
-            return self.signer.verify_principal(token, now=int(self.clock.now().timestamp()))
+            return await self.authenticate_user_token(token)
         raise Unauthorized("unknown bearer token")
 
     # -- tenants, locations, apps ----------------------------------------------------
@@ -362,6 +408,17 @@ class Directory:
             ttl=ttl,
         )
         return token, ttl
+
+
+def _plausible_key(key: str) -> bool:
+    return 0 < len(key) <= MAX_CREDENTIAL_LENGTH and key.isascii() and key.isprintable()
+
+
+def plausible_id(value: str) -> bool:
+    """Could ``value`` be an id ordercast made (printable ASCII, at most 128 characters)?
+    Anything else is unknown without asking the database (NUL bytes and lone surrogates
+    are refused by PostgreSQL's driver)."""
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
 
 
 def app_principal(app: App) -> AppPrincipal:

@@ -26,7 +26,7 @@ from ordercast.domain.isotime import iso
 from ordercast.domain.lifecycle import ORDER_TERMINAL, Move, OrderStatus
 from ordercast.domain.order import Order, evolve, order_total, with_totals
 from ordercast.domain.pos_flow import PosState
-from ordercast.errors import NotFound, ValidationError
+from ordercast.errors import Forbidden, NotFound, ValidationError
 from ordercast.ports import Bus, BusMessage, Clock, Ids, Mutation, OrderQuery, Store
 from ordercast.services.common import SYSTEM_IDS
 
@@ -98,9 +98,12 @@ class OrderService:
         if status is not None and status not in {s.value for s in OrderStatus}:
             raise ValidationError(f"unknown status '{status}'", field="status")
         if isinstance(principal, UserPrincipal):
+            # A user's own orders, at the locations the token's issuing app is granted.
+            if location_id is not None:
+                check_location_access(principal, location_id, principal.tenant_id)
             return await self.store.list_orders(
                 tenant_id=principal.tenant_id,
-                location_ids=frozenset({location_id}) if location_id else None,
+                location_ids=frozenset({location_id}) if location_id else principal.location_ids,
                 user_id=principal.user_id,
                 status=status,
                 updated_since=updated_since,
@@ -472,6 +475,10 @@ class OrderService:
         except NotFound as exc:
             # Do not reveal the order behind a delivery the caller may not see.
             raise NotFound(f"delivery {delivery_id} not found") from exc
+        except Forbidden as exc:
+            raise Forbidden(
+                f"delivery {delivery_id} is for an order at a location this app is not granted"
+            ) from exc
 
     # -- Doshii-style subscriptions ---------------------------------------------------
 

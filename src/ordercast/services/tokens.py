@@ -13,8 +13,10 @@ import json
 
 from ordercast.domain.access import UserPrincipal
 from ordercast.errors import Unauthorized
+from ordercast.protocols.credentials import as_bytes, same_secret
 
 PREFIX = "oct_"
+MAX_TOKEN_LENGTH = 4096
 
 
 def _b64(data: bytes) -> str:
@@ -36,11 +38,11 @@ class TokenSigner:
         return f"{PREFIX}{body}.{sig}"
 
     def verify(self, token: str, *, now: int) -> UserPrincipal:
-        if not token.startswith(PREFIX) or token.count(".") != 1:
+        if not token.startswith(PREFIX) or token.count(".") != 1 or len(token) > MAX_TOKEN_LENGTH:
             raise Unauthorized("malformed access token")
         body, sig = token[len(PREFIX) :].split(".")
-        expected = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(sig, expected):
+        expected = _b64(hmac.new(self._key, as_bytes(body), hashlib.sha256).digest())
+        if not same_secret(sig, expected):
             raise Unauthorized("access token signature is invalid")
         try:
             claims = json.loads(_unb64(body))

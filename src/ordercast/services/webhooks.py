@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ordercast.dialects import WEBHOOK_DIALECTS, validate_event_types, webhook_dialect
-from ordercast.domain.access import Admin, AppPrincipal, Principal
+from ordercast.domain.access import Admin, AppPrincipal, Principal, check_app_access
 from ordercast.domain.isotime import iso, iso_from_unix
 from ordercast.errors import Forbidden, NotFound, ValidationError
 from ordercast.ports import App, Ids, Outbox, Store
@@ -111,17 +111,12 @@ class WebhookService:
     # -- access ------------------------------------------------------------------------
 
     async def _app(self, principal: Principal, app_id: str) -> App:
-        app = await self.store.get_app(app_id)
-        if isinstance(principal, Admin):
-            if app is None:
-                raise NotFound(f"app {app_id} not found")
-            return app
-        if not isinstance(principal, AppPrincipal):
+        if not isinstance(principal, Admin | AppPrincipal):
             raise Forbidden("webhook endpoints are managed by their app or the admin")
-        if app is None or app.tenant_id != principal.tenant_id:
+        app = await self.store.get_app(app_id)
+        if app is None:
             raise NotFound(f"app {app_id} not found")
-        if app.id != principal.app_id:
-            raise Forbidden("an app manages only its own webhook endpoints")
+        check_app_access(principal, app.id, app.tenant_id)
         return app
 
     async def _endpoint(self, principal: Principal, app_id: str, eid: str) -> dict[str, Any]:

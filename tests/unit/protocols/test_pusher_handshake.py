@@ -99,9 +99,14 @@ def test_reconnect_policy(code: int, policy: Reconnect) -> None:
 
 
 def test_package_is_pure() -> None:
-    """Standard library and ordercast.errors/ordercast.protocols.pusher only; no I/O modules."""
+    """Standard library and ordercast.errors/ordercast.protocols.pusher (and the shared
+    credential comparison) only; no I/O modules."""
     forbidden = {"asyncio", "socket", "time", "random", "secrets", "threading", "selectors"}
-    allowed_local = ("ordercast.errors", "ordercast.protocols.pusher")
+    allowed_local = (
+        "ordercast.errors",
+        "ordercast.protocols.pusher",
+        "ordercast.protocols.credentials",
+    )
     for path in Path(pusher_pkg.__file__).parent.glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

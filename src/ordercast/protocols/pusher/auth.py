@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ordercast.errors import Unauthorized, ValidationError
+from ordercast.protocols.credentials import as_bytes, same_secret
 from ordercast.protocols.pusher.messages import (
     MAX_CHANNEL_NAME_LENGTH,
     json_compact,
@@ -60,12 +61,11 @@ def validate_socket_id(socket_id: object) -> str:
 
 def hmac_sha256_hex(secret: str, message: str | bytes) -> str:
     """Lower-case hex HMAC-SHA256 of ``message`` (UTF-8 if ``str``) keyed with ``secret``."""
-    raw = message.encode() if isinstance(message, str) else message
-    return hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return hmac.new(as_bytes(secret), as_bytes(message), hashlib.sha256).hexdigest()
 
 
 def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    return same_secret(a, b)
 
 
 def _check_auth(app_key: str, secret: str, auth: str | None, signed: str) -> None:

@@ -16,13 +16,13 @@ True when a size limit was exceeded, which the HTTP edge answers with 413).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ordercast.errors import Unauthorized, ValidationError
+from ordercast.protocols.credentials import same_secret
 from ordercast.protocols.pusher.auth import hmac_sha256_hex, validate_socket_id
 from ordercast.protocols.pusher.messages import (
     MAX_DATA_BYTES,
@@ -152,7 +152,7 @@ def verify_request(
     key = params.get("auth_key")
     if not key:
         raise Unauthorized("missing auth_key query parameter")
-    if not hmac.compare_digest(key.encode(), app_key.encode()):
+    if not same_secret(key, app_key):
         raise Unauthorized("unknown auth_key")
     if params.get("auth_version") != "1.0":
         raise Unauthorized("auth_version must be 1.0")
@@ -172,10 +172,10 @@ def verify_request(
     if declared_md5 is None:
         if body:
             raise Unauthorized("missing body_md5 query parameter for a request with a body")
-    elif not hmac.compare_digest(declared_md5.lower().encode(), body_md5(body).encode()):
+    elif not same_secret(declared_md5.lower(), body_md5(body)):
         raise Unauthorized("body_md5 does not match the request body")
     expected = hmac_sha256_hex(secret, string_to_sign(method, path, params))
-    if not hmac.compare_digest(signature.lower().encode(), expected.encode()):
+    if not same_secret(signature.lower(), expected):
         raise Unauthorized(
             "Invalid signature: expected HMAC SHA256 hex digest of "
             f"{string_to_sign(method, path, params)!r}"

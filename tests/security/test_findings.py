@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from estate import Estate, pusher_subscribe, stomp_subscribe
-
 from ordercast.dialects.opendining import ORDER_CHANNEL_PREFIX
+from security.estate import Estate, pusher_subscribe, stomp_subscribe
 
 
 async def test_pusher_last_state_cache_does_not_leak_across_tenants_or_locations(

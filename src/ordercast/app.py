@@ -28,6 +28,7 @@ from ordercast.api import (
     webhooks,
 )
 from ordercast.api.errors import problem
+from ordercast.api.limits import BodyLimit
 from ordercast.gateway.stomp_http import StompOverHttp
 from ordercast.logs import RequestLog
 from ordercast.runtime import Runtime
@@ -94,6 +95,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     # Outermost: STOMP over WebSocket and SockJS at /ws and /websocket (long-lived
     # connections, outside the request metrics and logs).
     app.add_middleware(StompOverHttp, api=app)
+    configured: Settings = getattr(runtime, "settings", None) or settings or Settings()
+    app.add_middleware(BodyLimit, max_body_bytes=configured.max_body_bytes)
 
     @app.get("/health", tags=["system"])
     async def health(request: Request) -> Any:

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # callback before the order fails with TIMEOUT, and how often timers are looked for.
     pos_callback_timeout: float = Field(30.0, gt=0, le=24 * 3600)
     pos_timer_poll_seconds: float = Field(1.0, gt=0, le=60)
+    # Hostile input (README "Security model"): request bodies past this are refused with
+    # 413 before more is read; failed logins per (client address, credential) past
+    # login_max_failures within login_window_seconds are refused with 429 / a STOMP ERROR.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    login_max_failures: int = Field(10, ge=1, le=1_000_000)
+    login_window_seconds: float = Field(60.0, gt=0, le=24 * 3600)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -15,6 +14,7 @@ from ordercast.api.schemas import (
     ConfirmationIn,
     CourierStatusIn,
     DeliveryIn,
+    Instant,
     NoteIn,
     NotificationIn,
     OrderIn,
@@ -39,7 +39,7 @@ async def list_orders(
     rt: RuntimeDep,
     location_id: str | None = None,
     status: str | None = None,
-    updated_since: datetime | None = None,
+    updated_since: Instant | None = None,
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
     orders = await rt.orders.list_orders(

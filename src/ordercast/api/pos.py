@@ -8,7 +8,6 @@ a callback the order is not waiting for is a 409 ``wrong_phase`` naming the orde
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ordercast.api.commands import command_body
 from ordercast.api.deps import PrincipalDep, RuntimeDep
-from ordercast.api.schemas import iso_or_none
+from ordercast.api.schemas import Instant, iso_or_none
 from ordercast.domain.pos_flow import Callback
 from ordercast.runtime import Runtime
 from ordercast.services.pos_flow import PosFlowService
@@ -60,7 +59,7 @@ class FireCallbackIn(_Callback):
 class OrderEventIn(_Callback):
     """``{status: PREPARING|PREPARED|DONE|CANCELED|ERROR|COMMITTED|…, eventTime?}``."""
 
-    event_time: datetime | None = Field(default=None, alias="eventTime")
+    event_time: Instant | None = Field(default=None, alias="eventTime")
 
 
 def _pos(rt: Runtime) -> PosFlowService:

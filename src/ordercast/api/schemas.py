@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ordercast.domain.isotime import iso
+from ordercast.domain.isotime import EARLIEST, LATEST, iso
+
+
+def _bounded(value: datetime) -> datetime:
+    """An instant ordercast can store and render in any timezone: naive means UTC; it must
+    lie between :data:`EARLIEST` and :data:`LATEST` once in UTC (9999-12-31T23:59:59-12:00
+    is past year 9999 in UTC and used to be a 500)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        utc = aware.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(
+            f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()} (in UTC)"
+        )
+    return utc
+
+
+#: A datetime field of the API: ISO 8601, bounded (a 422 naming the field otherwise).
+Instant = Annotated[datetime, AfterValidator(_bounded)]
+
+#: Free text limits (characters).
+SHORT = 200  # names, labels, codes, ids given by clients
+LONG = 2000  # notes, descriptions, messages
+
+
+def text(limit: int = SHORT, **kwargs: Any) -> Any:
+    return Field(max_length=limit, **kwargs)
 
 
 class In(BaseModel):
@@ -19,23 +47,23 @@ class TenantIn(In):
 
 
 class LocationIn(In):
-    tenant_id: str
+    tenant_id: str = text()
     name: str = Field(min_length=1, max_length=200)
-    timezone: str = "UTC"
+    timezone: str = text(64, default="UTC")
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class LocationPatch(In):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    timezone: str | None = None
+    timezone: str | None = text(64, default=None)
     settings: dict[str, Any] | None = None
 
 
 class AppIn(In):
-    tenant_id: str
+    tenant_id: str = text()
     name: str = Field(min_length=1, max_length=200)
-    kind: str
-    location_ids: list[str] = Field(default_factory=list)
+    kind: str = text(32)
+    location_ids: list[Annotated[str, text()]] = Field(default_factory=list, max_length=10_000)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -53,32 +81,32 @@ class TokenIn(In):
 
 
 class Variant(In):
-    pos_id: str | None = None
-    name: str
+    pos_id: str | None = text(default=None)
+    name: str = text()
     price: int = 0
 
 
 class Option(In):
-    pos_id: str | None = None
-    name: str
+    pos_id: str | None = text(default=None)
+    name: str = text()
     min: int | None = None
     max: int | None = None
-    variants: list[Variant] = Field(default_factory=list)
+    variants: list[Variant] = Field(default_factory=list, max_length=500)
 
 
 class Surcount(In):
-    pos_id: str | None = None
-    reward_id: str | None = None
-    name: str
-    description: str | None = None
+    pos_id: str | None = text(default=None)
+    reward_id: str | None = text(default=None)
+    name: str = text()
+    description: str | None = text(LONG, default=None)
     type: Literal["absolute", "percentage"] = "absolute"
     amount: float
     value: int
 
 
 class IncludedItem(In):
-    name: str
-    pos_id: str | None = None
+    name: str = text()
+    pos_id: str | None = text(default=None)
     quantity: int = Field(default=1, ge=1)
     unit_price: int = Field(default=0, ge=0)
     options: list[Option] = Field(default_factory=list)
@@ -86,13 +114,13 @@ class IncludedItem(In):
 
 class Item(In):
     uuid: str | None = Field(default=None, max_length=64)
-    pos_id: str | None = None
+    pos_id: str | None = text(default=None)
     name: str = Field(min_length=1, max_length=200)
     quantity: int = Field(ge=1, le=10_000)
     unit_price: int = Field(ge=0, description="cents")
-    description: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    menu_dir: list[str] = Field(default_factory=list)
+    description: str | None = text(LONG, default=None)
+    tags: list[Annotated[str, text()]] = Field(default_factory=list, max_length=100)
+    menu_dir: list[Annotated[str, text()]] = Field(default_factory=list, max_length=100)
     type: Literal["single", "bundle"] = "single"
     included_items: list[IncludedItem] = Field(default_factory=list)
     surcounts: list[Surcount] = Field(default_factory=list)
@@ -100,38 +128,38 @@ class Item(In):
 
 
 class Address(In):
-    line1: str | None = None
-    line2: str | None = None
-    city: str | None = None
-    state: str | None = None
-    postal_code: str | None = None
+    line1: str | None = text(default=None)
+    line2: str | None = text(default=None)
+    city: str | None = text(default=None)
+    state: str | None = text(default=None)
+    postal_code: str | None = text(32, default=None)
     country: str | None = Field(default=None, min_length=2, max_length=2)
-    notes: str | None = None
+    notes: str | None = text(LONG, default=None)
 
 
 class Consumer(In):
-    name: str | None = None
-    phone: str | None = None
-    email: str | None = None
+    name: str | None = text(default=None)
+    phone: str | None = text(64, default=None)
+    email: str | None = text(320, default=None)
     address: Address | None = None
-    notes: str | None = None
+    notes: str | None = text(LONG, default=None)
 
 
 class OrderIn(In):
-    location_id: str
+    location_id: str = text()
     type: Literal["pickup", "delivery", "dine_in"] = "pickup"
     user_id: str | None = Field(default=None, max_length=128)
     items: list[Item] = Field(min_length=1, max_length=500)
-    unapproved_items: list[Item] = Field(default_factory=list)
-    surcounts: list[Surcount] = Field(default_factory=list)
+    unapproved_items: list[Item] = Field(default_factory=list, max_length=500)
+    surcounts: list[Surcount] = Field(default_factory=list, max_length=100)
     consumer: Consumer = Field(default_factory=Consumer)
-    required_at: datetime | None = None
-    available_eta: datetime | None = None
+    required_at: Instant | None = None
+    available_eta: Instant | None = None
     external_order_ref: str | None = Field(default=None, max_length=128)
     pos_ref: str | None = Field(default=None, max_length=128)
     notes: str | None = Field(default=None, max_length=2000)
     fire_order_in_seconds: int | None = Field(default=None, ge=0, le=100_000)
-    status: str | None = None
+    status: str | None = text(32, default=None)
 
     def spec(self) -> dict[str, Any]:
         out = self.model_dump(exclude_none=True)
@@ -155,19 +183,19 @@ class ErrorItem(In):
 
 
 class TransitionIn(In):
-    to: str
+    to: str = text(32)
     reason: str | None = Field(default=None, max_length=2000)
-    how: str | None = None
-    errors: list[ErrorItem] | None = None
-    occurred_at: datetime | None = None
+    how: str | None = text(64, default=None)
+    errors: list[ErrorItem] | None = Field(default=None, max_length=100)
+    occurred_at: Instant | None = None
 
 
 class Adjustment(In):
     time: int | None = None
-    order_date: str | None = None
-    eta: str | None = None
-    items: list[str] | None = None
-    options: list[str] | None = None
+    order_date: str | None = text(32, default=None)
+    eta: str | None = text(32, default=None)
+    items: list[Annotated[str, text()]] | None = Field(default=None, max_length=500)
+    options: list[Annotated[str, text()]] | None = Field(default=None, max_length=500)
 
 
 class ConfirmationIn(In):
@@ -187,7 +215,7 @@ class NoteIn(In):
 
 class CancellationIn(In):
     reason: str | None = Field(default=None, max_length=2000)
-    by: str | None = None
+    by: str | None = text(32, default=None)
     request_only: bool = False
 
 
@@ -202,8 +230,8 @@ MAX_PROOF_CHARS = 1_000_000
 class CourierStatusIn(In):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    status: str | None = None
-    occurred_at: datetime | None = None
+    status: str | None = text(64, default=None)
+    occurred_at: Instant | None = None
     # A string (seed 002's proofDelivery: e.g. a base64 PNG) or an object (a URL, a
     # signature, a photo, ...). ``proofDelivery`` is accepted as the seed spells it.
     proof: str | dict[str, Any] | None = Field(default=None, max_length=MAX_PROOF_CHARS)
@@ -212,4 +240,4 @@ class CourierStatusIn(In):
     )
     refund: dict[str, Any] | None = None
     location: dict[str, Any] | None = None
-    eta: datetime | None = None
+    eta: Instant | None = None

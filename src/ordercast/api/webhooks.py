@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ordercast.api.deps import PrincipalDep, RuntimeDep
-from ordercast.api.schemas import iso_or_none
+from ordercast.api.schemas import Instant, iso_or_none
 from ordercast.errors import ConfigError
 from ordercast.runtime import Runtime
 from ordercast.services.webhooks import (
@@ -26,7 +25,7 @@ class _In(BaseModel):
 
 
 class EndpointIn(_In):
-    url: str = Field(description="http(s) URL that receives signed POSTs")
+    url: str = Field(max_length=2048, description="http(s) URL that receives signed POSTs")
     dialect: str = Field(
         "ordercast",
         description="payload dialect: ordercast | ordatic | rbi | doshii | pusher (Pusher "
@@ -41,12 +40,14 @@ class EndpointIn(_In):
     max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, description="requests in flight, 1-1000")
     enabled: bool = True
     description: str | None = Field(None, max_length=500)
-    secret: str | None = Field(None, description="whsec_… to use; generated when omitted")
+    secret: str | None = Field(
+        None, max_length=200, description="whsec_… to use; generated when omitted"
+    )
 
 
 class EndpointPatch(_In):
-    url: str | None = None
-    dialect: str | None = None
+    url: str | None = Field(None, max_length=2048)
+    dialect: str | None = Field(None, max_length=32)
     event_types: list[str] | None = None
     fifo: bool | None = None
     max_concurrency: int | None = None
@@ -58,14 +59,16 @@ class RotateIn(_In):
     grace_seconds: int = Field(
         DEFAULT_GRACE_SECONDS, description="how long the old secret keeps signing (0-604800)"
     )
-    secret: str | None = Field(None, description="whsec_… to use; generated when omitted")
+    secret: str | None = Field(
+        None, max_length=200, description="whsec_… to use; generated when omitted"
+    )
 
 
 class ReplayIn(_In):
-    since: datetime | None = Field(None, description="events recorded at or after")
-    until: datetime | None = Field(None, description="events recorded before")
-    order_id: str | None = None
-    event_id: str | None = None
+    since: Instant | None = Field(None, description="events recorded at or after")
+    until: Instant | None = Field(None, description="events recorded before")
+    order_id: str | None = Field(None, max_length=200)
+    event_id: str | None = Field(None, max_length=200)
     status: list[str] | None = Field(
         None,
         description="only messages in these states (pending, delivered, failed, skipped); "

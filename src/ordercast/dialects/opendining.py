@@ -158,7 +158,10 @@ def local_time(iso: str | None, timezone: str) -> str | None:
     parsed = _parse(iso)
     if parsed is None:
         return iso
-    return parsed.astimezone(_zone(timezone)).isoformat(timespec="seconds")
+    try:
+        return parsed.astimezone(_zone(timezone)).isoformat(timespec="seconds")
+    except OverflowError:  # at the ends of datetime's range: as given
+        return iso
 
 
 def clock_time(moment: datetime) -> str:

@@ -10,6 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+#: The instants ordercast accepts from clients (rendering them in any timezone stays
+#: inside datetime's range).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def iso(dt: datetime) -> str:

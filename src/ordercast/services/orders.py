@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from ordercast.domain.access import (
     require_app,
 )
 from ordercast.domain.events import EventRecord, NewEvent
-from ordercast.domain.isotime import iso
+from ordercast.domain.isotime import EARLIEST, LATEST, iso
 from ordercast.domain.lifecycle import ORDER_TERMINAL, Move, OrderStatus
 from ordercast.domain.order import Order, evolve, order_total, with_totals
 from ordercast.domain.pos_flow import PosState
@@ -373,12 +373,18 @@ class OrderService:
                 local = datetime.strptime(
                     f"{adj['order_date']} {adj['eta']}", "%m/%d/%Y %I:%M %p"
                 ).replace(tzinfo=ZoneInfo(tz))
-            except ValueError as exc:
+                utc = local.astimezone(UTC)
+            except (ValueError, OverflowError) as exc:
                 raise ValidationError(
                     "adjustment.order_date must be MM/DD/YYYY and adjustment.eta like '9:45 PM'",
                     field="adjustment",
                 ) from exc
-            when = iso(local)
+            if not EARLIEST <= utc <= LATEST:
+                raise ValidationError(
+                    f"adjustment.order_date must be between {EARLIEST.year} and {LATEST.year}",
+                    field="adjustment.order_date",
+                )
+            when = iso(utc)
             return when, when
         return None, None
 

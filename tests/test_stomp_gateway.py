@@ -185,16 +185,23 @@ async def test_bad_logins(world: World, login: str, passcode: str | None) -> Non
         assert await c.closed() == 1008
 
 
-async def test_failed_logins_are_rate_limited_per_address(world: World) -> None:
+async def test_failed_logins_are_rate_limited_per_address_and_credential(world: World) -> None:
     rt = world.runtime
-    await start_stomp(rt, StompConfig(max_failed_logins=3))
+    rt.directory.logins.max_failures = 3
+    await start_stomp(rt)
     for _ in range(3):
         async with raw_client(rt.gateway.url("/ws")) as c:
-            assert (await c.connect("nope", "wrong")).headers["message"] == "authentication failed"
+            failed = await c.connect(world.app["key"], "wrong")
+            assert failed.headers["message"] == "authentication failed"
     async with raw_client(rt.gateway.url("/ws")) as c:
-        # Even right credentials are refused while the address is blocked.
+        # Even the right secret is refused while this key is blocked from this address ...
         err = await c.connect(world.app["key"], world.app["secret"])
         assert err.headers["message"] == "too many failed logins"
+    other = await world.new_app("kds")
+    async with raw_client(rt.gateway.url("/ws")) as c:
+        # ... but another app behind the same address logs in.
+        ok = await c.connect(other["key"], other["secret"])
+        assert ok.command == "CONNECTED", ok
 
 
 @pytest.mark.parametrize(

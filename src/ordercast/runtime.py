@@ -29,6 +29,7 @@ from ordercast.gateway.pusher import PusherGateway, pusher_of
 from ordercast.gateway.server import GatewayServer
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Ids, Store
+from ordercast.protocols.logins import LoginLimiter
 from ordercast.protocols.netguard import parse_allow_cidrs
 from ordercast.services.accounts import AccountService, Passwords
 from ordercast.services.common import SYSTEM_IDS, SystemClock
@@ -94,6 +95,7 @@ class Runtime:
         issuer = settings.public_url.rstrip("/") if settings.public_url else "ordercast"
         signer = JwtSigner(await _jwt_key(store, settings), issuer, legacy=TokenSigner(secret_key))
         directory = Directory(store, bus, clock, signer, admin_token, ids)
+        directory.logins = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
         orders = OrderService(store, bus, clock, ids)
         orders.after_commit.append(count_events)
         hub = Hub(bus)

@@ -182,7 +182,12 @@ class CommandRoute(Route):
                 raise HTTPException(400, "There was an error parsing the body") from exc
             document = _document(request.headers.get("content-type"), raw)
             rt = runtime_of(request)
-            principal = await authenticate(rt, request.headers.get("authorization"))
+            client = request.client
+            principal = await authenticate(
+                rt,
+                request.headers.get("authorization"),
+                client.host if client is not None else "unknown",
+            )
             body = _validate(adapter, document)
             result = await command.run(rt, principal, request.path_params["order_id"], body)
             content = _RESPONSE.dump_json(command_body(rt, result))

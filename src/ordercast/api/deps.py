@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from ordercast.domain.access import Principal
 from ordercast.errors import Unauthorized
 from ordercast.logs import bind_principal
+from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.runtime import Runtime
 
 
@@ -25,18 +26,28 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 async def get_principal(request: Request) -> Principal:
-    return await authenticate(runtime_of(request), request.headers.get("authorization"))
+    client = request.client
+    return await authenticate(
+        runtime_of(request),
+        request.headers.get("authorization"),
+        client.host if client is not None else "unknown",
+    )
 
 
-async def authenticate(runtime: Runtime, header: str | None) -> Principal:
+async def authenticate(
+    runtime: Runtime, header: str | None, address: str | None = None, *, record: bool = True
+) -> Principal:
     """Who sent this ``Authorization`` header (raises ``Unauthorized``); the request's log
-    line names its tenant and app."""
-    principal = await _authenticate(runtime, header)
+    line names its tenant and app. With the client's ``address``, under the failed-login
+    limit (``RateLimited`` while blocked; a failure is counted when ``record``)."""
+    principal = await _authenticate(runtime, header, address, record=record)
     bind_principal(principal)
     return principal
 
 
-async def _authenticate(runtime: Runtime, header: str | None) -> Principal:
+async def _authenticate(
+    runtime: Runtime, header: str | None, address: str | None, *, record: bool
+) -> Principal:
     if not header:
         raise Unauthorized(
             "missing Authorization header: use HTTP Basic key:secret (apps) or "
@@ -45,6 +56,7 @@ async def _authenticate(runtime: Runtime, header: str | None) -> Principal:
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
     value = value.strip()
+    directory = runtime.directory
     if scheme == "basic":
         try:
             key, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
@@ -52,9 +64,19 @@ async def _authenticate(runtime: Runtime, header: str | None) -> Principal:
             raise Unauthorized("malformed Basic credentials") from exc
         if not sep:
             raise Unauthorized("Basic credentials must be key:secret")
-        return await runtime.directory.authenticate_basic(key, secret)
+        return await directory.login(
+            address,
+            basic_credential(key),
+            lambda: directory.authenticate_basic(key, secret),
+            record=record,
+        )
     if scheme == "bearer" and value:
-        return await runtime.directory.authenticate_bearer(value)
+        return await directory.login(
+            address,
+            bearer_credential(value),
+            lambda: directory.authenticate_bearer(value),
+            record=record,
+        )
     raise Unauthorized("unsupported Authorization scheme; use Basic or Bearer")
 
 

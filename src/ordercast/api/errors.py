@@ -92,7 +92,10 @@ def install(app: FastAPI) -> None:
             metrics.AUTH_FAILURES.labels("http").inc()
         elif status == 429:
             metrics.RATE_LIMITED.labels("http").inc()
-        return problem(status, exc.code, exc.title, exc.detail, **exc.fields)
+        response = problem(status, exc.code, exc.title, exc.detail, **exc.fields)
+        if isinstance(exc, e.RateLimited) and "retry_after" in exc.fields:
+            response.headers["retry-after"] = str(exc.fields["retry_after"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -38,12 +38,14 @@ from ordercast.errors import (
     Forbidden,
     NotFound,
     OrdercastError,
+    RateLimited,
     Unauthorized,
     ValidationError,
 )
 from ordercast.gateway.pusher import AppState, PusherGateway, pusher_of
 from ordercast.ports import App
 from ordercast.protocols.credentials import same_secret
+from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.protocols.pusher import (
     ChannelKind,
     channel_kind,
@@ -120,7 +122,25 @@ async def _user_token(rt: Runtime, token: str) -> UserPrincipal:
     return principal
 
 
-async def _caller_from_params(rt: Runtime, params: Mapping[str, str]) -> Caller:
+def _address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+async def _caller_from_params(
+    rt: Runtime, params: Mapping[str, str], address: str | None = None
+) -> Caller:
+    """The caller behind ``key`` + ``secret`` or ``key`` + ``access_token``, under the
+    failed-login limit of (``address``, that credential)."""
+    token = params.get("access_token")
+    credential = (
+        bearer_credential(token)
+        if token and not params.get("secret")
+        else basic_credential(params.get("key") or "")
+    )
+    return await rt.directory.login(address, credential, lambda: _params_caller(rt, params))
+
+
+async def _params_caller(rt: Runtime, params: Mapping[str, str]) -> Caller:
     app = await _app_by_key(rt, params.get("key"))
     secret = params.get("secret")
     token = params.get("access_token")
@@ -139,6 +159,18 @@ async def _caller_from_params(rt: Runtime, params: Mapping[str, str]) -> Caller:
 async def _caller_from_headers(rt: Runtime, request: Request, params: Mapping[str, str]) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return await rt.directory.login(
+            _address(request),
+            bearer_credential(value.strip()),
+            lambda: _headers_caller(rt, request, params),
+        )
+    return await _headers_caller(rt, request, params)  # Basic: limited in _caller_from_params
+
+
+async def _headers_caller(rt: Runtime, request: Request, params: Mapping[str, str]) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
     value = value.strip()
     if scheme.lower() == "basic":
         try:
@@ -146,7 +178,7 @@ async def _caller_from_headers(rt: Runtime, request: Request, params: Mapping[st
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise Unauthorized("malformed Basic credentials") from exc
         return await _caller_from_params(
-            rt, {**params, "key": key, "secret": secret if sep else ""}
+            rt, {**params, "key": key, "secret": secret if sep else ""}, _address(request)
         )
     if scheme.lower() == "bearer" and value:
         principal = await _user_token(rt, value)
@@ -224,10 +256,18 @@ async def _authorize(rt: Runtime, caller: Caller, params: Mapping[str, str]) -> 
 
 def _auth_failure(exc: OrdercastError) -> JSONResponse:
     # pusher-js treats any non-200 as refused; 403 is what Pusher's docs use for a refusal
-    # (a bad credential included); another tenant's order or location reads as 404.
-    status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, AuthError) else 400
+    # (a bad credential included); another tenant's order or location reads as 404; too
+    # many failed logins is a 429 with Retry-After.
+    headers = None
+    if isinstance(exc, RateLimited):
+        status = 429
+        headers = {"retry-after": str(exc.fields.get("retry_after", 60))}
+    else:
+        status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, AuthError) else 400
     return JSONResponse(
-        {"error": exc.detail, "code": exc.code, "status": status}, status_code=status
+        {"error": exc.detail, "code": exc.code, "status": status},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -243,7 +283,7 @@ async def opendining_auth(request: Request) -> JSONResponse:
     rt = runtime_of(request)
     try:
         params = await _params(request)
-        caller = await _caller_from_params(rt, params)
+        caller = await _caller_from_params(rt, params, _address(request))
         return JSONResponse(await _authorize(rt, caller, params))
     except OrdercastError as exc:
         return _auth_failure(exc)

@@ -7,8 +7,10 @@ need storage or a clock:
 
 * **CONNECT / STOMP**: ``login`` = a user access token (``passcode`` empty, absent or the
   literal ``null``), or an app key with its secret as ``passcode``. Failed logins are counted
-  per client address; past ``max_failed_logins`` within ``login_window`` seconds further
-  CONNECTs from that address are refused without checking credentials. A user session ends
+  per (client address, credential) by the directory's login limiter, shared with REST and
+  the Pusher auth endpoints (``ORDERCAST_LOGIN_MAX_FAILURES`` within
+  ``ORDERCAST_LOGIN_WINDOW_SECONDS``); a blocked pair gets ERROR ``too many failed logins``
+  without its credentials being checked. A user session ends
   with ERROR ``access token expired`` at the token's ``exp`` (the session's timer).
 * **SUBSCRIBE**: authorized by the dialect (deny by default), plus the order-ownership check
   for ``/order-changes/{user}/{order}`` and a fresh expiry check. ``x-since-seq: N`` on that
@@ -35,7 +37,6 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,9 +50,10 @@ from ordercast.domain.access import AppPrincipal, UserPrincipal, may_see_order
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.domain.order import Order
-from ordercast.errors import Forbidden, OrdercastError
+from ordercast.errors import Forbidden, OrdercastError, RateLimited
 from ordercast.gateway.server import Upgrade, UpgradeRequest, accept, flush_soon, ws_text_frame
 from ordercast.ports import BusMessage
+from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.protocols.stomp import (
     AckReceived,
     ConnectRequested,
@@ -105,8 +107,6 @@ class StompConfig:
     )
     max_buffered_bytes: int = 1024 * 1024
     """Socket write buffer above which a connection is dropped as a slow consumer."""
-    max_failed_logins: int = 10
-    login_window: float = 60.0
     replay_limit: int = 100_000
     """Most events read to replay one order (the whole stream is folded)."""
     close_timeout: float = 5.0
@@ -219,7 +219,6 @@ class StompGateway:
         # times the per-socket loop time in a microbenchmark at 10,000 subscribers).
         self.subscribers: dict[str, dict[_Sub, None]] = {}
         self.connections: set[StompConnection] = set()
-        self._failures: dict[str, deque[float]] = {}
         self._ids = itertools.count(1)
         self.delivered = 0
         self.dropped_slow = 0
@@ -238,27 +237,6 @@ class StompGateway:
     def factory(self, request: UpgradeRequest, match: re.Match[str] | None = None) -> Upgrade:
         subprotocol = select_subprotocol(request.subprotocols)
         return accept(StompConnection(self), subprotocol=subprotocol)
-
-    # -- login rate limit ----------------------------------------------------------------------
-
-    def login_blocked(self, address: str, now: float) -> bool:
-        failures = self._failures.get(address)
-        if not failures:
-            return False
-        while failures and failures[0] <= now - self.config.login_window:
-            failures.popleft()
-        if not failures:
-            del self._failures[address]
-            return False
-        return len(failures) >= self.config.max_failed_logins
-
-    def login_failed(self, address: str, now: float) -> None:
-        failures = self._failures.setdefault(address, deque())
-        failures.append(now)
-        while len(failures) > self.config.max_failed_logins:
-            failures.popleft()
-        if len(self._failures) > 100_000:  # bound memory under a spray of addresses
-            self._failures.pop(next(iter(self._failures)))
 
     # -- registry ------------------------------------------------------------------------------
 
@@ -727,18 +705,14 @@ class StompConnection(WSListener):
 
     async def _connect(self, request: ConnectRequested) -> None:
         gateway = self.gateway
-        now = time.monotonic()
-        if gateway.login_blocked(self.address, now):
-            metrics.RATE_LIMITED.labels("stomp").inc()
-            self.session.reject(
-                "too many failed logins", "wait a minute before trying again from this address"
-            )
-            self._pump()
-            return
         try:
             principal = await self._authenticate(request)
+        except RateLimited as exc:
+            metrics.RATE_LIMITED.labels("stomp").inc()
+            self.session.reject("too many failed logins", exc.detail)
+            self._pump()
+            return
         except OrdercastError as exc:
-            gateway.login_failed(self.address, now)
             metrics.AUTH_FAILURES.labels("stomp").inc()
             self.session.reject("authentication failed", exc.detail)
             self._pump()
@@ -746,7 +720,7 @@ class StompConnection(WSListener):
         if self._closed or self.session.should_close:
             return
         self.principal = principal
-        self.opened_at = now
+        self.opened_at = time.monotonic()
         logs.ws_opened("stomp", self.conn_id, app=principal.app_id, tenant=principal.tenant_id)
         expires_at: float | None = None
         headers: list[tuple[str, str]] = []
@@ -775,8 +749,16 @@ class StompConnection(WSListener):
         passcode = request.passcode
         if passcode is None or passcode in _NULL_PASSCODES:
             # A user's access token (JWT or legacy oct_), or an app's client_credentials JWT.
-            return await directory.authenticate_user_token(login)
-        return await directory.authenticate_basic(login, passcode)
+            return await directory.login(
+                self.address,
+                bearer_credential(login),
+                lambda: directory.authenticate_user_token(login),
+            )
+        return await directory.login(
+            self.address,
+            basic_credential(login),
+            lambda: directory.authenticate_basic(login, passcode),
+        )
 
     async def _subscribe(self, request: SubscribeRequested) -> None:
         principal = self.principal

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ordercast.domain.access import (
@@ -17,14 +17,16 @@ from ordercast.domain.access import (
     check_location_access,
 )
 from ordercast.domain.isotime import iso
-from ordercast.errors import NotFound, Unauthorized, ValidationError
+from ordercast.errors import NotFound, RateLimited, Unauthorized, ValidationError
 from ordercast.ports import App, Bus, BusMessage, Clock, Ids, Location, Store, Tenant
 from ordercast.protocols.credentials import same_secret
+from ordercast.protocols.logins import LoginLimiter
 from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.jwtokens import JwtSigner, looks_like_jwt
 from ordercast.services.tokens import PREFIX as TOKEN_PREFIX
 
 LOCATION_SETTING_KEYS = {"tracker_labels", "legacy_tracker"}
+P = TypeVar("P")
 
 
 def validate_timezone(name: str) -> str:
@@ -175,8 +177,37 @@ class Directory:
         self.signer = signer
         self._admin_token = admin_token
         self.apps = AppCache()
+        #: Failed-login limits per (client address, credential); Runtime.open configures.
+        self.logins = LoginLimiter(max_failures=10, window=60.0)
 
     # -- authentication --------------------------------------------------------------
+
+    async def login(
+        self,
+        address: str | None,
+        credential: str,
+        attempt: Callable[[], Awaitable[P]],
+        *,
+        record: bool = True,
+    ) -> P:
+        """Run ``attempt`` (an authentication) under the failed-login limit of (``address``,
+        ``credential``): refused with RateLimited while that pair is blocked; a failure
+        (Unauthorized) is counted when ``record``. ``address`` None: no limit (in-process
+        callers)."""
+        if address is not None:
+            wait = self.logins.retry_after(address, credential, time.monotonic())
+            if wait is not None:
+                raise RateLimited(
+                    "too many failed logins with this credential from this address; "
+                    f"retry in {wait} s",
+                    retry_after=wait,
+                )
+        try:
+            return await attempt()
+        except Unauthorized:
+            if address is not None and record:
+                self.logins.failed(address, credential, time.monotonic())
+            raise
 
     async def _cached_app(self, key: str) -> _CachedApp | None:
         if not _plausible_key(key):

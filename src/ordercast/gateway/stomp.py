@@ -34,6 +34,7 @@ need storage or a clock:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import itertools
 import logging
 import time
@@ -533,6 +534,7 @@ class StompConnection(WSListener):
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._close_code = WSCloseCode.OK
+        self._text: codecs.BufferedIncrementalDecoder | None = None  # a fragmented text message
         self.paused = False
         """The socket's write buffer is over its high-water mark (checked for slow consumers)."""
 
@@ -562,11 +564,42 @@ class StompConnection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
         if msg_type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
-            self.receive(frame.get_payload_as_bytes())
+            if self._closed:
+                return  # closing: read and drop what the client pipelined (see _close)
+            data = frame.get_payload_as_bytes()
+            if not self._valid_text(msg_type, data, frame.fin):
+                self.fail(
+                    "invalid UTF-8",
+                    "text frames must be UTF-8 (RFC 6455); send other bytes as binary frames",
+                    code=WSCloseCode.INVALID_TEXT,
+                )
+                return
+            self.receive(data)
         elif msg_type == WSMsgType.CLOSE:
             if not transport.is_close_frame_sent:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
+
+    def _valid_text(self, msg_type: WSMsgType, data: bytes, fin: bool) -> bool:
+        """UTF-8 check of text messages (as the Pusher gateway does), across fragments."""
+        if msg_type == WSMsgType.TEXT:
+            if fin:
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    return False
+                return True
+            self._text = codecs.getincrementaldecoder("utf-8")()
+        elif msg_type == WSMsgType.BINARY or self._text is None:
+            self._text = None
+            return True
+        try:
+            self._text.decode(data, final=fin)
+        except UnicodeDecodeError:
+            return False
+        if fin:
+            self._text = None
+        return True
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closed = True
@@ -652,9 +685,11 @@ class StompConnection(WSListener):
             return
         if not transport.is_close_frame_sent:
             transport.send_close(code)
-        # A graceful disconnect lets asyncio flush the ERROR and close frame before closing;
-        # a peer that stopped reading is aborted after close_timeout.
-        transport.disconnect(graceful=True)
+        # The closing handshake: the socket stays open, reading and dropping whatever the
+        # client pipelined, until the client answers with its close frame (on_ws_frame
+        # then disconnects). Closing at once with unread input makes the kernel send a TCP
+        # reset, and the client may lose the ERROR frame before reading it. A client that
+        # never answers is aborted after close_timeout.
         self.loop.call_later(self.gateway.config.close_timeout, transport.disconnect, False)
 
     def fail(self, message: str, detail: str = "", *, code: WSCloseCode | None = None) -> None:

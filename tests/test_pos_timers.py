@@ -117,7 +117,8 @@ async def test_pos_routes_need_a_pos_app_of_the_location(world: World) -> None:
     url = f"/v1/pos/orders/{order['id']}/price"
     r = await world.http.post(url, headers=world.auth, json={"status": "PRICED"})
     assert r.status_code == 403
-    # A POS app of another location does not see the order.
+    # A POS app of another location of the tenant may not touch the order (403; another
+    # tenant's app would get 404).
     other = (
         await world.http.post(
             "/v1/locations",
@@ -129,7 +130,7 @@ async def test_pos_routes_need_a_pos_app_of_the_location(world: World) -> None:
     r = await world.http.post(
         url, headers=basic(stranger["key"], stranger["secret"]), json={"status": "PRICED"}
     )
-    assert r.status_code == 404
+    assert r.status_code == 403
     r = await world.http.post(url, headers=pos, json={"status": "PRICED", "extra": {"x": 1}})
     assert r.status_code == 200  # unknown fields from a POS are ignored
     r = await world.http.post(

@@ -239,10 +239,12 @@ async def pusher_subscribe(
         hello = await asyncio.wait_for(ws.recv(), within)
         capture.frames.append(str(hello))
         socket_id = json.loads(json.loads(hello)["data"])["socket_id"]
-        auth = sign_channel(app.key, secret or app.secret, socket_id, channel)
-        await ws.send(
-            json.dumps({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}})
-        )
+        data: dict[str, str] = {"channel": channel}
+        channel_data = None
+        if channel.startswith("presence-"):
+            channel_data = data["channel_data"] = json.dumps({"user_id": "intruder"})
+        data["auth"] = sign_channel(app.key, secret or app.secret, socket_id, channel, channel_data)
+        await ws.send(json.dumps({"event": "pusher:subscribe", "data": data}))
         outcome: dict[str, Any] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -276,12 +278,13 @@ async def stomp_subscribe(
     then: Any = None,
     quiet: float = 0.3,
     within: float = 5.0,
+    path: str = "/ws",
 ) -> StompOutcome:
     """CONNECT and SUBSCRIBE (with a receipt); ``then`` (an async callable) runs after the
     outcome is known, e.g. to change orders while the socket listens; then every frame
     until ``quiet`` seconds of silence."""
     capture = Capture()
-    url = estate.ws_url("/ws")
+    url = estate.ws_url(path)
     headers = {"accept-version": "1.2", "heart-beat": "0,0", "login": login}
     if passcode is not None:
         headers["passcode"] = passcode

@@ -322,13 +322,13 @@ async def _signed(request: Request, app_id: str | None) -> tuple[PusherGateway, 
     rt = runtime_of(request)
     gateway = pusher_of(rt.gateway)
     query = parse_qsl(request.url.query, keep_blank_values=True)
-    if app_id is None or app_id.isdigit():
-        # pusher-http-python's unprefixed terminate_connections, and its app id check
-        # (digits only): the signed auth_key names the app; any numeric id is an alias.
-        state = await gateway.app_state(httpapi.auth_key_of(query))
-    else:
-        state = await gateway.app_state_by_id(app_id)
-    if state is None:
+    # The signed auth_key names the app. pusher-http-python's unprefixed
+    # terminate_connections has no app id, and its app id check allows digits only: any
+    # numeric id is an alias. Any other id must be that app's own: a request signed by one
+    # app for another app's id reads as not found, whether that id exists or not.
+    key = httpapi.auth_key_of(query)
+    state = await gateway.app_state(key) if plausible_id(key) else None
+    if state is None or not (app_id is None or app_id.isdigit() or app_id == state.app.id):
         raise NotFound(f"app {app_id} not found")
     body = await request.body()
     httpapi.verify_request(

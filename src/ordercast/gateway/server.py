@@ -207,6 +207,19 @@ class GatewayServer:
         """Route upgrade requests whose path matches ``matcher`` to ``factory``."""
         self._routes.append(_Route(matcher, factory))
 
+    def route_names(self) -> list[str]:
+        """Each route's path, or its pattern (what the security matrix checks against)."""
+        out = []
+        for route in self._routes:
+            matcher = route.matcher
+            if isinstance(matcher, str):
+                out.append(matcher)
+            elif isinstance(matcher, re.Pattern):
+                out.append(str(matcher.pattern))
+            else:
+                out.append(getattr(matcher, "__name__", repr(matcher)))
+        return out
+
     def on_start(self, hook: Hook) -> None:
         self._on_start.append(hook)
 

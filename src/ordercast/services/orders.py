@@ -100,7 +100,7 @@ class OrderService:
         if isinstance(principal, UserPrincipal):
             # A user's own orders, at the locations the token's issuing app is granted.
             if location_id is not None:
-                check_location_access(principal, location_id, principal.tenant_id)
+                await self._check_location(principal, location_id)
             return await self.store.list_orders(
                 tenant_id=principal.tenant_id,
                 location_ids=frozenset({location_id}) if location_id else principal.location_ids,
@@ -111,7 +111,7 @@ class OrderService:
             )
         app = require_app(principal)
         if location_id is not None:
-            check_location_access(app, location_id, app.tenant_id)
+            await self._check_location(app, location_id)
             locations = frozenset({location_id})
         else:
             locations = app.location_ids
@@ -129,8 +129,19 @@ class OrderService:
         that match and one page of them (the Doshii list)."""
         app = require_app(principal)
         for location_id in query.location_ids:
-            check_location_access(app, location_id, app.tenant_id)
+            await self._check_location(app, location_id)
         return await self.store.query_orders(app.tenant_id, query)
+
+    async def _check_location(
+        self, principal: AppPrincipal | UserPrincipal, location_id: str
+    ) -> None:
+        """NotFound (another tenant's, or no such location) or Forbidden (not granted)."""
+        if location_id in principal.location_ids:
+            return  # granted locations are the principal's tenant's (checked when granted)
+        location = await self.store.get_location(location_id)
+        if location is None:
+            raise NotFound(f"location {location_id} not found")
+        check_location_access(principal, location.id, location.tenant_id)
 
     async def events(
         self, principal: Principal, order_id: str, after_seq: int, limit: int

@@ -289,3 +289,22 @@ async def test_free_text_fields_are_bounded(estate: Estate) -> None:
     ):
         r = await http.post("/v1/orders", headers=channel.auth, json=body)
         _problem(r, 422, field)
+
+
+async def test_nul_characters_are_a_422_on_every_store(any_world: Any) -> None:
+    """PostgreSQL's text type cannot hold NUL: a NUL in a path, query or JSON body used to
+    reach the database and fail there (500). Refused at the edge, on SQLite and PostgreSQL."""
+    w = any_world
+    for method, path, body in (
+        ("GET", "/v1/orders/ord%00x", None),
+        ("GET", "/v1/locations/%00", None),
+        ("GET", "/v1/apps/%00/endpoints", None),
+        ("GET", "/v1/orders?location_id=%00", None),
+        ("POST", "/v1/tenants", {"name": "a\u0000b"}),
+        ("POST", "/v1/orders", {"location_id": w.location_id, "user_id": "u\u0000",
+                                "items": [{"name": "a", "quantity": 1, "unit_price": 1}]}),
+    ):  # fmt: skip
+        headers = w.admin if path.startswith("/v1/tenants") else w.auth
+        r = await w.http.request(method, path, headers=headers, json=body)
+        body_out = _problem(r, 422)
+        assert body_out["code"] == "validation_error" and "NUL" in body_out["detail"], r.text

@@ -119,6 +119,7 @@ def install(app: FastAPI) -> None:
             405: "method_not_allowed",
             401: "unauthorized",
             413: "payload_too_large",
+            422: "validation_error",
         }
         code = codes.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
@@ -128,7 +129,9 @@ def install(app: FastAPI) -> None:
             if allowed:
                 headers["Allow"] = ", ".join(allowed)
                 detail = f"{req.method} is not allowed here; use {', '.join(allowed)}"
-        response = problem(exc.status_code, code, str(exc.detail), detail)
+        titles = {413: "Content too large", 422: "Invalid request"}
+        title = titles.get(exc.status_code, str(exc.detail))
+        response = problem(exc.status_code, code, title, detail)
         response.headers.update(headers)
         return response
 

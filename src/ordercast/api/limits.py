@@ -1,4 +1,10 @@
-"""Request body limit: ``ORDERCAST_MAX_BODY_BYTES`` (1 MiB by default), as pure ASGI.
+"""Request limits at the edge, as pure ASGI: the body size, and no NUL characters.
+
+**NUL characters** (``%00`` in the path or query, ``\\u0000`` in a JSON body) are refused
+with 422: PostgreSQL's text type cannot hold them, so such a value would otherwise reach
+the database and fail there (a 500). Nothing ordercast stores needs one.
+
+**Body size**: ``ORDERCAST_MAX_BODY_BYTES`` (1 MiB by default).
 
 A request announcing a larger ``Content-Length`` is answered 413 at once, before any of its
 body is read (the connection is then closed: the unread body cannot be skipped). A body
@@ -20,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ordercast.api.errors import problem
 
 CODE = "payload_too_large"
+NUL_IN_URL = "NUL characters (%00) are not allowed in the path or query"
+NUL_IN_BODY = "NUL characters (\\u0000) are not allowed in request bodies"
+_NUL_ESCAPE = b"\\u0000"
 
 
 def too_large(limit: int) -> str:
@@ -35,7 +44,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            await problem(422, "validation_error", "Invalid request", NUL_IN_URL)(
+                scope, receive, send
+            )
+            return
         limit = self.limit
+        json_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-type" and b"json" in value.lower():
+                json_body = True
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -50,14 +68,20 @@ class BodyLimit:
                 break
         received = 0
         started = False
+        tail = b""
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
                     raise HTTPException(413, too_large(limit))
+                if json_body:
+                    if _NUL_ESCAPE in tail + chunk[:5] or _NUL_ESCAPE in chunk:
+                        raise HTTPException(422, NUL_IN_BODY)
+                    tail = chunk[-5:]
             return message
 
         async def tracking_send(message: Message) -> None:

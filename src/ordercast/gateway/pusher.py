@@ -420,6 +420,8 @@ class PusherGateway:
         state = self.cached_app(key)
         if state is not None:
             return state
+        if not plausible_id(key):
+            return None  # never sent to the database (NUL bytes, surrogates, megabytes)
         app = await self.store.get_app_by_key(key)
         return None if app is None else self._state_for(app)
 
@@ -427,7 +429,7 @@ class PusherGateway:
         state = self.apps.get(app_id)
         if state is not None and time.monotonic() - state.loaded_at <= APP_CACHE_SECONDS:
             return state
-        app = await self.store.get_app(app_id)
+        app = await self.store.get_app(app_id) if plausible_id(app_id) else None
         return None if app is None else self._state_for(app)
 
     # -- connection lifecycle ----------------------------------------------------------

@@ -25,6 +25,10 @@ Entry kinds (``Entry.target``):
 ``pusher_api``  the Pusher HTTP API, signed by the attacker, for the victim app's id
 ``pusher_own``  the Pusher HTTP API where the signature alone names the app (no victim id)
 ``pusher_user`` Pusher user authentication: signs the caller's own user data only
+``partner``     the Doshii Partner API (``/partner/v3``), with the attacker's own JWT and
+                the victim's location in ``doshii-location-id``: refused
+``partner_own`` the Doshii Partner API on the caller's own things (its webhooks, unknown
+                paths): any answer, but nothing of the victim's
 """
 
 from __future__ import annotations
@@ -111,11 +115,38 @@ ROUTES: dict[str, Entry] = {
     "GET /apps/{app_id}/channels/{channel_name}/users": Entry("pusher_api"),
     "POST /apps/{app_id}/users/{user_id}/terminate_connections": Entry("pusher_api", {}),
     "POST /users/{user_id}/terminate_connections": Entry("pusher_own", {}),
+    # Doshii Partner API
+    "POST /partner/v3/orders": Entry(
+        "partner", {"items": [{"name": "x", "quantity": 1, "unitPrice": "1.00"}]}
+    ),
+    "GET /partner/v3/orders": Entry("partner"),
+    "GET /partner/v3/orders/{order_id}": Entry("partner"),
+    "PUT /partner/v3/orders/{order_id}": Entry("partner", {"status": "accepted", "version": "x"}),
+    "PUT /partner/v3/orders/{order_id}/delivery": Entry("partner", {"status": "delivering"}),
+    "POST /partner/v3/orders/{order_id}/subscription": Entry("partner"),
+    "DELETE /partner/v3/orders/{order_id}/subscription": Entry("partner"),
+    "GET /partner/v3/orders/{order_id}/logs": Entry("partner"),
+    "POST /partner/v3/webhooks": Entry(
+        "partner", {"event": "order_updated", "webhookUrl": "https://example.com/h"}
+    ),
+    "GET /partner/v3/webhooks": Entry("partner_own"),
+    "GET /partner/v3/webhooks/{event}": Entry("partner_own"),
+    "PUT /partner/v3/webhooks/{event}": Entry(
+        "partner_own", {"webhookUrl": "https://example.com/h"}
+    ),
+    "DELETE /partner/v3/webhooks/{event}": Entry("partner_own"),
+    "DELETE /partner/v3/{path:path}": Entry("partner_own"),
+    "GET /partner/v3/{path:path}": Entry("partner_own"),
+    "PATCH /partner/v3/{path:path}": Entry("partner_own"),
+    "POST /partner/v3/{path:path}": Entry("partner_own"),
+    "PUT /partner/v3/{path:path}": Entry("partner_own"),
 }
 
 #: WebSocket routes of the gateway port (``GatewayServer.route_names()``) -> the protocol
 #: whose checks below cover them.
 GATEWAY_ROUTES: dict[str, str] = {
+    "/app/socket": "doshii",
+    "/app/socket/": "doshii",
     "/ws": "stomp",
     "/websocket": "stomp",
     r"/app/(?P<key>[^/]+)/?": "pusher",

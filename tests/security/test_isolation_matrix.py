@@ -24,12 +24,23 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import jwt
+import websockets
 
 from ordercast.app import create_app
 from ordercast.dialects import orderingstack
 from ordercast.gateway.pusher import GUARDED_PREFIXES
 from ordercast.protocols.pusher.httpapi import body_md5, string_to_sign
-from security.estate import App, Estate, Order, bearer, pusher_subscribe, stomp_subscribe
+from security.estate import (
+    App,
+    Capture,
+    Estate,
+    Order,
+    _drain,
+    bearer,
+    pusher_subscribe,
+    stomp_subscribe,
+)
 from security.matrix import GATEWAY_ROUTES, PUSHER_CHANNELS, ROUTES, STOMP_DESTINATIONS, Entry
 
 HINT = "add an entry for it in tests/security/matrix.py (see the kinds in its docstring)"
@@ -129,6 +140,8 @@ class Victim:
             "endpoint_id": self.endpoint_id,
             "delivery_id": self.delivery_id,
             "channel_name": f"private-o-{self.order_id}",
+            "event": "order_updated",
+            "path:path": "nothing-here",
             **extra,
         }
         for key, value in values.items():
@@ -162,6 +175,17 @@ async def victim(estate: Estate) -> Victim:
     return Victim(
         order.tenant_id, order.location_id, "u0", order.id, app.id, endpoint, r.json()["id"]
     )
+
+
+def _partner_auth(a: Attacker) -> dict[str, str]:
+    """The attacker's own Doshii JWT (HS256 {clientId, timestamp} with its secret); a user
+    attacker presents its access token instead."""
+    if a.app is None:
+        return a.headers
+    token = jwt.encode(
+        {"clientId": a.app.key, "timestamp": int(time.time())}, a.app.secret, algorithm="HS256"
+    )
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _fill_body(body: Any, v: Victim) -> Any:
@@ -208,6 +232,18 @@ async def test_rest_routes(estate: Estate) -> None:
             continue
         for a in who:
             what = f"{route} by {a.name}"
+            if entry.target in ("partner", "partner_own"):
+                headers = {**_partner_auth(a), "doshii-location-id": v.location_id}
+                r = await _call(estate, route, entry, v, headers)
+                _no_leak(estate, what, r.text, a)
+                checked += 1
+                if entry.target == "partner":
+                    assert r.status_code in (401, 403, 404), (what, r.status_code, r.text)
+                    if a.scope == "tenant":
+                        ghost_headers = {**headers, "doshii-location-id": ghost.location_id}
+                        r_ghost = await _call(estate, route, entry, ghost, ghost_headers)
+                        assert r.status_code == r_ghost.status_code, (what, r.text, r_ghost.text)
+                continue
             r = await _call(estate, route, entry, v, a.headers)
             _no_leak(estate, what, r.text, a)
             checked += 1
@@ -407,3 +443,38 @@ async def test_stomp(estate: Estate) -> None:
         estate, token, "", f"/order-changes/u0/{v.order_id}", then=victim_changes
     )
     assert out.subscribed and marker in out.capture.text
+
+
+async def test_doshii_socket(estate: Estate) -> None:
+    """The Doshii partner socket (/app/socket): an attacker's own JWT; the victim's order
+    changes; nothing of it arrives."""
+    v = await victim(estate)
+    who = [a for a in await attackers(estate) if a.app is not None]
+    victim_app = estate.app("t0", "l0", "channel")
+    marker = estate.order("t0", "l0", "u0").marker
+    owner = Attacker("victim's own app", "", victim_app.auth, app=victim_app)
+    sockets = []
+    for a in [*who, owner]:
+        auth = _partner_auth(a)["Authorization"].removeprefix("Bearer ")
+        sockets.append(
+            await websockets.connect(
+                estate.ws_url(f"/app/socket?auth={auth}"), open_timeout=5, ping_interval=None
+            )
+        )
+    try:
+        r = await estate.http.post(
+            f"/v1/orders/{v.order_id}/notes", headers=victim_app.auth, json={"text": marker}
+        )
+        assert r.status_code == 200, r.text
+        control = Capture()
+        await _drain(sockets[-1], control, 0.5)
+        assert v.order_id in control.text, control.frames  # the owner's socket gets it
+        for a, ws in zip(who, sockets[:-1], strict=True):
+            seen = Capture()
+            await _drain(ws, seen, 0.2)
+            assert not ws.close_code, (a.name, ws.close_reason)  # authenticated, listening
+            _no_leak(estate, f"/app/socket of {a.name}", seen.text, a)
+            assert v.order_id not in seen.text, a.name
+    finally:
+        for ws in sockets:
+            await ws.close()

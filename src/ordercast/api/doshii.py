@@ -35,7 +35,7 @@ from ordercast.api.schemas import OrderIn
 from ordercast.delivery.doshii import DoshiiWebhooks
 from ordercast.dialects import doshii as dialect
 from ordercast.domain import decide as d
-from ordercast.domain.access import AppPrincipal, check_location_access
+from ordercast.domain.access import AppPrincipal
 from ordercast.domain.isotime import iso, parse_iso
 from ordercast.domain.order import Order
 from ordercast.ports import OrderQuery
@@ -116,10 +116,12 @@ CallerDep = Annotated[DoshiiCaller, Depends(_caller)]
 LocationHeader = Annotated[str | None, Header(alias=LOCATION_HEADER)]
 
 
-def _location(caller: DoshiiCaller, location_id: str | None) -> str:
+async def _location(rt: Runtime, caller: DoshiiCaller, location_id: str | None) -> str:
+    """The ``doshii-location-id``: another tenant's or an unknown location is 404, one of
+    the tenant's that the app is not granted 403 (domain/access.py)."""
     if not location_id:
         raise e.ValidationError(f"the {LOCATION_HEADER} header is required", field=LOCATION_HEADER)
-    check_location_access(caller.principal, location_id, caller.app.tenant_id)
+    await rt.orders.check_location(caller.principal, location_id)
     return location_id
 
 
@@ -190,7 +192,7 @@ async def create_order(
     location_id: LocationHeader = None,
 ) -> dict[str, Any]:
     """Create an order (the SDK's ``order.createOrder``); the app is subscribed to it."""
-    spec = dialect.create_spec(body, _location(caller, location_id))
+    spec = dialect.create_spec(body, await _location(rt, caller, location_id))
     try:
         parsed = OrderIn.model_validate(spec)
     except PydanticValidationError as exc:
@@ -241,7 +243,7 @@ async def list_orders(
     by_updated = _direction(updated_sort, "updatedSort")
     by_created = _direction(sort, "sort")
     query = OrderQuery(
-        location_ids=frozenset({_location(caller, location_id)}),
+        location_ids=frozenset({await _location(rt, caller, location_id)}),
         statuses=dialect.status_filter(status) if status else None,
         external_order_ref=external_order_ref,
         pos_ref=pos_ref,
@@ -267,7 +269,7 @@ async def list_orders(
 async def get_order(
     order_id: str, caller: CallerDep, rt: RtDep, location_id: LocationHeader = None
 ) -> dict[str, Any]:
-    order = await _order(rt, caller, _location(caller, location_id), order_id)
+    order = await _order(rt, caller, await _location(rt, caller, location_id), order_id)
     return _resource(rt, order)
 
 
@@ -283,7 +285,7 @@ async def update_order(
     log?, rejectionReason?, rejectionCode?}``. A ``version`` that is not the order's
     current one is 409 (nothing changes); a status Doshii's table maps to a move the
     lifecycle refuses (e.g. out of ``complete``) is 409 too."""
-    loc = _location(caller, location_id)
+    loc = await _location(rt, caller, location_id)
     await _order(rt, caller, loc, order_id)
     expect = _expect_version(body.get("version"))
     target, by = dialect.status_move(body.get("status"))
@@ -328,7 +330,7 @@ async def update_delivery(
     / failed → canonical picked_up / delivered / failed, with the order coupled as for any
     courier) and its details (driver, tracking URL, ETA, …). The first call starts the
     order's courier job. ``version`` as for ``PUT /orders/{id}``."""
-    loc = _location(caller, location_id)
+    loc = await _location(rt, caller, location_id)
     order = await _order(rt, caller, loc, order_id)
     expect: Callable[[Order], None] | None = _expect_version(body.get("version"))
     status = body.get("status")
@@ -374,7 +376,7 @@ async def subscribe(
 ) -> dict[str, Any]:
     """Register interest in an order (seed 003): its changes reach this app's Doshii
     webhooks and socket. Answers the Order resource."""
-    await _order(rt, caller, _location(caller, location_id), order_id)
+    await _order(rt, caller, await _location(rt, caller, location_id), order_id)
     return _resource(rt, await rt.orders.subscribe(caller.principal, order_id))
 
 
@@ -382,7 +384,7 @@ async def subscribe(
 async def unsubscribe(
     order_id: str, caller: CallerDep, rt: RtDep, location_id: LocationHeader = None
 ) -> dict[str, Any]:
-    await _order(rt, caller, _location(caller, location_id), order_id)
+    await _order(rt, caller, await _location(rt, caller, location_id), order_id)
     removed = await rt.orders.unsubscribe(caller.principal, order_id)
     return {
         "message": f"unsubscribed from order {order_id}"
@@ -397,7 +399,7 @@ async def order_logs(
 ) -> list[dict[str, Any]]:
     """The order's event log, oldest first, one entry per event (who, what, when, the
     status and version after it, and the ``log`` a partner sent with its change)."""
-    await _order(rt, caller, _location(caller, location_id), order_id)
+    await _order(rt, caller, await _location(rt, caller, location_id), order_id)
     _order_now, events = await rt.orders.events(caller.principal, order_id, 0, 1000)
     return [dialect.log_entry(ev.to_dict()) for ev in events]
 

@@ -100,7 +100,7 @@ class OrderService:
         if isinstance(principal, UserPrincipal):
             # A user's own orders, at the locations the token's issuing app is granted.
             if location_id is not None:
-                await self._check_location(principal, location_id)
+                await self.check_location(principal, location_id)
             return await self.store.list_orders(
                 tenant_id=principal.tenant_id,
                 location_ids=frozenset({location_id}) if location_id else principal.location_ids,
@@ -111,7 +111,7 @@ class OrderService:
             )
         app = require_app(principal)
         if location_id is not None:
-            await self._check_location(app, location_id)
+            await self.check_location(app, location_id)
             locations = frozenset({location_id})
         else:
             locations = app.location_ids
@@ -129,10 +129,10 @@ class OrderService:
         that match and one page of them (the Doshii list)."""
         app = require_app(principal)
         for location_id in query.location_ids:
-            await self._check_location(app, location_id)
+            await self.check_location(app, location_id)
         return await self.store.query_orders(app.tenant_id, query)
 
-    async def _check_location(
+    async def check_location(
         self, principal: AppPrincipal | UserPrincipal, location_id: str
     ) -> None:
         """NotFound (another tenant's, or no such location) or Forbidden (not granted)."""

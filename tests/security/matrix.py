@@ -15,6 +15,7 @@ Entry kinds (``Entry.target``):
 ``order``       ``{order_id}`` names the victim's order
 ``delivery``    ``{delivery_id}`` names the victim order's courier job
 ``location``    ``{location_id}`` names the victim's location
+``venue``       ``{venue}`` names the victim's location; its orders: apps and staff only
 ``app``         ``{app_id}`` (and ``{endpoint_id}``) name the victim app (and its webhook
                 endpoint): webhook endpoints, attempts, messages, replay
 ``create``      creates an order: the body names the victim's location
@@ -27,6 +28,8 @@ Entry kinds (``Entry.target``):
 ``pusher_user`` Pusher user authentication: signs the caller's own user data only
 ``partner``     the Doshii Partner API (``/partner/v3``), with the attacker's own JWT and
                 the victim's location in ``doshii-location-id``: refused
+``own``         the caller's own things only (tokens for itself, public keys): any answer,
+                but nothing of the victim's
 ``partner_own`` the Doshii Partner API on the caller's own things (its webhooks, unknown
                 paths): any answer, but nothing of the victim's
 """
@@ -57,6 +60,17 @@ ROUTES: dict[str, Entry] = {
     "GET /docs": Entry("public"),
     "GET /docs/oauth2-redirect": Entry("public"),
     "GET /redoc": Entry("public"),
+    "GET /ready": Entry("public"),
+    "GET /.well-known/jwks.json": Entry("public"),
+    # Ordering Stack: OAuth2 tokens for the caller itself, accounts (admin), order pulls
+    "POST /auth-oauth2/oauth/token": Entry("own"),
+    "POST /v1/accounts": Entry(
+        "admin", {"tenant_id": "{tenant_id}", "username": "x", "password": "x", "roles": ["staff"]}
+    ),
+    "PATCH /v1/accounts/{account_id}": Entry("admin", {"disabled": True}),
+    "GET /v1/accounts": Entry("admin", query={"tenant_id": "{tenant_id}"}),
+    "GET /ordering-api/api/orders/venue/{venue}": Entry("venue"),
+    "GET /ordering-api/api/orders/opened": Entry("own"),
     # admin
     "POST /v1/tenants": Entry("admin", {"name": "x"}),
     "POST /v1/locations": Entry("admin", {"tenant_id": "{tenant_id}", "name": "x"}),
@@ -159,7 +173,13 @@ STOMP_DESTINATIONS: dict[str, list[str]] = {
     "kds": ["/kds/{tenant_id}/{location_id}", "/kds/{tenant_id}/{user}"],
     "notifications": ["/notifications/{tenant_id}/{user}"],
     "venue": ["/venue/{tenant_id}/{location_id}"],
+    "venues": ["/venues/{tenant_id}/{location_id}"],
+    # Accepted and silent (Ordering Stack clients subscribe; ordercast sends nothing there).
+    "modules": ["/modules/{tenant_id}/{location_id}"],
+    "steering": ["/steering/{tenant_id}/{location_id}"],
 }
+#: Destinations anyone logged in may subscribe to because nothing is ever sent there.
+STOMP_SILENT = frozenset({"modules", "steering"})
 
 #: Guarded Pusher channel prefixes (``gateway.pusher.GUARDED_PREFIXES``) -> the victim's
 #: channel.

@@ -532,8 +532,14 @@ def render_location_change(location: Mapping[str, Any]) -> list[StompMessage]:
     encoded = _dumps(body)
     headers = (("event-type", "venue.changed"),)
     return [
-        StompMessage(destination, message_id, encoded, headers),
-        StompMessage("/venues" + destination[len("/venue") :], message_id, encoded, headers),
+        StompMessage(destination, message_id, encoded, headers, location_id=location["id"]),
+        StompMessage(
+            "/venues" + destination[len("/venue") :],
+            message_id,
+            encoded,
+            headers,
+            location_id=location["id"],
+        ),
     ]
 
 

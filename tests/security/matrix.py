@@ -30,6 +30,8 @@ Entry kinds (``Entry.target``):
                 the victim's location in ``doshii-location-id``: refused
 ``own``         the caller's own things only (tokens for itself, public keys): any answer,
                 but nothing of the victim's
+``static``      mounted static files (no tenant data); not called
+``stream``      a server-sent event stream: not called by the matrix yet (it never ends)
 ``partner_own`` the Doshii Partner API on the caller's own things (its webhooks, unknown
                 paths): any answer, but nothing of the victim's
 """
@@ -61,6 +63,18 @@ ROUTES: dict[str, Entry] = {
     "GET /docs/oauth2-redirect": Entry("public"),
     "GET /redoc": Entry("public"),
     "GET /ready": Entry("public"),
+    "WS /docs-assets": Entry("static"),
+    # admin
+    "PATCH /v1/apps/{app_id}": Entry("admin", {"name": "x"}),
+    # the operator console: bytes checked for leaks (statuses not yet pinned here)
+    "GET /dashboard": Entry("own"),
+    "WS /dashboard/assets": Entry("static"),
+    "GET /dashboard/api/session": Entry("own"),
+    "GET /dashboard/api/locations/{location_id}/orders": Entry("own"),
+    "GET /dashboard/api/locations/{location_id}/stream": Entry("stream"),
+    "GET /dashboard/api/orders/{order_id}/timeline": Entry("own"),
+    "GET /dashboard/api/endpoints": Entry("own"),
+    "GET /dashboard/api/connections": Entry("own"),
     "GET /.well-known/jwks.json": Entry("public"),
     # Ordering Stack: OAuth2 tokens for the caller itself, accounts (admin), order pulls
     "POST /auth-oauth2/oauth/token": Entry("own"),

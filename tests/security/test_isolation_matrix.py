@@ -233,6 +233,8 @@ async def test_rest_routes(estate: Estate) -> None:
     for route, entry in ROUTES.items():
         if entry.target in ("pusher_auth", "pusher_user", "pusher_api", "pusher_own"):
             continue  # test_pusher
+        if entry.target in ("static", "stream"):
+            continue  # see matrix.py
         if entry.target == "public":
             r = await _call(estate, route, entry, v, {})
             assert r.status_code == 200, (route, r.text[:200])

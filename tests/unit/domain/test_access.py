@@ -18,7 +18,7 @@ from ordercast.domain.access import (
 from ordercast.errors import Forbidden, NotFound
 
 APP = AppPrincipal("app_a", "t1", "channel", frozenset({"l1"}))
-CAROL = UserPrincipal("carol", "t1", "app_a", 2**40, frozenset({"l1"}))
+CAROL = UserPrincipal("carol", "t1", "app_a", 2**40, location_ids=frozenset({"l1"}))
 ALLOWED, NOT_FOUND, FORBIDDEN = Access.ALLOWED, Access.NOT_FOUND, Access.FORBIDDEN
 
 # principal, order (tenant, location, owner) -> access

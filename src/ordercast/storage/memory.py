@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordercast.ports import Claimed, EndpointTarget, OutboxMessage, Outcome, Tx
+from ordercast.storage.outbox import message_row
 
 OPEN_STATUSES = ("pending", "delivering")
 
@@ -80,28 +81,7 @@ class MemoryOutbox:
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
         for m in messages:
             pos = next(self._pos)
-            self.messages[pos] = {
-                "pos": pos,
-                "id": m.id,
-                "endpoint_id": m.endpoint_id,
-                "order_id": m.order_id,
-                "event_id": m.event_id,
-                "part": m.part,
-                "seq": m.seq,
-                "event_type": m.event_type,
-                "wire_type": m.wire_type,
-                "body": m.body,
-                "status": m.status,
-                "attempts": 0,
-                "next_attempt_at": m.created_at,
-                "lease_until": None,
-                "claimed_by": None,
-                "last_error": m.last_error,
-                "trigger": "scheduled",
-                "event_at": m.event_at,
-                "created_at": m.created_at,
-                "updated_at": m.created_at,
-            }
+            self.messages[pos] = {"pos": pos, **message_row(m)}
 
     # -- the delivery worker ---------------------------------------------------------------
 

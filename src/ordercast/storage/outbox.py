@@ -34,7 +34,7 @@ A = s.webhook_attempts
 OPEN_STATUSES = ("pending", "delivering")
 
 
-def _message_row(m: OutboxMessage) -> dict[str, Any]:
+def message_row(m: OutboxMessage) -> dict[str, Any]:
     """The ``webhook_messages`` row of a new message (the one place that spells it)."""
     return {
         "id": m.id,
@@ -153,7 +153,7 @@ class SqlOutbox:
         return {r[0] for r in await tx.fetch_all("order_subscribers", {"order_id": order_id})}
 
     async def add(self, tx: Tx, messages: Sequence[OutboxMessage]) -> None:
-        await tx.execute_many("insert_message", [_message_row(m) for m in messages])
+        await tx.execute_many("insert_message", [message_row(m) for m in messages])
 
     # -- endpoints -------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ format in one table.
     │   ├── InvalidTransition      code=invalid_transition    lifecycle move not allowed
     │   ├── WrongPhase             code=wrong_phase           POS callback for another phase
     │   └── StaleVersion           code=stale_version         optimistic version is not current
-    ├── TooOld                     code=too_old               cursor older than retention
     ├── RateLimited                code=rate_limited
     ├── ProtocolError              code=protocol_error        a wire peer broke the protocol
     ├── ConfigError                code=config_error          bad settings, fail fast
@@ -91,11 +90,6 @@ class WrongPhase(Conflict):
 class StaleVersion(Conflict):
     code = "stale_version"
     title = "Stale version"
-
-
-class TooOld(OrdercastError):
-    code = "too_old"
-    title = "Cursor too old"
 
 
 class RateLimited(OrdercastError):

@@ -29,7 +29,6 @@ STATUS: dict[type[e.OrdercastError], int] = {
     e.InvalidTransition: 409,
     e.WrongPhase: 409,
     e.Conflict: 409,
-    e.TooOld: 410,
     e.RateLimited: 429,
     e.ProtocolError: 400,
     e.ConfigError: 500,

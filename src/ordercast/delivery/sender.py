@@ -292,7 +292,6 @@ class Sender:
         self._ssl = ssl_context
         self._targets: dict[str, _Target] = {}  # parsed once per endpoint URL
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
-        self._idle_count = 0
         self._busy: set[_Connection] = set()
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
         self._last_sweep = 0.0
@@ -311,7 +310,6 @@ class Sender:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()  # newest first: the likeliest to be still open
-            self._idle_count -= 1
             if conn.closed or conn.transport is None or conn.transport.is_closing():
                 continue
             if now - conn.idle_since > IDLE_SECONDS:
@@ -328,7 +326,6 @@ class Sender:
         conn._reset()
         conn.idle_since = now
         self._idle.setdefault(conn.origin, deque()).append(conn)
-        self._idle_count += 1
         if self._slot_waiters:
             self._wake_one()  # a request waiting for a slot may use or evict this one
         if now - self._last_sweep > IDLE_SECONDS:
@@ -340,7 +337,6 @@ class Sender:
         for origin, idle in list(self._idle.items()):
             while idle and (idle[0].closed or now - idle[0].idle_since > IDLE_SECONDS):
                 idle.popleft().close()
-                self._idle_count -= 1
             if not idle:
                 del self._idle[origin]
 
@@ -363,7 +359,6 @@ class Sender:
         for idle in self._idle.values():
             while idle:
                 conn = idle.popleft()
-                self._idle_count -= 1
                 if not conn.closed:
                     conn.close()  # frees its slot now (see _Connection._gone)
                     return
@@ -400,7 +395,6 @@ class Sender:
             for conn in idle:
                 conn.close()
         self._idle.clear()
-        self._idle_count = 0
         for conn in list(self._busy):
             conn.close()
         self._busy.clear()

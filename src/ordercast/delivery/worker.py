@@ -28,7 +28,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ordercast.delivery.observe import delivery_attempt
 from ordercast.delivery.sender import Sender, SendResult
@@ -92,7 +92,6 @@ class _Stats:
     delivered: int = 0
     failed_attempts: int = 0
     claimed: int = 0
-    by_endpoint: dict[str, int] = field(default_factory=dict)
 
 
 class DeliveryWorker:

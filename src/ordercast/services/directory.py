@@ -25,7 +25,6 @@ from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.jwtokens import JwtSigner, looks_like_jwt
 from ordercast.services.tokens import PREFIX as TOKEN_PREFIX
 
-LOCATION_SETTING_KEYS = {"tracker_labels", "legacy_tracker"}
 P = TypeVar("P")
 
 

@@ -62,9 +62,6 @@ def actor_of(principal: Principal) -> dict[str, Any]:
     return {"type": "system"}
 
 
-SYSTEM = {"type": "system"}
-
-
 class OrderService:
     def __init__(self, store: Store, bus: Bus, clock: Clock, ids: Ids = SYSTEM_IDS) -> None:
         self.store = store
@@ -434,11 +431,6 @@ class OrderService:
             )
             cmd = d.Cancel(reason=reason, by=by or default, request_only=request_only)
         return await self._run(principal, order_id, cmd)
-
-    async def record_error(
-        self, principal: Principal, order_id: str, errors: list[dict[str, Any]]
-    ) -> CommandResult:
-        return await self._run(principal, order_id, d.RecordError(errors=errors))
 
     async def start_delivery(
         self,

@@ -1,9 +1,9 @@
 """The order commands (transition, confirmation, notification, note, cancellation): the
 trigger of every fan-out, served as plain Starlette endpoints.
 
-Why not FastAPI routes: on these five routes FastAPI's routing and dependency solving cost
-more server CPU than ordercast itself (measured in process: ~630 µs of event-loop CPU per
-note through FastAPI, ~390 µs without it; docs/benchmarks.md). So :func:`routes` gives
+Why not FastAPI routes: on these five routes FastAPI's routing and dependency solving are
+a large share of the event loop's CPU per command (measured in process: the figures are in
+docs/benchmarks.md, "Figures behind code comments"). So :func:`routes` gives
 Starlette ``Route`` objects that ``create_app`` puts before FastAPI's routes; each does, in
 the open, what the FastAPI route does: read the body and parse it as JSON when the content
 type says JSON (FastAPI's rules: ``application/json`` or ``application/*+json``; invalid

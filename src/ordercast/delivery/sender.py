@@ -2,9 +2,9 @@
 
 Why not aiohttp (used here until this change): a webhook POST needs very little of a
 general HTTP client — one request shape, no cookies, redirects, proxies, compression,
-streaming uploads or tracing — yet aiohttp's request path cost ~200 µs of CPU per delivery,
-about 60 % of the delivery worker's time. This client does the same job in a fraction of
-that (figures in docs/benchmarks.md, "Webhook delivery"). What is written by hand here is
+streaming uploads or tracing — yet aiohttp's request path was most of the delivery
+worker's CPU. This client does the same job in a fraction of that (figures in
+docs/benchmarks.md, "Webhook delivery"). What is written by hand here is
 only what no maintained library offers in this shape: the request bytes (a fixed head, the
 caller's headers, the body) and a per-origin pool of keep-alive connections on the event
 loop's own transports. Parsing the response — the part that must be right against any

@@ -61,7 +61,8 @@ class WorkerConfig:
     flush_max: int = 512
     # Claimed messages held per endpoint, in multiples of max_concurrency. None: 2 on
     # PostgreSQL (measured: the sender never waits for a claim), 1 on SQLite (measured:
-    # deeper queues made the single-writer claim path slower, 1,739/s vs 2,134/s).
+    # deeper queues made the single-writer claim path slower; docs/benchmarks.md,
+    # "Figures behind code comments").
     depth: int | None = None
     coalesce_seconds: float = 0.02  # while busy, let freed room add up before claiming
     policy: RetryPolicy = DEFAULT_POLICY

@@ -217,7 +217,8 @@ def evolve(order: Order, event: ev.NewEvent, recorded_at: str) -> Order:
 
     Copy on write: the new order shares the input's lists, dicts and deliveries, and every
     change below assigns a new value to a field (or a copied delivery) instead of changing
-    a shared one in place; the full deep copy this replaced cost ~30 µs per event."""
+    a shared one in place; the full deep copy this replaced was a measurable part of every
+    change (docs/benchmarks.md, "Figures behind code comments")."""
     o = _clone(order)
     o.version += 1
     o.updated_at = recorded_at

@@ -51,7 +51,7 @@ class Passwords:
     def __init__(self, memory_kib: int = 65536, time_cost: int = 3) -> None:
         self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         # Verified when the username is unknown: same work as a real check, never a match.
-        # Made at the first login attempt, not at start-up (a hash costs ~0.1-1 s).
+        # Made at the first login attempt, not at start-up (argon2id is slow by design).
         self._dummy: str | None = None
 
     async def hash(self, password: str) -> str:

@@ -1,8 +1,9 @@
 """SQLite's order writer: one thread, one plain connection, group commit.
 
 Why this exists: through SQLAlchemy's asyncio layer every statement costs a greenlet
-switch plus an aiosqlite thread hop (~60 µs each, about ten statements per order change),
-while SQLite itself runs such a transaction in ~30 µs. SQLite allows one writer at a time
+switch plus an aiosqlite thread hop, and an order change is about ten statements: many
+times what SQLite itself spends on the whole transaction (the figures:
+docs/benchmarks.md, "Figures behind code comments"). SQLite allows one writer at a time
 anyway, so order writes go to ONE thread holding ONE synchronous pysqlite connection, and
 a whole transaction — read the row, the pure ``change`` callback, update, inserts, the
 transaction hooks, commit — runs there in a single hop.
@@ -21,8 +22,9 @@ first read, so another process cannot change the row between our read and our up
 Checkpoints off the commit path: in WAL mode SQLite copies the log back into the database
 file (a checkpoint, with an fsync of each file) from inside the COMMIT that takes the log
 past ``wal_autocheckpoint`` pages — by default every 1,000 pages, i.e. every few hundred
-order changes, and each such COMMIT took 17-21 ms here instead of ~0.03 ms, stalling every
-change queued behind it (a latency spike for every subscriber of those orders). So
+order changes, and each such COMMIT took hundreds of times as long as an ordinary one
+(docs/benchmarks.md, "Figures behind code comments"), stalling every change queued behind
+it (a latency spike for every subscriber of those orders). So
 ordercast's connections checkpoint on their own only past :data:`WAL_AUTOCHECKPOINT_PAGES`
 (a safety net), and the writer's checkpointer thread runs ``PRAGMA wal_checkpoint(PASSIVE)``
 on its own connection after every :data:`CHECKPOINT_EVERY` commits and at most
@@ -76,9 +78,9 @@ class SqliteWriter:
         self._path = path
         # The writer thread and its inbox (None asks it to close the connection and end).
         # Not a ThreadPoolExecutor: run_in_executor's concurrent Future, its chaining to an
-        # asyncio future and the executor's bookkeeping cost ~3x this queue's hand-off
-        # (~21-30 vs ~9 us of CPU a batch, and at a few hundred changes/s nearly every
-        # change is a batch of its own: docs/profiles/rush-2026-12-03.md).
+        # asyncio future and the executor's bookkeeping cost a few times this queue's
+        # hand-off in CPU per batch, and in a rush nearly every change is a batch of its
+        # own (docs/profiles/rush-2026-12-03.md).
         self._inbox: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None  # only touched on the writer thread

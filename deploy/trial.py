@@ -10,7 +10,7 @@ PostgreSQL database and one Redis, behind nginx (Debian's package) configured fr
 prints the balancer's URLs and each node's pid, and runs until Ctrl-C. ``nginx-config``
 prints the http-context file for given nodes (for a real deployment).
 
-The test suite (tests/test_cluster.py) and ``bench cluster`` start their clusters with the
+The test suite (tests/e2e/test_cluster.py) and ``bench cluster`` start their clusters with the
 :class:`Trial` class below, so the nginx configuration shipped here is the tested one. nginx
 runs as a non-daemon child with its pid file, logs and temp directories in a scratch
 directory; nothing outside it is written.

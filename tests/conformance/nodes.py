@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from webhooks_fixtures import free_port
+from support.webhooks import free_port
 
 ADMIN = "admin-token-for-conformance"
 CONFIGS = ("sqlite", "postgres", "two-nodes")
@@ -123,7 +123,7 @@ class Cluster:
 async def fresh_postgres() -> AsyncIterator[str]:
     import asyncpg
 
-    from conftest import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, need_service
+    from support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, need_service
 
     need_service("PostgreSQL", PG_HOST, PG_PORT)
     name = f"ordercast_conf_{secrets.token_hex(4)}"
@@ -154,7 +154,7 @@ async def cluster(config: str, tmp: Path) -> AsyncIterator[Cluster]:
         if config == "sqlite":
             nodes = [Node("node-a", f"sqlite:///{tmp}/conformance.db", tmp / "node-a.log", common)]
         else:
-            from conftest import REDIS_URL, need_service
+            from support.services import REDIS_URL, need_service
 
             need_service("Redis", "127.0.0.1", 6379)
             url = await stack.enter_async_context(fresh_postgres())

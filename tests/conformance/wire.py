@@ -30,8 +30,8 @@ import websockets
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from stomp_support import frame as stomp_frame
-from stomp_support import parse as stomp_parse
+from support.stomp import frame as stomp_frame
+from support.stomp import parse as stomp_parse
 
 Floor = Callable[[], Awaitable[dict[str, int]]]
 

@@ -1,4 +1,4 @@
-// The official Node `pusher` server SDK, one call per line, for tests/test_cluster.py.
+// The official Node `pusher` server SDK, one call per line, for tests/e2e/test_cluster.py.
 //   node cluster_sdk.mjs '{"appId","key","secret","host","port"}'
 // stdin: JSON lines {"op":"trigger","channel","event","data","info"?} | {"op":"batch","events"}
 //        | {"op":"sendToUser","user","event","data"} | {"op":"terminate","user"}

@@ -4,7 +4,7 @@
 //
 // MODE: pos (pos-integrator-core 0.1.6), core (ordering-core 2.0.0, a customer),
 // core-kds (ordering-core as a KDS login), sockjs (sockjs-client's own transports).
-// Prints one line per observation, "@@ {json}", for tests/test_orderingstack_clients.py;
+// Prints one line per observation, "@@ {json}", for tests/e2e/test_orderingstack_clients.py;
 // the libraries' own console output passes through. Closing stdin ends the run with a
 // "summary" line.
 //

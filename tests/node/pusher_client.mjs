@@ -1,5 +1,5 @@
 // A pusher-js (or laravel-echo over pusher-js) client that reports what it sees as JSON
-// lines on stdout and takes commands as JSON lines on stdin. Used by tests/test_pusher_*.py.
+// lines on stdout and takes commands as JSON lines on stdin. Used by tests/e2e/test_pusher_*.py.
 //   node pusher_client.mjs '{"key":..,"wsPort":..,"authEndpoint":..,"channels":[..],"echo":false}'
 // Commands: {"cmd":"subscribe","channel"}, {"cmd":"unsubscribe","channel"},
 //           {"cmd":"client_event","channel","event","data"}, {"cmd":"signin"},

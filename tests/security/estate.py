@@ -27,7 +27,7 @@ from ordercast.app import create_app
 from ordercast.domain.access import APP_KINDS
 from ordercast.protocols.pusher import sign_channel
 from ordercast.runtime import Runtime
-from stomp_support import frame, parse, start_stomp
+from support.stomp import frame, parse, start_stomp
 
 TENANTS = ("t0", "t1")
 LOCATIONS = ("l0", "l1")

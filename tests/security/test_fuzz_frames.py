@@ -19,7 +19,7 @@ import websockets
 
 from ordercast.protocols.pusher import sign_channel
 from security.estate import Estate
-from stomp_support import frame
+from support.stomp import frame
 
 SEED = 1212
 CONNECTIONS = 24  # per gateway

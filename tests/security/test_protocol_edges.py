@@ -11,7 +11,7 @@ import struct
 from urllib.parse import urlsplit
 
 from security.estate import Estate
-from stomp_support import frame
+from support.stomp import frame
 
 TEXT, BINARY, CLOSE = 0x1, 0x2, 0x8
 

@@ -14,8 +14,8 @@ Errors are raised, and the app's exception handlers answer them as for any route
 
 The same five routes are declared in ``api/orders.py`` as FastAPI routes calling the same
 :data:`COMMANDS`: they give the OpenAPI document its operations and are the reference that
-``tests/test_api_commands.py`` compares these endpoints with, request for request. FastAPI's
-``dependency_overrides`` do not apply here: these endpoints have no dependencies.
+``tests/integration/test_api_commands.py`` compares these endpoints with, request for
+request. FastAPI's ``dependency_overrides`` do not apply here: these endpoints have no dependencies.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """In-memory adapters: the reference implementation of ``ports.Outbox``.
 
 :class:`MemoryOutbox` keeps endpoints, messages and attempts in dicts and follows the SQL
-outbox rule for rule (``tests/test_outbox_contract.py`` runs one suite against both): due
-``pending`` messages oldest first, FIFO endpoints exposing only the oldest open message
+outbox rule for rule (``tests/integration/test_outbox_contract.py`` runs one suite against
+both): due ``pending`` messages oldest first, FIFO endpoints exposing only the oldest open message
 of each order, per-endpoint caps, leases, outcomes fenced by the claiming worker, replay.
 It knows apps only through :meth:`add_app`. Nothing here is durable: it is for tests and
 for reading what the SQL statements are meant to do.

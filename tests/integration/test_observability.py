@@ -1,0 +1,247 @@
+"""Metrics worth alerting on, structured logs without secrets, the OpenAPI document users
+read, and changing an app: real STOMP sockets, a real webhook receiver on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from ordercast.logs import configure_logging
+from ordercast.runtime import Runtime
+from support.stomp import raw_client, start_stomp
+from support.webhooks import ADMIN, Receiver, open_runtime, wait_for
+from support.world import World, basic, bearer, make_world
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', head))
+        if head.split("{")[0] == name and all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+@pytest.fixture
+async def rt(tmp_path: Any) -> AsyncIterator[Runtime]:
+    async for runtime in open_runtime(f"sqlite:///{tmp_path}/obs.db"):
+        await runtime.start_delivery()
+        yield runtime
+
+
+@pytest.fixture
+async def w(rt: Runtime) -> AsyncIterator[World]:
+    async for world in make_world(rt):
+        yield world
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+async def test_metrics_follow_sockets_fanout_webhooks_and_logins(
+    w: World, receiver: Receiver
+) -> None:
+    await start_stomp(w.runtime)
+    before = (await w.http.get("/metrics")).text
+    failing = Receiver()
+    failing.responder = lambda _item: web.json_response({"no": True}, status=500)
+    await failing.start()
+    try:
+        for url in (receiver.url, failing.url):
+            r = await w.http.post(
+                f"/v1/apps/{w.app['id']}/endpoints", headers=w.auth, json={"url": url}
+            )
+            assert r.status_code == 201, r.text
+        screen = await w.new_app("kds")
+        url = w.runtime.gateway.url("/ws")
+        async with raw_client(url, ["v12.stomp"]) as kds, raw_client(url, ["v12.stomp"]) as bad:
+            assert (await kds.connect(screen["key"], screen["secret"])).command == "CONNECTED"
+            assert (await kds.subscribe(f"/kds/{w.tenant_id}/{w.location_id}")).command == "RECEIPT"
+            assert (await bad.connect(w.app["key"], "wrong-secret")).command == "ERROR"
+            orders = [await w.order() for _ in range(3)]
+            for order in orders:
+                assert (await w.move(order["id"], "preparing")).status_code == 200
+            seen = []
+            for _ in range(6):
+                seen.append(await kds.expect("MESSAGE"))
+            assert {f.headers.get("event-type") for f in seen} >= {"order.created"}
+            await wait_for(lambda: len(receiver.received) >= 6, what="6 deliveries")
+            assert (await w.http.get("/v1/orders", headers=basic("nope", "x"))).status_code == 401
+
+            async def attempted() -> bool:
+                text = (await w.http.get("/metrics")).text
+                return (
+                    sample(text, "ordercast_webhook_deliveries_total", outcome="retry")
+                    + sample(text, "ordercast_webhook_deliveries_total", outcome="failed")
+                ) >= 6
+
+            await wait_for(attempted, what="failed attempts counted")
+            await w.http.get("/docs")
+            text = (await w.http.get("/metrics")).text
+            app = screen["id"]
+            assert sample(text, "ordercast_ws_connections", protocol="stomp", app=app) == 1
+            assert sample(text, "ordercast_ws_subscriptions", protocol="stomp", app=app) == 1
+    finally:
+        await failing.stop()
+    fanned = sample(text, "ordercast_fanout_messages_total", protocol="stomp") - sample(
+        before, "ordercast_fanout_messages_total", protocol="stomp"
+    )
+    assert fanned == 6  # three orders, two changes each, one subscriber
+    latency = sample(text, "ordercast_fanout_latency_seconds_count") - sample(
+        before, "ordercast_fanout_latency_seconds_count"
+    )
+    assert latency == 6
+    delivered = sample(
+        text, "ordercast_webhook_deliveries_total", outcome="delivered", dialect="ordercast"
+    ) - sample(
+        before, "ordercast_webhook_deliveries_total", outcome="delivered", dialect="ordercast"
+    )
+    assert delivered == len(receiver.received) == 6
+    assert sample(text, "ordercast_webhook_latency_seconds_count", dialect="ordercast") >= 12
+    assert sample(text, "ordercast_auth_failures_total", surface="stomp") >= 1
+    assert sample(text, "ordercast_auth_failures_total", surface="http") >= 1
+    # The failing endpoint's messages wait for their retry: the outbox is not empty.
+    assert sample(text, "ordercast_outbox_messages", status="pending") >= 1
+    assert "ordercast_outbox_oldest_due_age_seconds" in text
+    assert "ordercast_pos_timers_pending" in text
+    assert "ordercast_bus_reconnects_total" in text
+    assert sample(text, "process_cpu_seconds_total") > 0
+    assert sample(text, "ordercast_http_requests_total", route="/docs", status="200") >= 1
+    assert sample(text, "ordercast_http_requests_total", route="/docs", method="GET") >= 1
+
+
+async def test_logs_are_structured_and_hold_no_secrets(
+    w: World, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", json_lines=True)
+    try:
+        await start_stomp(w.runtime)
+        ep = (
+            await w.http.post(
+                f"/v1/apps/{w.app['id']}/endpoints",
+                headers=w.auth,
+                json={"url": receiver.url + "?token=hook-query-secret"},
+            )
+        ).json()
+        token = (await w.http.post("/v1/users/u1/tokens", headers=w.auth)).json()["access_token"]
+        order = await w.order(user_id="u1")
+        await w.move(order["id"], "accepted")
+        assert (await w.http.get(f"/v1/orders/{order['id']}", headers=bearer(token))).is_success
+        await w.http.get(
+            f"/api/v1/pusher/auth?key={w.app['key']}&secret={w.app['secret']}"
+            "&socket_id=1.2&channel_name=private-o-x"
+        )
+        url = w.runtime.gateway.url("/ws")
+        screen = await w.new_app("kds")
+        async with raw_client(url, ["v12.stomp"]) as kds:
+            await kds.connect(screen["key"], screen["secret"])
+            await kds.subscribe(f"/kds/{w.tenant_id}/{w.location_id}")
+        await wait_for(lambda: len(receiver.received) >= 2, what="deliveries")
+
+        text = ""
+
+        async def lines_ready() -> bool:
+            nonlocal text
+            text += capsys.readouterr().err
+            return '"ws.close"' in text and text.count('"webhook.attempt"') >= 2
+
+        await wait_for(lines_ready, what="ws.close and webhook.attempt lines")
+    finally:
+        configure_logging("warning", json_lines=False)
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [x for x in lines if x["event"] == "request"]
+    assert requests and all(x["request_id"] for x in requests)
+    created = [x for x in requests if x["route"] == "/v1/orders" and x["method"] == "POST"]
+    assert created[0]["tenant"] == w.tenant_id and created[0]["app"] == w.app["id"]
+    assert created[0]["status"] == 201
+    opened = [x for x in lines if x["event"] == "ws.open" and x["protocol"] == "stomp"]
+    assert opened[0]["app"] == screen["id"] and opened[0]["tenant"] == w.tenant_id
+    closes = [x for x in lines if x["event"] == "ws.close" and x["protocol"] == "stomp"]
+    assert closes[0]["subscriptions"] == 1
+    attempts = [x for x in lines if x["event"] == "webhook.attempt"]
+    assert {a["order"] for a in attempts} == {order["id"]}
+    assert all(a["status"] == 200 and a["outcome"] == "delivered" for a in attempts)
+    for secret in (
+        w.app["secret"],
+        screen["secret"],
+        ADMIN,
+        token,
+        ep["secret"],
+        "hook-query-secret",
+    ):
+        assert secret not in text, f"a secret reached the logs: {secret[:6]}…"
+
+
+async def test_openapi_documents_auth_and_errors(w: World) -> None:
+    doc = (await w.http.get("/openapi.json")).json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["appBasic"]["scheme"] == "basic"
+    assert schemes["adminBearer"]["scheme"] == schemes["userBearer"]["scheme"] == "bearer"
+    assert doc["paths"]["/v1/tenants"]["post"]["security"] == [{"adminBearer": []}]
+    assert {"appBasic": []} in doc["paths"]["/v1/orders"]["post"]["security"]
+    problem = "application/problem+json"
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if path in ("/metrics", "/.well-known/jwks.json"):
+                continue  # no error of their own
+            if path == "/auth-oauth2/oauth/token":  # RFC 6749 errors, not problem+json
+                assert {"400", "401"} <= set(op["responses"])
+                assert "application/json" in op["responses"]["400"]["content"]
+                continue
+            errors = {c: r for c, r in op["responses"].items() if c[0] in "45"}
+            assert errors, (method, path)
+            for code, response in errors.items():
+                assert problem in response["content"], (method, path, code)
+            if op.get("security"):
+                assert {"401", "403"} <= set(errors), (method, path)
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    docs = (await w.http.get("/docs")).text
+    redoc = (await w.http.get("/redoc")).text
+    for page in (docs, redoc):
+        assert "http://" not in page and "https://" not in page  # nothing from a CDN
+    assert (await w.http.get("/docs-assets/swagger-ui-bundle.js")).status_code == 200
+    assert (await w.http.get("/docs-assets/redoc.standalone.js")).status_code == 200
+    r = await w.http.delete("/v1/orders", headers=w.auth)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, HEAD, POST"
+    assert r.headers["content-type"] == problem and r.json()["code"] == "method_not_allowed"
+
+
+async def test_patch_app_changes_name_grants_and_settings(w: World) -> None:
+    order = await w.order()
+    url = f"/v1/apps/{w.app['id']}"
+    assert (await w.http.patch(url, headers=w.auth, json={"name": "x"})).status_code == 403
+    bad = await w.http.patch(url, headers=w.admin, json={"settings": {"client_events": "yes"}})
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    r = await w.http.patch(
+        url, headers=w.admin, json={"name": "Renamed", "settings": {"client_events": True}}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["name"] == "Renamed" and body["settings"] == {"client_events": True}
+    assert body["location_ids"] == [w.location_id] and body["key"] == w.app["key"]
+    assert "secret" not in body
+    # The grants are replaced, and this process stops serving the removed location at once.
+    r = await w.http.patch(url, headers=w.admin, json={"location_ids": []})
+    assert r.json()["location_ids"] == []
+    assert (await w.http.get(f"/v1/orders/{order['id']}", headers=w.auth)).status_code in (
+        403,
+        404,
+    )
+    r = await w.http.patch(url, headers=w.admin, json={"settings": {"client_events": None}})
+    assert r.json()["settings"] == {}
+    missing = await w.http.patch("/v1/apps/app_nope", headers=w.admin, json={"name": "n"})
+    assert missing.status_code == 404

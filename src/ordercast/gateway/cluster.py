@@ -542,7 +542,7 @@ class PusherCluster:
     def _close_all(self, reason: str) -> None:
         for conn in list(self.gateway.connections.values()):
             if conn.session is not None:
-                conn.session.close(CloseCode.GENERIC_RECONNECT, reason)
+                conn.session.fail(CloseCode.GENERIC_RECONNECT, reason)
                 conn.flush()
             else:
                 conn.close(CloseCode.GENERIC_RECONNECT, reason)

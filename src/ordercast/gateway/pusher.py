@@ -219,7 +219,7 @@ class PusherConnection(WSListener):
                 if self.pending is not None and len(self.pending) < 100:
                     self.pending.append(text)
                 return
-            self.session.receive_text(text, time.monotonic())
+            self.session.receive_data(text, time.monotonic())
             self.gateway.after_input(self)
         elif kind == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
@@ -228,7 +228,7 @@ class PusherConnection(WSListener):
             if self.session is not None:
                 self.session.note_activity(time.monotonic())
         elif kind == WSMsgType.BINARY and self.session is not None:
-            self.session.send_error(None, "Binary frames are not supported")
+            self.session.send_error("Binary frames are not supported")
             self.flush()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -362,7 +362,7 @@ class PusherGateway:
         for conn in list(self.connections.values()):
             # 4200: reconnect now (a restarting server); pusher-js retries at once.
             if conn.session is not None:
-                conn.session.close(CloseCode.GENERIC_RECONNECT, "Server is shutting down")
+                conn.session.fail(CloseCode.GENERIC_RECONNECT, "Server is shutting down")
                 conn.flush()
             else:
                 conn.close(CloseCode.GENERIC_RECONNECT, "Server is shutting down")
@@ -476,7 +476,7 @@ class PusherGateway:
         )
         pending, conn.pending = conn.pending or [], None
         for text in pending:
-            conn.session.receive_text(text, time.monotonic())
+            conn.session.receive_data(text, time.monotonic())
         self.after_input(conn)
 
     def disconnected(self, conn: PusherConnection) -> None:
@@ -535,7 +535,7 @@ class PusherGateway:
                     state.users.setdefault(event.user.id, set()).add(conn)
             except Exception:  # a bug must not take the connection down silently
                 log.exception("pusher event handling failed")
-                session.send_error(None, "Server error")
+                session.send_error("Server error")
         conn.flush()
 
     def channel(self, state: AppState, name: str) -> Channel:
@@ -823,7 +823,7 @@ class PusherGateway:
         sockets = list(state.users.get(user_id, ()))
         for conn in sockets:
             if conn.session is not None:
-                conn.session.close(CloseCode.UNAUTHORIZED, "Connection terminated by the app")
+                conn.session.fail(CloseCode.UNAUTHORIZED, "Connection terminated by the app")
                 conn.flush()
         return len(sockets)
 

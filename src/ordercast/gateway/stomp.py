@@ -83,16 +83,6 @@ log = logging.getLogger("ordercast.gateway.stomp")
 
 PATHS = ("/ws", "/websocket")
 TEXT = WSMsgType.TEXT
-# ErrorSent.reason → WebSocket close code after the ERROR frame (default 1002).
-_CLOSE_CODES = {
-    "rejected": WSCloseCode.POLICY_VIOLATION,
-    "expired": WSCloseCode.POLICY_VIOLATION,
-    "error": WSCloseCode.POLICY_VIOLATION,
-    "frame_too_large": WSCloseCode.MESSAGE_TOO_BIG,
-    "heartbeat_timeout": WSCloseCode.GOING_AWAY,
-    "connect_timeout": WSCloseCode.POLICY_VIOLATION,
-    "internal_error": WSCloseCode.INTERNAL_ERROR,
-}
 _NULL_PASSCODES = frozenset({"", "null"})
 #: After a bus gap, orders changed this many seconds before it began are replayed too (a
 #: connection can be dead a while before it is noticed).
@@ -533,7 +523,6 @@ class StompConnection(WSListener):
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._close_code = WSCloseCode.OK
         self._text: codecs.BufferedIncrementalDecoder | None = None  # a fragmented text message
         self.paused = False
         """The socket's write buffer is over its high-water mark (checked for slow consumers)."""
@@ -651,12 +640,12 @@ class StompConnection(WSListener):
                     self.gateway.unregister(entry)
             elif isinstance(event, ErrorSent):
                 log.info("STOMP ERROR to %s: %s (%s)", self.address, event.reason, event.message)
-                self._close_code = _CLOSE_CODES.get(event.reason, WSCloseCode.PROTOCOL_ERROR)
             elif isinstance(event, AckReceived | NackReceived | DisconnectRequested):
                 pass
         self._flush()
-        if self.session.should_close:
-            self._close(self._close_code)
+        close = self.session.close_request
+        if close is not None:
+            self._close(WSCloseCode(close.code))
         else:
             self._schedule()
 
@@ -696,9 +685,10 @@ class StompConnection(WSListener):
         """Send an ERROR frame and close (server-initiated)."""
         if self._closed:
             return
-        self.session.send_error(message, detail)
+        code = code or WSCloseCode.POLICY_VIOLATION
+        self.session.fail(code.value, message, detail)
         self._flush()
-        self._close(code or WSCloseCode.POLICY_VIOLATION)
+        self._close(code)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -752,7 +742,7 @@ class StompConnection(WSListener):
             self.session.reject("authentication failed", exc.detail)
             self._pump()
             return
-        if self._closed or self.session.should_close:
+        if self._closed or self.session.close_request is not None:
             return
         self.principal = principal
         self.opened_at = time.monotonic()
@@ -870,7 +860,7 @@ class StompConnection(WSListener):
                 )
                 self._pump()
                 return
-        if self._closed or session.should_close:
+        if self._closed or session.close_request is not None:
             return
         sub = session.accept_subscription(request.id)
         if sub is None:

@@ -100,12 +100,13 @@ def test_reconnect_policy(code: int, policy: Reconnect) -> None:
 
 def test_package_is_pure() -> None:
     """Standard library and ordercast.errors/ordercast.protocols.pusher (and the shared
-    credential comparison) only; no I/O modules."""
+    credential comparison and session vocabulary) only; no I/O modules."""
     forbidden = {"asyncio", "socket", "time", "random", "secrets", "threading", "selectors"}
     allowed_local = (
         "ordercast.errors",
         "ordercast.protocols.pusher",
         "ordercast.protocols.credentials",
+        "ordercast.protocols.session",
     )
     for path in Path(pusher_pkg.__file__).parent.glob("*.py"):
         tree = ast.parse(path.read_text())

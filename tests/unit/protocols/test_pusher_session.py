@@ -49,7 +49,7 @@ def send(
     message: dict[str, Any] = {"event": event, **extra}
     if data is not None:
         message["data"] = data
-    session.receive_text(json.dumps(message), now=now)
+    session.receive_data(json.dumps(message), now=now)
 
 
 def subscribe(
@@ -97,7 +97,7 @@ def test_start_sends_connection_established() -> None:
         }
     ]
     assert session.events_received() == []
-    assert session.close_request is None and not session.closed
+    assert session.close_request is None
 
 
 def test_config_validation() -> None:
@@ -120,12 +120,12 @@ def test_ping_is_answered_with_pong() -> None:
 @pytest.mark.parametrize(
     "text", ["", "garbage", "[]", '{"event":"pusher:subscribe"}', "{" * 50_000]
 )
-def test_receive_text_never_raises(text: str) -> None:
+def test_receive_data_never_raises(text: str) -> None:
     session = make()
     session.data_to_send()
-    session.receive_text(text, now=T0)
+    session.receive_data(text, now=T0)
     assert error_of(session)["code"] is None
-    assert not session.closed
+    assert session.close_request is None
 
 
 def test_oversized_frame_is_refused() -> None:
@@ -450,7 +450,7 @@ def test_client_event_rejections(event: str, channel: str | None, setup: str, me
     error = error_of(session)
     assert message in error["message"]
     assert error["code"] is None
-    assert not session.closed
+    assert session.close_request is None
 
 
 def test_client_event_on_pending_channel_is_rejected() -> None:
@@ -495,7 +495,7 @@ def test_client_event_rate_limit_10_per_second() -> None:
     error = error_of(session)
     assert error["code"] == 4301
     assert "rate limit" in error["message"]
-    assert not session.closed
+    assert session.close_request is None
     send(session, "client-x", {}, channel="private-o-1", now=T0 + 0.1)  # one token back
     assert len(session.events_received()) == 1
     send(session, "client-x", {}, channel="private-o-1", now=T0 + 0.1)
@@ -545,7 +545,7 @@ def test_any_message_counts_as_activity_and_answers_the_ping() -> None:
     send(session, "pusher:pong", {}, now=T0 + 185)
     assert session.next_deadline() == T0 + 305
     session.on_timer(T0 + 211)
-    assert not session.closed
+    assert session.close_request is None
 
 
 def test_control_frame_activity() -> None:
@@ -554,7 +554,7 @@ def test_control_frame_activity() -> None:
     session.note_activity(T0 + 125)  # RFC 6455 pong
     assert session.next_deadline() == T0 + 245
     session.on_timer(T0 + 200)
-    assert not session.closed
+    assert session.close_request is None
 
 
 def test_user_auth_timeout_closes_unauthorized_connections() -> None:
@@ -579,22 +579,22 @@ def test_user_auth_timeout_cleared(how: str) -> None:
     assert session.next_deadline() == T0 + 120
     session.on_timer(T0 + 31)
     session.data_to_send()
-    assert not session.closed
+    assert session.close_request is None
 
 
 # ------------------------------------------------------------------- close
 
 
-def test_close_sends_error_then_requests_close_and_ignores_the_rest() -> None:
+def test_fail_sends_error_then_requests_close_and_ignores_the_rest() -> None:
     session = make()
     session.data_to_send()
     joined(session, "orders")
-    session.close(CloseCode.OVER_CAPACITY, "Over capacity")
+    session.fail(CloseCode.OVER_CAPACITY, "Over capacity")
     assert error_of(session) == {"message": "Over capacity", "code": 4100}
     assert session.close_request == CloseRequest(4100, "Over capacity")
     send(session, "pusher:ping", {})
-    session.send_error(None, "late")
-    session.close(4200, "again")
+    session.send_error("late")
+    session.fail(4200, "again")
     session.on_timer(T0 + 10_000)
     assert session.data_to_send() == []
     assert session.close_request == CloseRequest(4100, "Over capacity")
@@ -603,7 +603,7 @@ def test_close_sends_error_then_requests_close_and_ignores_the_rest() -> None:
 
 def test_close_reason_is_truncated_to_123_bytes() -> None:
     session = make()
-    session.close(4200, "é" * 100)
+    session.fail(4200, "é" * 100)
     assert session.close_request is not None
     assert len(session.close_request.reason.encode()) <= 123
 
@@ -611,9 +611,9 @@ def test_close_reason_is_truncated_to_123_bytes() -> None:
 def test_send_error_is_not_fatal() -> None:
     session = make()
     session.data_to_send()
-    session.send_error(4100, "Presence channel is full")
+    session.send_error("Presence channel is full", 4100)
     assert error_of(session) == {"message": "Presence channel is full", "code": 4100}
-    assert not session.closed
+    assert session.close_request is None
 
 
 # ------------------------------------------------------------------- robustness
@@ -671,7 +671,7 @@ def test_fuzzed_frames_never_raise_and_output_is_valid_utf8_json() -> None:
             message: dict[str, Any] = {"event": name, "data": data}
             if rnd.random() < 0.7:
                 message["channel"] = channel
-            session.receive_text(json.dumps(message), now=T0 + step)
+            session.receive_data(json.dumps(message), now=T0 + step)
             for event in session.events_received():
                 if isinstance(event, SubscribeRequested):
                     member = event.member

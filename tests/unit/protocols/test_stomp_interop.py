@@ -109,7 +109,7 @@ def test_stomp_py_client_conversation() -> None:
     session.receive_data(transport.drain())
     assert session.events_received() == [DisconnectRequested("bye")]
     assert parse_with_stomp_py(b"".join(session.data_to_send())).headers["receipt-id"] == "bye"
-    assert session.should_close
+    assert session.close_request is not None
 
 
 def test_stomp_py_reads_our_error_frame() -> None:

@@ -1,4 +1,5 @@
-"""The STOMP core is pure: standard library and ordercast.errors only."""
+"""The STOMP core is pure: standard library, ordercast.errors and the shared session vocabulary
+(ordercast.protocols.session) only."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ def test_only_stdlib_and_ordercast_errors() -> None:
     for path in files:
         for name in imported_modules(path):
             top = name.split(".")[0]
-            if top == "ordercast":
-                assert name == "ordercast.errors", f"{path.name} imports {name}"
+            if top == "ordercast":  # the shared session vocabulary is pure too
+                assert name in ("ordercast.errors", "ordercast.protocols.session"), (
+                    f"{path.name} imports {name}"
+                )
             else:
                 assert top in sys.stdlib_module_names, f"{path.name} imports {name}"
                 assert top not in FORBIDDEN, (
@@ -40,8 +43,8 @@ def test_only_stdlib_and_ordercast_errors() -> None:
 def test_public_surface() -> None:
     assert set(stomp.__all__) == {
         "ACK_MODES", "CLIENT_COMMANDS", "HEARTBEAT_EOL", "SERVER_COMMANDS", "SUPPORTED_VERSIONS",
-        "AckReceived", "ConnectRequested", "DisconnectRequested", "EncodedMessage", "ErrorSent",
-        "Event", "Frame", "FrameParser", "FrameTooLarge", "MalformedFrame", "NackReceived",
+        "AckReceived", "ConnectRequested", "DisconnectRequested", "EncodedMessage", "ErrorReason",
+        "ErrorSent", "Event", "Frame", "FrameParser", "FrameTooLarge", "MalformedFrame", "NackReceived",
         "SessionConfig", "SessionState", "StompSession", "SubscribeRequested", "Subscription",
         "UnsubscribeRequested", "encode_message", "escape_header", "negotiate_heartbeat",
         "negotiate_version", "select_subprotocol", "serialize", "subscription_prefix",

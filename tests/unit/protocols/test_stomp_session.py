@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
+from ordercast.protocols.session import CloseRequest
 from ordercast.protocols.stomp import (
     AckReceived,
     ConnectRequested,
     DisconnectRequested,
+    ErrorReason,
     ErrorSent,
     Frame,
     FrameParser,
@@ -53,7 +55,7 @@ def sent_frames(session: StompSession, *, escape: bool = True) -> list[Frame]:
 def only_error(session: StompSession) -> Frame:
     [frame] = sent_frames(session)
     assert frame.command == "ERROR"
-    assert session.should_close and session.closing
+    assert session.close_request is not None
     assert session.state is SessionState.CLOSING
     return frame
 
@@ -118,7 +120,7 @@ def test_connect_event_and_connected_frame() -> None:
     assert session.state.value == "connected"
     assert session.version == "1.2"
     assert session.heartbeat == (10000, 10000)
-    assert not session.should_close
+    assert session.close_request is None
 
 
 def test_stomp_command_is_handled_like_connect() -> None:
@@ -224,7 +226,8 @@ def test_reject_connect() -> None:
     ]
     assert error.body == b"token expired"
     [event] = session.events_received()
-    assert event == ErrorSent("rejected", "authentication failed", "token expired")
+    assert event == ErrorSent(ErrorReason.REJECTED, "authentication failed", "token expired")
+    assert session.close_request == CloseRequest(1008)
     # Nothing more happens after closing.
     session.receive_data(raw("SUBSCRIBE", ("id", "0"), ("destination", "/d")))
     assert session.events_received() == []
@@ -264,7 +267,7 @@ def test_too_much_data_while_a_decision_is_pending() -> None:
     session = StompSession(SessionConfig(max_pending_bytes=100))
     session.receive_data(STOMPJS_CONNECT)
     session.receive_data(b"\n" * 50 + b"SUBSCRIBE\nid:0\n")
-    assert not session.should_close
+    assert session.close_request is None
     session.receive_data(b"x" * 100)
     assert session.events_received()[-1].reason == "too_much_pending_data"  # type: ignore[union-attr]
     assert only_error(session).get("message") == "too much data while a request is pending"
@@ -454,7 +457,7 @@ def test_unsubscribe_unknown_id_is_harmless_but_receipted() -> None:
     session.receive_data(raw("UNSUBSCRIBE", ("id", "nope"), ("receipt", "r")))
     assert session.events_received() == []
     assert sent_frames(session) == [Frame("RECEIPT", [("receipt-id", "r")])]
-    assert not session.should_close
+    assert session.close_request is None
 
 
 def test_unsubscribe_requires_id() -> None:
@@ -531,7 +534,7 @@ def test_ack_on_auto_subscription_or_unknown_id_is_ignored() -> None:
     subscribed(session)
     session.receive_data(raw("ACK", ("id", "whatever"), ("subscription", "sub-0")))
     assert session.events_received() == [AckReceived("whatever", "sub-0", (), None)]
-    assert not session.should_close
+    assert session.close_request is None
 
 
 def test_ack_without_id_is_an_error() -> None:
@@ -600,7 +603,7 @@ def test_message_frame_on_stomp10_session_is_not_escaped() -> None:
 def test_no_message_frames_once_closing() -> None:
     session = connected()
     subscribed(session)
-    session.send_error("server shutting down")
+    session.fail(1001, "server shutting down")
     assert session.message_frame("sub-0", encode_message("/d", "m", b"")) is None
 
 
@@ -662,6 +665,7 @@ def test_oversize_frame_is_an_error() -> None:
     error = only_error(session)
     assert error.get("message") == "frame too large"
     assert b"1024" in error.body
+    assert session.close_request == CloseRequest(1009)
 
 
 def test_oversize_frame_split_across_chunks_is_an_error() -> None:
@@ -702,6 +706,7 @@ def test_internal_errors_become_error_frames(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(session._handlers, "SUBSCRIBE", boom)
     session.receive_data(raw("SUBSCRIBE", ("id", "0"), ("destination", "/d")))
     assert only_error(session).get("message") == "internal server error"
+    assert session.close_request == CloseRequest(1011)
 
 
 # -- DISCONNECT and receipts --------------------------------------------------------------------
@@ -713,7 +718,7 @@ def test_disconnect_with_receipt() -> None:
     session.receive_data(raw("DISCONNECT", ("receipt", "close-2")))
     assert session.events_received() == [DisconnectRequested("close-2")]
     assert sent_frames(session) == [Frame("RECEIPT", [("receipt-id", "close-2")])]
-    assert session.should_close
+    assert session.close_request == CloseRequest(1000)
     # Clients must not send after DISCONNECT; anything further is ignored.
     session.receive_data(raw("SUBSCRIBE", ("id", "x"), ("destination", "/d")))
     assert session.events_received() == []
@@ -725,7 +730,7 @@ def test_disconnect_without_receipt() -> None:
     session.receive_data(raw("DISCONNECT"))
     assert session.events_received() == [DisconnectRequested(None)]
     assert session.data_to_send() == []
-    assert session.should_close
+    assert session.close_request is not None
 
 
 def test_receipt_ids_are_escaped_on_the_wire() -> None:
@@ -741,9 +746,9 @@ def test_receipt_ids_on_stomp10_session_are_raw() -> None:
     assert b"".join(session.data_to_send()) == b"RECEIPT\nreceipt-id:a:b\\c\n\n\x00"
 
 
-def test_send_error_any_time() -> None:
+def test_fail_any_time() -> None:
     session = connected()
-    session.send_error("server shutting down", receipt_id="r", headers=[("x-retry-ms", "5000")])
+    session.fail(1001, "server shutting down", receipt_id="r", headers=[("x-retry-ms", "5000")])
     error = only_error(session)
     assert error.headers == [
         ("message", "server shutting down"),
@@ -752,13 +757,16 @@ def test_send_error_any_time() -> None:
         ("receipt-id", "r"),
         ("x-retry-ms", "5000"),
     ]
-    session.send_error("again")
+    assert session.close_request == CloseRequest(1001)
+    assert session.events_received()[-1] == ErrorSent(ErrorReason.ERROR, "server shutting down", "")
+    session.fail(1008, "again")
     assert session.data_to_send() == []  # only one ERROR, ever
+    assert session.close_request == CloseRequest(1001)  # and one close
 
 
 def test_error_after_connected_escapes_headers() -> None:
     session = connected()
-    session.send_error("bad: thing\nhere", receipt_id="r:1")
+    session.fail(1008, "bad: thing\nhere", receipt_id="r:1")
     data = b"".join(session.data_to_send())
     assert data.startswith(b"ERROR\nmessage:bad\\c thing here\n")
     assert b"receipt-id:r\\c1\n" in data
@@ -798,7 +806,7 @@ def test_no_timers_without_heartbeats() -> None:
     session = connected(raw("CONNECT", ("accept-version", "1.2")))
     assert session.next_deadline() is None
     session.on_timer(1e9)
-    assert session.data_to_send() == [] and not session.should_close
+    assert session.data_to_send() == [] and session.close_request is None
 
 
 def test_outgoing_heartbeats() -> None:
@@ -822,11 +830,12 @@ def test_client_silence_closes_after_tolerance() -> None:
     session.receive_data(b"\n", now=6.0)
     assert session.next_deadline() == 14.0
     session.on_timer(13.9)
-    assert not session.should_close
+    assert session.close_request is None
     session.on_timer(14.0)
     error = only_error(session)
     assert error.get("message") == "heart-beat timeout"
     assert session.events_received()[-1].reason == "heartbeat_timeout"  # type: ignore[union-attr]
+    assert session.close_request == CloseRequest(1001)
     assert session.next_deadline() is None
 
 
@@ -834,10 +843,10 @@ def test_liveness_without_now_is_stamped_at_the_next_timer() -> None:
     session = connected(heart_beat=(0, 4000))
     session.receive_data(b"\n")  # no clock given
     session.on_timer(8.0)  # would have timed out, but data arrived since: restamp
-    assert not session.should_close
+    assert session.close_request is None
     assert session.next_deadline() == 16.0
     session.on_timer(16.0)
-    assert session.should_close
+    assert session.close_request is not None
 
 
 def test_any_frame_counts_as_liveness() -> None:
@@ -845,7 +854,7 @@ def test_any_frame_counts_as_liveness() -> None:
     subscribed(session)
     session.receive_data(raw("ACK", ("id", "x")), now=7.0)
     session.on_timer(8.0)
-    assert not session.should_close
+    assert session.close_request is None
 
 
 def test_connect_timeout() -> None:
@@ -853,7 +862,7 @@ def test_connect_timeout() -> None:
     assert session.next_deadline() == 160.0
     session.receive_data(b"\n", now=150.0)
     session.on_timer(159.0)
-    assert not session.should_close
+    assert session.close_request is None
     session.on_timer(160.0)
     assert only_error(session).get("message") == "no CONNECT frame received in time"
 
@@ -864,7 +873,7 @@ def test_no_connect_timeout_without_a_start_time_or_after_connect() -> None:
     session.receive_data(STOMPJS_CONNECT)
     assert session.next_deadline() is None  # the adapter is deciding
     session.on_timer(1000.0)
-    assert not session.should_close
+    assert session.close_request is None
 
 
 def test_expiry_closes_with_error() -> None:
@@ -874,10 +883,11 @@ def test_expiry_closes_with_error() -> None:
     session.data_to_send()
     assert session.next_deadline() == 300.0
     session.on_timer(299.0)
-    assert not session.should_close
+    assert session.close_request is None
     session.on_timer(300.0)
     assert only_error(session).get("message") == "token expired"
     assert session.events_received()[-1].reason == "expired"  # type: ignore[union-attr]
+    assert session.close_request == CloseRequest(1008)
 
 
 def test_timers_are_ignored_once_closed() -> None:
@@ -906,3 +916,36 @@ def test_timers_are_ignored_once_closed() -> None:
 )
 def test_select_subprotocol(offered: list[str], expected: str | None) -> None:
     assert select_subprotocol(offered) == expected
+
+
+# -- close codes --------------------------------------------------------------------------------
+
+
+def test_each_error_reason_names_its_close_code() -> None:
+    """The WebSocket close after an ERROR frame (the gateway sends exactly this code)."""
+    special = {
+        ErrorReason.REJECTED: 1008,
+        ErrorReason.EXPIRED: 1008,
+        ErrorReason.ERROR: 1008,
+        ErrorReason.CONNECT_TIMEOUT: 1008,
+        ErrorReason.FRAME_TOO_LARGE: 1009,
+        ErrorReason.HEARTBEAT_TIMEOUT: 1001,
+        ErrorReason.INTERNAL_ERROR: 1011,
+    }
+    for reason in ErrorReason:
+        assert reason.close_code == special.get(reason, 1002), reason
+
+
+def test_protocol_errors_close_with_1002() -> None:
+    session = connected()
+    session.receive_data(raw("SEND", ("destination", "/d")))
+    assert session.close_request == CloseRequest(1002)
+
+
+def test_connection_lost_needs_no_close() -> None:
+    session = connected()
+    session.connection_lost()
+    assert session.close_request is None
+    assert session.state is SessionState.CLOSED
+    session.receive_data(raw("SUBSCRIBE", ("id", "0"), ("destination", "/d")))
+    assert session.events_received() == [] and session.data_to_send() == []

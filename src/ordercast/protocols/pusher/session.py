@@ -5,13 +5,17 @@ The adapter owns the socket and the clock; the session owns the protocol rules::
     session = PusherSession(socket_id, config, now=clock())   # queues connection_established
     send_all(session.data_to_send())
     ... on each text frame:
-    session.receive_text(text, now=clock())                    # never raises
+    session.receive_data(text, now=clock())                    # never raises
     for event in session.events_received():                    # typed, already validated
         ...decide, then call session.subscription_succeeded(...) / subscription_error(...)
     send_all(session.data_to_send())
     if session.close_request: close the socket with its code and reason
     ... on a timer at session.next_deadline():
     session.on_timer(now=clock())
+
+This is the vocabulary of :class:`~ordercast.protocols.session.ProtocolSession`, shared with
+the STOMP session. Errors the client may survive go out with :meth:`PusherSession.send_error`;
+:meth:`PusherSession.fail` sends ``pusher:error`` with a 4xxx code and asks for the close.
 
 What the session checks itself: message syntax, channel names, channel-authorization and
 sign-in signatures (it knows the app key and secret), presence ``channel_data``, duplicate
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ordercast.errors import ProtocolError, Unauthorized, ValidationError
 from ordercast.protocols.pusher import messages as m
@@ -47,6 +51,10 @@ from ordercast.protocols.pusher.auth import (
 )
 from ordercast.protocols.pusher.codes import CloseCode
 from ordercast.protocols.pusher.messages import ChannelKind
+from ordercast.protocols.session import CloseRequest
+
+if TYPE_CHECKING:
+    from ordercast.protocols.session import ProtocolSession
 
 __all__ = [
     "DEFAULT_ACTIVITY_TIMEOUT",
@@ -61,7 +69,6 @@ __all__ = [
 ]
 
 DEFAULT_ACTIVITY_TIMEOUT: Final = 120
-_MAX_CLOSE_REASON_BYTES: Final = 123
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +167,6 @@ class SignedIn:
 SessionEvent = SubscribeRequested | UnsubscribeRequested | ClientEventReceived | SignedIn
 
 
-@dataclass(frozen=True, slots=True)
-class CloseRequest:
-    """The WebSocket close the adapter must perform after sending pending frames."""
-
-    code: int
-    reason: str
-
-
 @dataclass(slots=True)
 class _Subscription:
     kind: ChannelKind
@@ -188,6 +187,7 @@ class PusherSession:
         self.config = config
         self.protocol = protocol
         self.user: SignedInUser | None = None
+        #: None while open; the close the adapter must perform after sending pending frames.
         self.close_request: CloseRequest | None = None
         self._out: list[str] = []
         self._events: list[SessionEvent] = []
@@ -215,11 +215,6 @@ class PusherSession:
         return events
 
     @property
-    def closed(self) -> bool:
-        """True once the session asked for the socket to be closed."""
-        return self.close_request is not None
-
-    @property
     def channels(self) -> list[str]:
         """Channels subscribed or pending (clean these up when the socket goes away)."""
         return list(self._subs)
@@ -236,16 +231,16 @@ class PusherSession:
         self._last_activity = now
         self._ping_sent_at = None
 
-    def receive_text(self, text: str, now: float) -> None:
+    def receive_data(self, data: str, now: float) -> None:
         """Handle one client text frame. Never raises; problems become pusher:error frames."""
-        if self.closed:
+        if self.close_request is not None:
             return
         self.note_activity(now)
-        if len(text) > self.config.max_message_chars:
+        if len(data) > self.config.max_message_chars:
             self._error(f"Message too large: the limit is {self.config.max_message_chars}")
             return
         try:
-            message = m.parse_client_message(text)
+            message = m.parse_client_message(data)
         except ProtocolError as exc:
             self._error(exc.detail)
             return
@@ -344,7 +339,7 @@ class PusherSession:
             )
             user = parse_user_data(msg.user_data)
         except (Unauthorized, ValidationError) as exc:
-            self.close(CloseCode.UNAUTHORIZED, f"Sign-in failed: {exc.detail}")
+            self.fail(CloseCode.UNAUTHORIZED, f"Sign-in failed: {exc.detail}")
             return
         self.user = user
         self._auth_deadline = None
@@ -405,7 +400,7 @@ class PusherSession:
         the adapter must then undo whatever it did for it.
         """
         sub = self._subs.get(channel)
-        if self.closed or sub is None or sub.active:
+        if self.close_request is not None or sub is None or sub.active:
             return False
         if sub.kind is ChannelKind.PRESENCE:
             if presence_members is None:
@@ -425,37 +420,37 @@ class PusherSession:
         or Pusher code (soketi uses 4100 for a full presence channel).
         """
         sub = self._subs.get(channel)
-        if self.closed or sub is None or sub.active:
+        if self.close_request is not None or sub is None or sub.active:
             return
         del self._subs[channel]
         self._out.append(m.encode_subscription_error(channel, type, error, status))
 
     def cache_miss(self, channel: str) -> None:
         """Tell the client a cache channel has nothing cached (after subscription_succeeded)."""
-        if not self.closed and self.is_subscribed(channel):
+        if self.close_request is None and self.is_subscribed(channel):
             self._out.append(m.encode_cache_miss(channel))
 
-    def send_error(self, code: int | None, message: str) -> None:
+    def send_error(self, message: str, code: int | None = None) -> None:
         """Queue a non-fatal ``pusher:error``."""
-        if not self.closed:
+        if self.close_request is None:
             self._error(message, code)
 
-    def close(self, code: int, reason: str) -> None:
+    def fail(self, code: int, reason: str) -> None:
         """Queue ``pusher:error {message: reason, code}`` and request a close with ``code``.
 
-        Everything after is ignored. The reason is cut to the 123 bytes a close frame allows.
+        Everything after is ignored. The close reason is cut to the 123 bytes a close frame
+        allows (the pusher:error keeps it whole).
         """
-        if self.closed:
+        if self.close_request is not None:
             return
         self._error(reason, int(code))
-        short = reason.encode()[:_MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
-        self.close_request = CloseRequest(int(code), short)
+        self.close_request = CloseRequest.truncated(code, reason)
 
     # ---------------------------------------------------------------- timers
 
     def next_deadline(self) -> float | None:
         """When :meth:`on_timer` must next be called (None once closed)."""
-        if self.closed:
+        if self.close_request is not None:
             return None
         if self._ping_sent_at is not None:
             deadline = self._ping_sent_at + self.config.pong_timeout
@@ -467,14 +462,22 @@ class PusherSession:
 
     def on_timer(self, now: float) -> None:
         """Ping an idle client; close 4201 if it did not answer; enforce user_auth_timeout."""
-        if self.closed:
+        if self.close_request is not None:
             return
         if self._auth_deadline is not None and now >= self._auth_deadline:
-            self.close(CloseCode.UNAUTHORIZED, "Connection not authorized within timeout")
+            self.fail(CloseCode.UNAUTHORIZED, "Connection not authorized within timeout")
             return
         if self._ping_sent_at is not None:
             if now >= self._ping_sent_at + self.config.pong_timeout:
-                self.close(CloseCode.PONG_NOT_RECEIVED, "Pong reply not received")
+                self.fail(CloseCode.PONG_NOT_RECEIVED, "Pong reply not received")
         elif now >= self._last_activity + self.config.activity_timeout:
             self._out.append(m.encode_ping())
             self._ping_sent_at = now
+
+
+if TYPE_CHECKING:
+
+    def _speaks_the_shared_vocabulary(
+        session: PusherSession,
+    ) -> ProtocolSession[str, SessionEvent, str]:
+        return session  # mypy checks that PusherSession satisfies ProtocolSession

@@ -5,10 +5,11 @@ typed events with :meth:`~StompSession.events_received`, answers the ones that n
 (:class:`ConnectRequested` → :meth:`~StompSession.accept_connect` or
 :meth:`~StompSession.reject`; :class:`SubscribeRequested` →
 :meth:`~StompSession.accept_subscription` or :meth:`~StompSession.reject`), writes every item of
-:meth:`~StompSession.data_to_send` as one WebSocket message, and closes the socket once
-:attr:`~StompSession.should_close` is true and the data is flushed. Timers go through
+:meth:`~StompSession.data_to_send` as one WebSocket message, and closes the socket with
+:attr:`~StompSession.close_request` once it is set and the data is flushed. Timers go through
 :meth:`~StompSession.next_deadline` / :meth:`~StompSession.on_timer`; times are seconds on
-any monotonic clock, always passed in.
+any monotonic clock, always passed in. This is the vocabulary of
+:class:`~ordercast.protocols.session.ProtocolSession`, shared with the Pusher session.
 
 Frames are processed one at a time: while a CONNECT or SUBSCRIBE awaits the adapter's
 decision, later frames stay buffered (bounded by ``max_pending_bytes``), so receipts and
@@ -16,7 +17,9 @@ events keep the client's order and the adapter never sees a SUBSCRIBE before CON
 
 Every protocol violation produces an ERROR frame (``message``, ``content-type: text/plain``,
 ``content-length``, ``receipt-id`` when the offending frame carried ``receipt``) followed by
-closing; :meth:`~StompSession.receive_data` never raises.
+closing with the WebSocket close code of its :class:`ErrorReason`;
+:meth:`~StompSession.receive_data` never raises. The close frame carries no reason text:
+the ERROR frame says why.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from ordercast.errors import ProtocolError
+from ordercast.protocols.session import CloseRequest, WebSocketCloseCode
 
 from .frames import (
     DEFAULT_MAX_FRAME_SIZE,
@@ -40,6 +45,9 @@ from .frames import (
 )
 from .messages import EncodedMessage, subscription_prefix
 
+if TYPE_CHECKING:
+    from ordercast.protocols.session import ProtocolSession
+
 __all__ = [
     "ACK_MODES",
     "HEARTBEAT_EOL",
@@ -47,6 +55,7 @@ __all__ = [
     "AckReceived",
     "ConnectRequested",
     "DisconnectRequested",
+    "ErrorReason",
     "ErrorSent",
     "Event",
     "NackReceived",
@@ -177,20 +186,57 @@ class DisconnectRequested:
     receipt: str | None
 
 
+class ErrorReason(enum.StrEnum):
+    """Why the session sent ERROR: a stable code for logs and metrics (its value), and the
+    WebSocket close code that follows the ERROR frame (:attr:`close_code`)."""
+
+    MALFORMED_FRAME = "malformed_frame"
+    FRAME_TOO_LARGE = "frame_too_large"
+    NOT_CONNECTED = "not_connected"
+    ALREADY_CONNECTED = "already_connected"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    INVALID_HEADER = "invalid_header"
+    MISSING_HEADER = "missing_header"
+    BODY_NOT_ALLOWED = "body_not_allowed"
+    SEND_NOT_SUPPORTED = "send_not_supported"
+    TRANSACTIONS_NOT_SUPPORTED = "transactions_not_supported"
+    UNKNOWN_COMMAND = "unknown_command"
+    DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    TOO_MANY_UNACKED = "too_many_unacked"
+    TOO_MUCH_PENDING_DATA = "too_much_pending_data"
+    CONNECT_TIMEOUT = "connect_timeout"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    """From :meth:`StompSession.reject`."""
+    ERROR = "error"
+    """From :meth:`StompSession.fail`, which names its own close code."""
+    INTERNAL_ERROR = "internal_error"
+
+    @property
+    def close_code(self) -> WebSocketCloseCode:
+        """1002 (protocol error) unless the reason is one of the few that say otherwise."""
+        return _CLOSE_CODES.get(self, WebSocketCloseCode.PROTOCOL_ERROR)
+
+
+_CLOSE_CODES = {
+    ErrorReason.REJECTED: WebSocketCloseCode.POLICY_VIOLATION,
+    ErrorReason.EXPIRED: WebSocketCloseCode.POLICY_VIOLATION,
+    ErrorReason.ERROR: WebSocketCloseCode.POLICY_VIOLATION,
+    ErrorReason.FRAME_TOO_LARGE: WebSocketCloseCode.MESSAGE_TOO_BIG,
+    ErrorReason.HEARTBEAT_TIMEOUT: WebSocketCloseCode.GOING_AWAY,
+    ErrorReason.CONNECT_TIMEOUT: WebSocketCloseCode.POLICY_VIOLATION,
+    ErrorReason.INTERNAL_ERROR: WebSocketCloseCode.INTERNAL_ERROR,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorSent:
-    """An ERROR frame was queued and the session is closing.
+    """An ERROR frame was queued and the session is closing (see
+    :attr:`StompSession.close_request` for the close code)."""
 
-    ``reason`` is a stable code for logs and metrics: ``malformed_frame``, ``frame_too_large``,
-    ``not_connected``, ``already_connected``, ``unsupported_version``, ``invalid_header``,
-    ``missing_header``, ``body_not_allowed``, ``send_not_supported``,
-    ``transactions_not_supported``, ``unknown_command``, ``duplicate_subscription``,
-    ``too_many_subscriptions``, ``too_many_unacked``, ``too_much_pending_data``,
-    ``connect_timeout``, ``heartbeat_timeout``, ``expired``, ``rejected``, ``error`` (from
-    ``send_error``), ``internal_error``.
-    """
-
-    reason: str
+    reason: ErrorReason
     message: str
     detail: str
 
@@ -216,7 +262,7 @@ class SessionState(enum.Enum):
     """CONNECT received; waiting for accept_connect() / reject()."""
     CONNECTED = "connected"
     CLOSING = "closing"
-    """ERROR or DISCONNECT handled: flush data_to_send(), then close the socket."""
+    """ERROR or DISCONNECT handled: flush data_to_send(), then perform close_request."""
     CLOSED = "closed"
     """connection_lost() was called."""
 
@@ -270,6 +316,7 @@ class StompSession:
     def __init__(self, config: SessionConfig | None = None, *, now: float | None = None) -> None:
         self.config = config = config or SessionConfig()
         self._state = SessionState.AWAITING_CONNECT
+        self._close_request: CloseRequest | None = None
         self._parser = FrameParser(
             max_frame_size=config.max_frame_size,
             max_headers=config.max_headers,
@@ -309,11 +356,15 @@ class StompSession:
         return self._state
 
     @property
-    def should_close(self) -> bool:
-        """True once the socket should be closed after flushing :meth:`data_to_send`."""
-        return self._state in (SessionState.CLOSING, SessionState.CLOSED)
+    def close_request(self) -> CloseRequest | None:
+        """None while open; after ERROR or DISCONNECT, the close to perform once
+        :meth:`data_to_send` is flushed (its reason is empty: the ERROR frame says why)."""
+        return self._close_request
 
-    closing = should_close
+    @property
+    def _finished(self) -> bool:
+        """Closing or closed: nothing more is read or sent."""
+        return self._state in (SessionState.CLOSING, SessionState.CLOSED)
 
     @property
     def version(self) -> str | None:
@@ -350,7 +401,7 @@ class StompSession:
             self._rx_unstamped = False
         else:
             self._rx_unstamped = True
-        if self.should_close:
+        if self._finished:
             return
         self._parser.feed(data)
         self._process()
@@ -367,7 +418,8 @@ class StompSession:
         return out
 
     def connection_lost(self) -> None:
-        """The socket is gone; the session becomes CLOSED and ignores everything."""
+        """The socket is gone; the session becomes CLOSED and ignores everything (with no
+        :attr:`close_request`: there is no socket left to close)."""
         self._state = SessionState.CLOSED
         self._awaiting = None
 
@@ -391,7 +443,7 @@ class StompSession:
         (e.g. the token's ``exp``) the session sends ERROR ``expiry_message`` and closes.
         A no-op if the session is already closing; RuntimeError if no CONNECT is pending.
         """
-        if self.should_close:
+        if self._finished:
             return
         pending = self._awaiting
         if self._state is not SessionState.CONNECTING or not isinstance(pending, ConnectRequested):
@@ -427,7 +479,7 @@ class StompSession:
         Returns the :class:`Subscription` (None if the session is already closing);
         RuntimeError if ``id`` is not the pending SUBSCRIBE.
         """
-        if self.should_close:
+        if self._finished:
             return None
         pending = self._awaiting
         if not isinstance(pending, SubscribeRequested) or pending.id != id:
@@ -450,22 +502,26 @@ class StompSession:
     def reject(self, message: str, detail: str = "") -> None:
         """Refuse the pending CONNECT or SUBSCRIBE: ERROR (with its ``receipt-id``), closing.
 
-        Without anything pending it is :meth:`send_error`.
+        Without anything pending it is :meth:`fail` with 1008 (policy violation).
         """
         pending = self._awaiting
         receipt = pending.receipt if isinstance(pending, SubscribeRequested) else None
-        self._fail("rejected", message, detail, receipt_id=receipt)
+        self._fail(ErrorReason.REJECTED, message, detail, receipt_id=receipt)
 
-    def send_error(
+    def fail(
         self,
+        code: int,
         message: str,
         detail: str = "",
         *,
         receipt_id: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Send an ERROR frame and start closing (e.g. server shutdown, lost authorization)."""
-        self._fail("error", message, detail, receipt_id=receipt_id, headers=headers)
+        """Send an ERROR frame and ask for a close with ``code`` (e.g. server shutdown,
+        lost authorization). A no-op once the session is closing."""
+        self._fail(
+            ErrorReason.ERROR, message, detail, receipt_id=receipt_id, headers=headers, code=code
+        )
 
     # -- fan-out --------------------------------------------------------------------------------
 
@@ -485,7 +541,7 @@ class StompSession:
             return sub.prefix + (message.tail if sub.escape else message.raw_tail)
         if len(self._ack_owner) >= self.config.max_unacked:
             self._fail(
-                "too_many_unacked",
+                ErrorReason.TOO_MANY_UNACKED,
                 "too many unacknowledged messages",
                 f"more than {self.config.max_unacked} messages are waiting for ACK/NACK",
             )
@@ -532,7 +588,7 @@ class StompSession:
         if self._state is SessionState.AWAITING_CONNECT:
             if self._connect_deadline is not None and now >= self._connect_deadline:
                 self._fail(
-                    "connect_timeout",
+                    ErrorReason.CONNECT_TIMEOUT,
                     "no CONNECT frame received in time",
                     f"a CONNECT frame is expected within {self.config.connect_timeout} s",
                 )
@@ -540,7 +596,9 @@ class StompSession:
         if self._state is not SessionState.CONNECTED:
             return
         if self._expires_at is not None and now >= self._expires_at:
-            self._fail("expired", self._expiry_message, "reconnect with fresh credentials")
+            self._fail(
+                ErrorReason.EXPIRED, self._expiry_message, "reconnect with fresh credentials"
+            )
             return
         if self._rx_interval:
             if self._rx_unstamped:
@@ -549,7 +607,7 @@ class StompSession:
             limit = self._rx_interval * self.config.heartbeat_tolerance
             if now - self._last_rx >= limit:
                 self._fail(
-                    "heartbeat_timeout",
+                    ErrorReason.HEARTBEAT_TIMEOUT,
                     "heart-beat timeout",
                     f"nothing received for {now - self._last_rx:.1f} s "
                     f"(negotiated client heart-beat {self._rx_interval:g} s)",
@@ -565,7 +623,7 @@ class StompSession:
         try:
             self._process_frames()
         except Exception:  # receive_data() never raises; a bug must not kill the event loop
-            self._fail("internal_error", "internal server error", "")
+            self._fail(ErrorReason.INTERNAL_ERROR, "internal server error", "")
 
     def _process_frames(self) -> None:
         while self._awaiting is None and self._state in (
@@ -575,17 +633,17 @@ class StompSession:
             try:
                 frame = self._parser.next_frame()
             except FrameTooLarge as exc:
-                self._fail("frame_too_large", "frame too large", exc.detail)
+                self._fail(ErrorReason.FRAME_TOO_LARGE, "frame too large", exc.detail)
                 return
             except ProtocolError as exc:
-                self._fail("malformed_frame", "malformed frame", exc.detail)
+                self._fail(ErrorReason.MALFORMED_FRAME, "malformed frame", exc.detail)
                 return
             if frame is None:
                 return
             self._handle(frame)
         if self._awaiting is not None and self._parser.buffered > self.config.max_pending_bytes:
             self._fail(
-                "too_much_pending_data",
+                ErrorReason.TOO_MUCH_PENDING_DATA,
                 "too much data while a request is pending",
                 f"more than {self.config.max_pending_bytes} octets sent before a reply",
             )
@@ -598,7 +656,7 @@ class StompSession:
                 self._on_connect(frame)
             else:
                 self._fail(
-                    "not_connected",
+                    ErrorReason.NOT_CONNECTED,
                     "expected a CONNECT frame",
                     f"received {command[:40]} before CONNECT",
                     receipt_id=receipt,
@@ -610,7 +668,7 @@ class StompSession:
             return
         if frame.body:
             self._fail(
-                "body_not_allowed",
+                ErrorReason.BODY_NOT_ALLOWED,
                 f"{command} frames must not have a body",
                 f"{command} frame carried {len(frame.body)} body octets",
                 receipt_id=receipt,
@@ -621,11 +679,11 @@ class StompSession:
     def _on_unsupported(self, frame: Frame, receipt: str | None) -> None:
         command = frame.command
         if command in ("CONNECT", "STOMP"):
-            self._fail("already_connected", "already connected", "", receipt_id=receipt)
+            self._fail(ErrorReason.ALREADY_CONNECTED, "already connected", "", receipt_id=receipt)
         elif command == "SEND":
             destination = frame.get("destination") or ""
             self._fail(
-                "send_not_supported",
+                ErrorReason.SEND_NOT_SUPPORTED,
                 "SEND is not supported",
                 f"this server only delivers messages; clients cannot publish to "
                 f"{destination[:200]!r}",
@@ -633,14 +691,14 @@ class StompSession:
             )
         elif command in ("BEGIN", "COMMIT", "ABORT"):
             self._fail(
-                "transactions_not_supported",
+                ErrorReason.TRANSACTIONS_NOT_SUPPORTED,
                 "transactions are not supported",
                 f"{command} is not supported by this server",
                 receipt_id=receipt,
             )
         else:
             self._fail(
-                "unknown_command",
+                ErrorReason.UNKNOWN_COMMAND,
                 "unknown command",
                 f"{command[:40]!r} is not a STOMP client command",
                 receipt_id=receipt,
@@ -648,7 +706,9 @@ class StompSession:
 
     def _on_connect(self, frame: Frame) -> None:
         if frame.body:
-            self._fail("body_not_allowed", f"{frame.command} frames must not have a body", "")
+            self._fail(
+                ErrorReason.BODY_NOT_ALLOWED, f"{frame.command} frames must not have a body", ""
+            )
             return
         raw_versions = frame.get("accept-version")
         if raw_versions is None:
@@ -659,7 +719,7 @@ class StompSession:
         if version is None:
             supported = ",".join(self.config.versions)
             self._fail(
-                "unsupported_version",
+                ErrorReason.UNSUPPORTED_VERSION,
                 "unsupported STOMP version",
                 f"supported protocol versions are {supported}",
                 headers=[("version", supported)],
@@ -671,7 +731,7 @@ class StompSession:
             match = _HEART_BEAT.fullmatch(raw_hb)
             if match is None:
                 self._fail(
-                    "invalid_header",
+                    ErrorReason.INVALID_HEADER,
                     "invalid heart-beat header",
                     f"heart-beat must be '<ms>,<ms>', got {raw_hb[:40]!r}",
                 )
@@ -697,7 +757,7 @@ class StompSession:
         value = frame.get(name)
         if value is None or value == "":
             self._fail(
-                "missing_header",
+                ErrorReason.MISSING_HEADER,
                 f"missing {name} header",
                 f"a {frame.command} frame requires a non-empty {name!r} header",
                 receipt_id=receipt,
@@ -716,7 +776,7 @@ class StompSession:
         ack = frame.get("ack") or "auto"
         if ack not in ACK_MODES:
             self._fail(
-                "invalid_header",
+                ErrorReason.INVALID_HEADER,
                 "invalid ack mode",
                 f"ack must be auto, client or client-individual, got {ack[:40]!r}",
                 receipt_id=receipt,
@@ -724,7 +784,7 @@ class StompSession:
             return
         if sub_id in self._subscriptions:
             self._fail(
-                "duplicate_subscription",
+                ErrorReason.DUPLICATE_SUBSCRIPTION,
                 "duplicate subscription id",
                 f"subscription id {sub_id[:100]!r} is already in use on this connection",
                 receipt_id=receipt,
@@ -732,7 +792,7 @@ class StompSession:
             return
         if len(self._subscriptions) >= self.config.max_subscriptions:
             self._fail(
-                "too_many_subscriptions",
+                ErrorReason.TOO_MANY_SUBSCRIPTIONS,
                 "too many subscriptions",
                 f"at most {self.config.max_subscriptions} subscriptions per connection",
                 receipt_id=receipt,
@@ -767,7 +827,7 @@ class StompSession:
         ack_id = frame.get("id") or frame.get("message-id")
         if not ack_id:
             self._fail(
-                "missing_header",
+                ErrorReason.MISSING_HEADER,
                 "missing id header",
                 f"a {frame.command} frame requires an 'id' header",
                 receipt_id=receipt,
@@ -808,6 +868,7 @@ class StompSession:
         if receipt is not None:
             self._send_receipt(receipt)
         self._state = SessionState.CLOSING
+        self._close_request = CloseRequest(WebSocketCloseCode.NORMAL_CLOSURE)
         self._events.append(DisconnectRequested(receipt))
 
     # -- output ---------------------------------------------------------------------------------
@@ -818,14 +879,15 @@ class StompSession:
 
     def _fail(
         self,
-        reason: str,
+        reason: ErrorReason,
         message: str,
         detail: str,
         *,
         receipt_id: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
+        code: int | None = None,
     ) -> None:
-        if self.should_close:
+        if self._finished:
             return
         body = detail.encode("utf-8")
         frame_headers = [
@@ -840,5 +902,14 @@ class StompSession:
             frame_headers = [(k, _one_line(v)) for k, v in frame_headers]
         self._out.append(serialize(Frame("ERROR", frame_headers, body), escape=self._escape))
         self._state = SessionState.CLOSING
+        self._close_request = CloseRequest(int(reason.close_code if code is None else code))
         self._awaiting = None
         self._events.append(ErrorSent(reason, message, detail))
+
+
+if TYPE_CHECKING:
+
+    def _speaks_the_shared_vocabulary(
+        session: StompSession,
+    ) -> ProtocolSession[bytes | bytearray | memoryview | str, Event, bytes]:
+        return session  # mypy checks that StompSession satisfies ProtocolSession

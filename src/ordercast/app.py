@@ -29,6 +29,7 @@ from ordercast.api import (
 )
 from ordercast.api.errors import problem
 from ordercast.api.limits import BodyLimit
+from ordercast.errors import OrdercastError
 from ordercast.gateway.stomp_http import StompOverHttp
 from ordercast.logs import RequestLog
 from ordercast.runtime import Runtime
@@ -107,8 +108,9 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
         rt: Runtime = request.app.state.runtime
         try:
             await rt.store.ping()
-        except Exception as exc:
-            return problem(503, "unavailable", "Unavailable", f"storage: {type(exc).__name__}")
+        except Exception as exc:  # StorageUnavailable, or what no driver mapping expected
+            why = exc.code if isinstance(exc, OrdercastError) else type(exc).__name__
+            return problem(503, "unavailable", "Unavailable", f"storage: {why}")
         reasons = []
         if rt.bus.down_reason is not None:
             reasons.append(f"bus: {rt.bus.down_reason}")

@@ -26,7 +26,9 @@ format in one table.
         └── StorageUnavailable     code=storage_unavailable   connection lost or refused
 
 The storage errors are raised by the one translation function of each database driver
-(``storage/connector.py``); the edges treat them as internal errors (500, logged).
+(``storage/connector.py``; the SQLAlchemy engine's connection failures go through it too).
+The edges answer ``StorageUnavailable`` and ``StorageBusy`` as "try again later" (HTTP 503
+with ``Retry-After``), any other storage error as an internal error (500, logged).
 """
 
 from __future__ import annotations

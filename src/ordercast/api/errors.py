@@ -1,4 +1,10 @@
-"""The one table mapping ordercast errors to HTTP problem+json responses."""
+"""The one table mapping ordercast errors to HTTP problem+json responses.
+
+The database failing is not the caller's mistake: a refused or lost connection
+(``StorageUnavailable``) or a SQLite file locked by another process past the busy timeout
+(``StorageBusy``) is a 503 with ``Retry-After`` (the request changed nothing: send it
+again); any other ``StorageError`` is an internal error (500, logged).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,10 @@ log = logging.getLogger("ordercast.api")
 
 PROBLEM = "application/problem+json"
 
+#: Seconds a client is asked to wait before retrying while the database is unreachable.
+STORAGE_RETRY_AFTER = 5
+STORAGE_DETAIL = "the database cannot be reached right now; try again"
+
 STATUS: dict[type[e.OrdercastError], int] = {
     e.ValidationError: 422,
     e.Unauthorized: 401,
@@ -40,6 +50,27 @@ def status_of(exc: e.OrdercastError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return 400
+
+
+def storage_down(exc: e.OrdercastError) -> bool:
+    """Whether ``exc`` is the database unreachable or locked: a 503 with ``Retry-After``
+    (logged here; ``exc.detail``, the driver's words with host and port, is not sent).
+    Endpoints with their own error shape (the Pusher ones) ask this first; any other
+    ``StorageError`` is re-raised for the app's handler (500)."""
+    if isinstance(exc, e.StorageUnavailable | e.StorageBusy):
+        log.warning("storage unavailable: %s", exc.detail)
+        return True
+    if isinstance(exc, e.StorageError):
+        raise exc
+    return False
+
+
+def storage_unavailable(exc: e.StorageUnavailable | e.StorageBusy) -> JSONResponse:
+    """The problem+json 503 for a database that cannot be reached or written now."""
+    log.warning("storage unavailable: %s", exc.detail)
+    response = problem(503, exc.code, exc.title, STORAGE_DETAIL)
+    response.headers["retry-after"] = str(STORAGE_RETRY_AFTER)
+    return response
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -84,6 +115,8 @@ def _where(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.OrdercastError)
     async def _ordercast(_req: Request, exc: e.OrdercastError) -> JSONResponse:
+        if isinstance(exc, e.StorageUnavailable | e.StorageBusy):
+            return storage_unavailable(exc)
         if isinstance(exc, e.StorageError):  # the database failed: nothing for the client
             return await _unexpected(_req, exc)
         status = status_of(exc)

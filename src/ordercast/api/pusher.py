@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ordercast.api.deps import runtime_of
+from ordercast.api.errors import STORAGE_DETAIL, STORAGE_RETRY_AFTER, storage_down
 from ordercast.dialects.opendining import LOCATION_CHANNEL_PREFIX, ORDER_CHANNEL_PREFIX
 from ordercast.domain.access import (
     Principal,
@@ -257,15 +258,20 @@ async def _authorize(rt: Runtime, caller: Caller, params: Mapping[str, str]) -> 
 def _auth_failure(exc: OrdercastError) -> JSONResponse:
     # pusher-js treats any non-200 as refused; 403 is what Pusher's docs use for a refusal
     # (a bad credential included); another tenant's order or location reads as 404; too
-    # many failed logins is a 429 with Retry-After.
+    # many failed logins is a 429 with Retry-After; the database down a 503 with it.
     headers = None
-    if isinstance(exc, RateLimited):
+    detail = exc.detail
+    if storage_down(exc):
+        status = 503
+        headers = {"retry-after": str(STORAGE_RETRY_AFTER)}
+        detail = STORAGE_DETAIL
+    elif isinstance(exc, RateLimited):
         status = 429
         headers = {"retry-after": str(exc.fields.get("retry_after", 60))}
     else:
         status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, AuthError) else 400
     return JSONResponse(
-        {"error": exc.detail, "code": exc.code, "status": status},
+        {"error": detail, "code": exc.code, "status": status},
         status_code=status,
         headers=headers,
     )
@@ -344,6 +350,10 @@ async def _signed(request: Request, app_id: str | None) -> tuple[PusherGateway, 
 
 
 def _api_error(exc: OrdercastError) -> JSONResponse:
+    if storage_down(exc):
+        response = _pusher_error(503, STORAGE_DETAIL)
+        response.headers["retry-after"] = str(STORAGE_RETRY_AFTER)
+        return response
     if isinstance(exc, Unauthorized):
         return _pusher_error(401, exc.detail)
     if isinstance(exc, NotFound):

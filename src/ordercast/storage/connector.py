@@ -81,6 +81,23 @@ def pg_error(exc: Exception) -> StorageError:
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
+def connection_error(exc: BaseException) -> StorageUnavailable | StorageBusy | None:
+    """For an error raised through another layer (SQLAlchemy's engine wraps the driver's
+    exception in its own): :class:`StorageUnavailable` when the driver error under it is a
+    lost or refused connection, :class:`StorageBusy` when it is a locked SQLite file; else
+    None (the caller keeps the error it has). Mapped by the functions above."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, (sqlite3.Error, *_PG_ERRORS)):
+        cause = cause.__cause__
+    if isinstance(cause, sqlite3.Error):
+        mapped = sqlite_error(cause)
+    elif isinstance(cause, Exception):
+        mapped = pg_error(cause)
+    else:
+        return None
+    return mapped if isinstance(mapped, StorageUnavailable | StorageBusy) else None
+
+
 # -- SQLite ----------------------------------------------------------------------------
 
 

@@ -30,12 +30,20 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event as sa_event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
-from ordercast.errors import ConfigError, Conflict, IntegrityViolation, NotFound, StorageBusy
+from ordercast.errors import (
+    ConfigError,
+    Conflict,
+    IntegrityViolation,
+    NotFound,
+    StorageBusy,
+    StorageUnavailable,
+)
 from ordercast.ports import (
     App,
     IdFactory,
@@ -51,7 +59,12 @@ from ordercast.ports import (
 )
 from ordercast.storage import queries
 from ordercast.storage import schema as s
-from ordercast.storage.connector import Connector, PgConnector, SqliteConnector
+from ordercast.storage.connector import (
+    Connector,
+    PgConnector,
+    SqliteConnector,
+    connection_error,
+)
 from ordercast.storage.outbox import SqlOutbox
 from ordercast.storage.timers import SqlTimers
 from ordercast.storage.writer import SqliteWriter, sqlite_pragmas
@@ -100,6 +113,31 @@ class _Retry(Exception):
     pass
 
 
+def _connection_errors(engine: AsyncEngine) -> None:
+    """The engine's connection failures raised as the connector's (``connection_error``),
+    so the paths that still go through SQLAlchemy fail as the order writes do: a refused or
+    lost connection is :class:`StorageUnavailable` (and the pool drops its connections), a
+    SQLite file locked past ``busy_timeout`` :class:`StorageBusy`. Other errors stay
+    SQLAlchemy's (``IntegrityError`` is caught by name here and in ``storage/accounts.py``).
+    """
+
+    def handle_error(context: ExceptionContext) -> BaseException | None:
+        mapped = connection_error(context.original_exception)
+        if isinstance(mapped, StorageUnavailable):
+            context.is_disconnect = True
+        return mapped
+
+    def do_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # A refused or timed-out connect is no DBAPI error, so handle_error never sees it.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:
+            raise StorageUnavailable(f"database connection failed: {exc}") from exc
+
+    sa_event.listen(engine.sync_engine, "handle_error", handle_error)
+    sa_event.listen(engine.sync_engine, "do_connect", do_connect)
+
+
 def open_store(url: str, pool_size: int = 10) -> SqlStore:
     """``sqlite:///path.db`` (default) or ``postgresql://…``; anything else fails fast.
     ``pool_size``: PostgreSQL connections of the hot path (see :class:`PostgresStore`)."""
@@ -120,6 +158,7 @@ class SqlStore:
         self.url = engine_url(url)
         self.engine = engine
         self.connector = connector
+        _connection_errors(engine)
         self._hooks: list[TxHook] = []
         # The last orders this process committed, as committed: an order change reads only
         # the row's version when it matches (no doc to parse). Safe across processes: a
@@ -322,6 +361,7 @@ class SqlStore:
         async def body(tx: Tx) -> None:
             await self._create_tx(tx, mutation)
 
+        busy: StorageBusy | None = None
         for _ in range(_MAX_RETRIES):
             try:
                 await self.connector.transaction(body)
@@ -331,9 +371,10 @@ class SqlStore:
                 if exc.constraint in _ORDER_EXISTS:
                     raise Conflict(f"order {mutation.order.id} already exists") from exc
                 raise _refused(mutation.order.id, exc) from exc
-            except StorageBusy:
+            except StorageBusy as exc:
+                busy = exc
                 await asyncio.sleep(0.01)
-        raise Conflict("the database is locked by another process; try again")
+        raise StorageBusy("the database stayed locked by another process") from busy
 
     async def mutate_order(
         self, order_id: str, change: Callable[[Order], Mutation | None]
@@ -341,6 +382,7 @@ class SqlStore:
         async def body(tx: Tx) -> Mutation | None:
             return await self._mutate_tx(tx, order_id, change)
 
+        busy: StorageBusy | None = None
         for _ in range(_MAX_RETRIES):
             try:
                 done = await self.connector.transaction(body)
@@ -348,15 +390,20 @@ class SqlStore:
                     self._committed(done.order)
                 return done
             except _Retry:
+                busy = None
                 await asyncio.sleep(0)
             except IntegrityViolation as exc:
                 # Only a clash on an event's (order, seq) means another writer got there
                 # first; anything else (a transaction hook's row) would fail again.
                 if exc.constraint not in _SEQ_CLASH:
                     raise _refused(order_id, exc) from exc
+                busy = None
                 await asyncio.sleep(0)
-            except StorageBusy:
+            except StorageBusy as exc:
+                busy = exc
                 await asyncio.sleep(0.01)
+        if busy is not None:  # the last tries found the file locked by another process
+            raise StorageBusy("the database stayed locked by another process") from busy
         raise Conflict(f"order {order_id} is being changed by too many writers; try again")
 
     # The transaction bodies (see the module docstring for where they run).

@@ -330,7 +330,6 @@ class StompSession:
         self._ack_counter = 0
         self._escape = False  # header escaping for outgoing non-CONNECTED frames
         self._version: str | None = None
-        self._client_heart_beat = (0, 0)
         self._tx_interval = 0.0  # seconds; 0 = no heart-beats
         self._rx_interval = 0.0
         self._last_tx = 0.0
@@ -737,7 +736,6 @@ class StompSession:
                 )
                 return
             heart_beat = (int(match.group(1)), int(match.group(2)))
-        self._client_heart_beat = heart_beat
         self._connect_deadline = None
         event = ConnectRequested(
             command=frame.command,

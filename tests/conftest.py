@@ -7,8 +7,8 @@ the service is unreachable, unless ORDERCAST_REQUIRE_SERVICES=1 (CI), where they
 
 from __future__ import annotations
 
+import asyncio
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,33 +16,18 @@ import pytest
 
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
-from support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, REDIS_URL, need_service
+from support.services import REDIS_URL, create_database, drop_database, need_service
 from support.world import World, make_world
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    need_service("PostgreSQL", PG_HOST, PG_PORT)
-    import asyncio
-
-    import asyncpg
-
-    name = f"ordercast_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin_dsn = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    url = asyncio.run(create_database(f"ordercast_test_{os.getpid()}"))
     try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        yield url
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(url))
 
 
 @pytest.fixture

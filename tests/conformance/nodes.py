@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from support.webhooks import free_port
+from support.net import free_port
+from support.services import fresh_postgres
 
 ADMIN = "admin-token-for-conformance"
 CONFIGS = ("sqlite", "postgres", "two-nodes")
@@ -120,30 +121,6 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def fresh_postgres() -> AsyncIterator[str]:
-    import asyncpg
-
-    from support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, need_service
-
-    need_service("PostgreSQL", PG_HOST, PG_PORT)
-    name = f"ordercast_conf_{secrets.token_hex(4)}"
-    admin_dsn = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-@contextlib.asynccontextmanager
 async def cluster(config: str, tmp: Path) -> AsyncIterator[Cluster]:
     assert config in CONFIGS, config
     common = {
@@ -157,7 +134,7 @@ async def cluster(config: str, tmp: Path) -> AsyncIterator[Cluster]:
             from support.services import REDIS_URL, need_service
 
             need_service("Redis", "127.0.0.1", 6379)
-            url = await stack.enter_async_context(fresh_postgres())
+            url = await stack.enter_async_context(fresh_postgres("ordercast_conf"))
             env = {**common, "ORDERCAST_BUS_URL": REDIS_URL}
             nodes = [Node("node-a", url, tmp / "node-a.log", env)]
             if config == "two-nodes":

@@ -32,12 +32,19 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from test_pos_flow_e2e import ADMIN as POS_ADMIN
-from test_pos_flow_e2e import Channel, SimulatedPos, provision
 
+from support.live import ADMIN as POS_ADMIN
 from support.paths import ROOT
+from support.pos import Channel, SimulatedPos, provision
 from support.pusher import NodeClient, need_node
-from support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, REDIS_URL, need_service
+from support.services import (
+    PG_HOST,
+    PG_PORT,
+    REDIS_URL,
+    create_database,
+    drop_database,
+    need_service,
+)
 from support.webhooks import FAST_RETRIES, Receiver, wait_for
 
 sys.path.insert(0, str(ROOT / "deploy"))
@@ -45,7 +52,7 @@ from trial import Trial, nginx_binary
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ADMIN = POS_ADMIN  # the POS test's provision() speaks with it too
+ADMIN = POS_ADMIN  # support.pos's provision() speaks with it too
 HEARTBEAT, NODE_TIMEOUT = 0.5, 3.0
 #: member_removed for a dead node's members: reaped within NODE_TIMEOUT + HEARTBEAT of its last
 #: beat; the rest is slack for a loaded 2-core box (a deadline for hangs, not a timing assert).
@@ -148,17 +155,11 @@ async def cluster() -> AsyncIterator[Cluster]:
         if os.environ.get("ORDERCAST_REQUIRE_SERVICES") == "1":
             pytest.fail("nginx is not installed and ORDERCAST_REQUIRE_SERVICES=1")
         pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
-    import asyncpg
-
-    name = f"ordercast_cluster_{os.getpid()}_{secrets.token_hex(3)}"
-    admin_dsn = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
+    database_url = await create_database(f"ordercast_cluster_{os.getpid()}")
     receiver = Receiver()
     await receiver.start()
     trial = Trial(
-        f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}",
+        database_url,
         REDIS_URL,
         3,
         ordercast=str(Path(sys.executable).with_name("ordercast")),
@@ -195,9 +196,7 @@ async def cluster() -> AsyncIterator[Cluster]:
         print("cluster stop:", trial.stop_times)
         await receiver.stop()
         print("teardown", time.monotonic() - t0)
-        conn = await asyncpg.connect(admin_dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await drop_database(database_url)
 
 
 async def connected(client: NodeClient) -> str:

@@ -25,8 +25,8 @@ import httpx
 import jwt
 import pytest
 import websockets
-from test_pos_flow_e2e import ADMIN, Ordercast
 
+from support.live import ADMIN, Ordercast
 from support.paths import NODE_DIR, ROOT
 from support.stomp import raw_client
 from support.webhooks import Receiver

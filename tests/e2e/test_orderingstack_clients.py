@@ -40,8 +40,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_readme_tour import free_port
 
+from support.net import free_port
 from support.paths import NODE_DIR
 
 SCRIPT = NODE_DIR / "orderingstack_clients.cjs"

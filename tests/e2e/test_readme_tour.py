@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.net import free_port
 from support.paths import NODE_DIR, ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def tour_script() -> str:

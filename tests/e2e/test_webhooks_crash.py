@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from support.webhooks import ADMIN, FAST_RETRIES, Receiver, free_port, wait_for
+from support.net import free_port
+from support.webhooks import ADMIN, FAST_RETRIES, Receiver, wait_for
 
 ORDERS = 400
 MOVES = ("accepted", "preparing", "ready", "handed_off")  # + creation = 5 changes per order

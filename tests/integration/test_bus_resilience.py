@@ -6,7 +6,7 @@ throwaway ``redis-server`` on a free port for the restart test (the shared serve
 restarted: other test runs use it). Two runtimes ("nodes") share one PostgreSQL database and
 one Redis; orders are written on node A, a kitchen display and a customer app listen on node
 B's STOMP gateway, and per order every message must arrive once, in seq order, across the
-outage.
+outage. The same gap for a pusher-js client is tests/e2e/test_bus_resilience_pusher.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 import secrets
 import shutil
-import socket
 import subprocess
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,39 +31,14 @@ from ordercast.bus.redis import RedisBus
 from ordercast.ports import BusMessage
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
+from support.cluster import open_node, two_nodes
+from support.net import free_port
 from support.services import REQUIRE_SERVICES
 from support.stomp import RawClient, raw_client, start_stomp, user_token
+from support.webhooks import wait_for
 from support.world import World, make_world
 
 USER = "u-bus"
-
-
-async def until(
-    predicate: Callable[[], bool | Awaitable[bool]], what: str, limit: float = 15
-) -> None:
-    """Poll with a deadline (for hangs, not a timing assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def open_node(database_url: str, bus_url: str, prefix: str | None) -> Runtime:
-    return await Runtime.open(
-        Settings(
-            database_url=database_url,
-            bus_url=bus_url,
-            bus_prefix=prefix,
-            admin_token="admin-token-for-tests",
-        )
-    )
 
 
 @dataclass
@@ -77,13 +51,9 @@ class Nodes:
 
 
 @contextlib.asynccontextmanager
-async def two_nodes(database_url: str, bus_url: str) -> AsyncIterator[Nodes]:
-    prefix = f"ordercast-test:{secrets.token_hex(4)}"
-    async with contextlib.AsyncExitStack() as stack:
-        a = await open_node(database_url, bus_url, prefix)
-        stack.push_async_callback(a.close)
-        b = await open_node(database_url, bus_url, prefix)
-        stack.push_async_callback(b.close)
+async def stomp_nodes(database_url: str, bus_url: str) -> AsyncIterator[Nodes]:
+    """Two nodes; REST on A, a KDS and a user subscribed over STOMP on B."""
+    async with two_nodes(database_url, bus_url) as (a, b):
         async for world in make_world(a):
             await start_stomp(b)
             kds_app = await world.new_app("kds")
@@ -149,13 +119,6 @@ async def health(rt: Runtime) -> dict[str, Any]:
     return body
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 # -- namespace (issue 12 item 5) -----------------------------------------------------------
 
 
@@ -205,7 +168,7 @@ async def test_two_deployments_on_one_redis_never_hear_each_other(
                     for _ in range(3):
                         mine["first"].append((await w1.order())["id"])
                         mine["second"].append((await w2.order())["id"])
-            await until(lambda: all(len(heard[k]) >= 3 for k in heard), "own orders")
+            await wait_for(lambda: all(len(heard[k]) >= 3 for k in heard), 15, "own orders")
             await asyncio.sleep(0.2)  # anything of the other deployment would be here by now
             assert heard == mine
         finally:
@@ -242,7 +205,7 @@ async def test_client_kill_node_b_misses_nothing(pg_url: str, redis_url: str) ->
     """Node B's bus connection is killed (``CLIENT KILL ID``) while node A writes: B's pump
     logs it, reports ``degraded`` on /health, reconnects, and its subscribers get every
     event written meanwhile from storage, once, in seq order per order."""
-    async with two_nodes(pg_url, redis_url) as n:
+    async with stomp_nodes(pg_url, redis_url) as n:
         bus_b = n.b.bus
         assert isinstance(bus_b, RedisBus)
         bus_b.min_backoff = 1.0  # a gap long enough to write into
@@ -259,11 +222,11 @@ async def test_client_kill_node_b_misses_nothing(pg_url: str, redis_url: str) ->
             await admin.client_kill_filter(_id=clients[0]["id"])
         finally:
             await admin.aclose()
-        await until(lambda: bus_b.down_reason is not None, "node B to notice")
+        await wait_for(lambda: bus_b.down_reason is not None, 15, "node B to notice")
         during = await health(n.b)
         assert during["status"] == "degraded" and "bus:" in during["reasons"][0], during
         await step(n.world, ids, "preparing")  # published while B is not subscribed
-        await until(lambda: bus_b.down_reason is None, "node B to reconnect")
+        await wait_for(lambda: bus_b.down_reason is None, 15, "node B to reconnect")
         await step(n.world, ids, "ready")
         await step(n.world, ids, "completed")
         want = await expected(n.world, ids)
@@ -312,25 +275,25 @@ async def test_redis_restart_node_b_misses_nothing(pg_url: str, tmp_path: Any) -
                 return False
 
         try:
-            await until(up, "redis-server to start")
+            await wait_for(up, 15, "redis-server to start")
         finally:
             await probe.aclose()
         return proc
 
     proc = await start_redis()
     try:
-        async with two_nodes(pg_url, f"redis://127.0.0.1:{port}/0") as n:
+        async with stomp_nodes(pg_url, f"redis://127.0.0.1:{port}/0") as n:
             bus_b = n.b.bus
             assert isinstance(bus_b, RedisBus)
             ids = [(await n.world.order(user_id=USER))["id"] for _ in range(3)]
             await step(n.world, ids, "accepted")
             proc.terminate()
             proc.wait(timeout=10)
-            await until(lambda: bus_b.down_reason is not None, "node B to notice")
+            await wait_for(lambda: bus_b.down_reason is not None, 15, "node B to notice")
             await step(n.world, ids, "preparing")  # committed; the publishes fail
             assert (await health(n.b))["status"] == "degraded"
             proc = await start_redis()
-            await until(lambda: bus_b.down_reason is None, "node B to reconnect")
+            await wait_for(lambda: bus_b.down_reason is None, 15, "node B to reconnect")
             await step(n.world, ids, "ready")
             await step(n.world, ids, "completed")
             want = await expected(n.world, ids)
@@ -342,111 +305,3 @@ async def test_redis_restart_node_b_misses_nothing(pg_url: str, tmp_path: Any) -
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-async def test_client_kill_pusher_subscriber_on_node_b_misses_nothing(
-    pg_url: str, redis_url: str
-) -> None:
-    """The same gap for a pusher-js client on node B (``presence-r-…`` and three
-    ``private-o-…`` channels): orders created, moved and cancelled on node A while B's bus
-    connection is down reach it from storage, once each, in seq order."""
-    from ordercast.dialects import opendining
-    from support.pusher import NodeClient, need_node, start_live
-
-    need_node()
-    prefix = f"ordercast-test:{secrets.token_hex(4)}"
-    a = await open_node(pg_url, redis_url, prefix)
-    try:
-        b = await open_node(pg_url, redis_url, prefix)
-    except BaseException:
-        await a.close()
-        raise
-    lives = start_live(b)
-    try:
-        live = await anext(lives)
-        bus_b = b.bus
-        assert isinstance(bus_b, RedisBus)
-        transport = httpx.ASGITransport(app=create_app(a))
-        async with httpx.AsyncClient(transport=transport, base_url="http://node-a") as http:
-
-            async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-                r = await http.post(path, auth=live.auth, json=body)
-                assert r.status_code in (200, 201), r.text
-                out: dict[str, Any] = r.json()
-                return out
-
-            spec = {
-                "location_id": live.location_id,
-                "items": [{"name": "Burger", "quantity": 1, "unit_price": 899}],
-            }
-            ids = [(await post("/v1/orders", spec))["id"] for _ in range(3)]
-            channels = [f"presence-r-{live.location_id}"] + [f"private-o-{i}" for i in ids]
-            auth = (
-                f"{live.base_url}/api/v1/pusher/auth?key={live.app['key']}"
-                f"&secret={live.app['secret']}"
-            )
-            staff = await NodeClient.start(
-                "pusher_client.mjs",
-                {
-                    "key": live.app["key"],
-                    "wsPort": live.ws_port,
-                    "authEndpoint": auth,
-                    "channels": channels,
-                },
-            )
-            try:
-                subscribed: set[str] = set()
-                while subscribed != set(channels):
-                    msg = await staff.next()
-                    if msg["type"] == "subscribed":
-                        subscribed.add(msg["channel"])
-                for i in ids:
-                    await post(f"/v1/orders/{i}/transitions", {"to": "accepted"})
-                bus_b.min_backoff = 1.0
-                admin = aioredis.from_url(redis_url)
-                try:
-                    [sub] = [
-                        c
-                        for c in await admin.client_list()
-                        if c.get("name") == bus_b.client_name and int(c.get("sub", 0)) > 0
-                    ]
-                    await admin.client_kill_filter(_id=sub["id"])
-                finally:
-                    await admin.aclose()
-                await until(lambda: bus_b.down_reason is not None, "node B to notice")
-                new = [(await post("/v1/orders", spec))["id"] for _ in range(2)]
-                for i in ids:
-                    await post(f"/v1/orders/{i}/transitions", {"to": "preparing"})
-                await post(f"/v1/orders/{ids[0]}/cancellation", {"reason": "gap"})
-                await until(lambda: bus_b.down_reason is None, "node B to reconnect")
-                await post(f"/v1/orders/{new[0]}/cancellation", {"reason": "after"})
-                await post(f"/v1/orders/{ids[1]}/notes", {"text": "after"})
-                view = await live.runtime.gateway.extensions["pusher"].location(live.location_id)
-                want: dict[tuple[str, str], list[int]] = defaultdict(list)
-                for oid in ids + new:
-                    order = (await http.get(f"/v1/orders/{oid}", auth=live.auth)).json()
-                    r = await http.get(f"/v1/orders/{oid}/events", auth=live.auth)
-                    for event in r.json()["events"]:
-                        if oid in ids and event["seq"] == 1:
-                            continue  # created before the client subscribed
-                        for out in opendining.render(event, order, view):
-                            if out.channel in channels:
-                                want[(out.channel, oid)].append(event["seq"])
-                got: dict[tuple[str, str], list[int]] = defaultdict(list)
-                total = sum(map(len, want.values()))
-                with contextlib.suppress(TimeoutError):
-                    while True:
-                        msg = await staff.next(
-                            within=5 if sum(map(len, got.values())) < total else 0.5
-                        )
-                        if msg.get("type") == "event":
-                            data = msg["data"]
-                            got[(msg["channel"], data["order_id"])].append(int(data["seq"]))
-                assert dict(got) == dict(want)
-                assert b.hub.catch_ups >= 1
-            finally:
-                await staff.close()
-    finally:
-        await lives.aclose()
-        await b.close()
-        await a.close()

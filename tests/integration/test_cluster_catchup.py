@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import websockets
@@ -25,7 +23,7 @@ from ordercast.gateway.pusher import pusher_of
 from ordercast.ports import BusMessage
 from ordercast.protocols.pusher import sign_channel
 from ordercast.runtime import Runtime
-from ordercast.settings import Settings
+from support.cluster import two_nodes
 from support.webhooks import Receiver, wait_for
 from support.world import make_channel_app
 
@@ -39,26 +37,17 @@ class DroppedBus:
 
 @pytest.fixture
 async def nodes(pg_url: str, redis_url: str) -> AsyncIterator[tuple[Runtime, Runtime]]:
-    common: dict[str, Any] = {
-        "database_url": pg_url,
-        "bus_url": redis_url,
-        "bus_prefix": f"octest:{secrets.token_hex(4)}:",
-        "admin_token": "admin-token-for-tests",
-        "secret_key": "catch-up-test-secret-key",
-        "cluster_heartbeat": 0.2,
-        "cluster_node_timeout": 1.0,
-        "webhook_allow_cidrs": "127.0.0.0/8",
-        "webhook_poll_seconds": 0.1,
-    }
-    a = await Runtime.open(Settings(**common))
-    b = await Runtime.open(Settings(**common))
-    for rt in (a, b):
-        await rt.gateway.start(host="127.0.0.1", port=0)
-    try:
+    async with two_nodes(
+        pg_url,
+        redis_url,
+        gateways=True,
+        secret_key="catch-up-test-secret-key",
+        cluster_heartbeat=0.2,
+        cluster_node_timeout=1.0,
+        webhook_allow_cidrs="127.0.0.0/8",
+        webhook_poll_seconds=0.1,
+    ) as (a, b):
         yield a, b
-    finally:
-        await b.close()
-        await a.close()
 
 
 async def test_a_dead_nodes_unannounced_change_reaches_subscribers_once(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,30 +19,21 @@ from ordercast.app import create_app
 from ordercast.gateway.pusher import pusher_of
 from ordercast.protocols.pusher import sign_channel
 from ordercast.runtime import Runtime
-from ordercast.settings import Settings
+from support.cluster import two_nodes
 from support.world import basic, bearer, make_channel_app
 
 
 @pytest.fixture
 async def nodes(pg_url: str, redis_url: str) -> AsyncIterator[tuple[Runtime, Runtime]]:
-    common: dict[str, Any] = {
-        "database_url": pg_url,
-        "bus_url": redis_url,
-        "bus_prefix": f"octest:{secrets.token_hex(4)}:",
-        "admin_token": "admin-token-for-tests",
-        "secret_key": "console-cluster-test-secret-key",
-        "cluster_heartbeat": 0.2,
-        "cluster_node_timeout": 5.0,
-    }
-    a = await Runtime.open(Settings(**common))
-    b = await Runtime.open(Settings(**common))
-    for rt in (a, b):
-        await rt.gateway.start(host="127.0.0.1", port=0)
-    try:
+    async with two_nodes(
+        pg_url,
+        redis_url,
+        gateways=True,
+        secret_key="console-cluster-test-secret-key",
+        cluster_heartbeat=0.2,
+        cluster_node_timeout=5.0,
+    ) as (a, b):
         yield a, b
-    finally:
-        await b.close()
-        await a.close()
 
 
 async def _socket(

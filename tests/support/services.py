@@ -3,8 +3,11 @@ ORDERCAST_REQUIRE_SERVICES=1 as in CI, failing) when they are unreachable."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -31,3 +34,40 @@ def need_service(name: str, host: str, port: int) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(message + " and ORDERCAST_REQUIRE_SERVICES=1")
     pytest.skip(message)
+
+
+def admin_dsn() -> str:
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_database(prefix: str) -> str:
+    """A brand-new PostgreSQL database named ``{prefix}_{random}``; its URL."""
+    need_service("PostgreSQL", PG_HOST, PG_PORT)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+async def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres(prefix: str) -> AsyncIterator[str]:
+    """A brand-new PostgreSQL database for one test (its own tables), dropped afterwards."""
+    url = await create_database(prefix)
+    try:
+        yield url
+    finally:
+        await drop_database(url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,15 +15,11 @@ from standardwebhooks import Webhook
 
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
+from support.net import free_port
+from support.services import fresh_postgres
 
 ADMIN = "admin-token-for-tests"
 FAST_RETRIES = "0.2,0.3,0.5,0.5,1,1,1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -146,25 +141,5 @@ async def fresh_database_url(kind: str, tmp_path: Any) -> AsyncIterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path}/webhooks.db"
         return
-    import secrets as pysecrets
-
-    import asyncpg
-
-    from support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, need_service
-
-    need_service("PostgreSQL", PG_HOST, PG_PORT)
-    name = f"ordercast_wh_{pysecrets.token_hex(4)}"
-    admin_dsn = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with fresh_postgres("ordercast_wh") as url:
+        yield url

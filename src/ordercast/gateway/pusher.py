@@ -5,15 +5,14 @@ sockets, the channel registry per app, presence rosters, the Open Dining order c
 (rendered by :mod:`ordercast.dialects.opendining`) and the HTTP API's trigger path.
 
 Hot path (:meth:`PusherGateway.fanout`): each message is JSON-encoded once into one
-``bytes`` frame; ``fanout`` only queues it with a snapshot of the channel's subscribers, and
-one flush per event-loop iteration (``call_soon``) writes the queue: a single message goes
-out with one ``transport.send`` per socket; a run of messages for the same subscribers
-(several triggers finished in the same iteration) is framed once as consecutive WebSocket
-frames and written with ONE ``write`` per socket — one syscall instead of one per message.
-No await per socket. Any direct write to a connection flushes the queue first, so every
-socket sees messages in the order they were produced. A socket whose kernel+asyncio write
-buffer is past ``max_buffer`` is closed with 4100 (over capacity; pusher-js reconnects after
-1 s and catches up by ``seq``) instead of buffering without bound.
+``bytes`` frame and queued with a snapshot of the channel's subscribers on the fan-out engine
+(:mod:`ordercast.gateway.fanout`), which writes the queue once per event-loop iteration: a
+single frame with one ``transport.send`` per socket (:meth:`PusherGateway._send_each`), a
+run of frames for the same subscribers as ONE ``write`` per socket. No await per socket.
+Any direct write to a connection flushes the queue first, so every socket sees messages in
+the order they were produced. A socket whose kernel+asyncio write buffer is past
+``max_buffer`` is closed with 4100 (over capacity; pusher-js reconnects after 1 s and
+catches up by ``seq``) instead of buffering without bound.
 
 Per-app isolation: channels, presence rosters and users are kept per app (``/app/{key}``).
 Order events go to the ``private-o-{order_id}`` channel of every app of the order's tenant
@@ -53,14 +52,9 @@ from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.errors import ProtocolError
 from ordercast.gateway.cluster import BUS_KIND, PusherCluster, new_node_id
+from ordercast.gateway.fanout import Fanout, SlowConsumers, frame_blob
 from ordercast.gateway.hub import Hub
-from ordercast.gateway.server import (
-    GatewayServer,
-    Upgrade,
-    UpgradeRequest,
-    flush_soon,
-    ws_text_frame,
-)
+from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
 from ordercast.ports import App, BusMessage, Store
 from ordercast.protocols.pusher import (
     ChannelKind,
@@ -118,6 +112,10 @@ class ChannelScope:
 
 
 UNKNOWN_SCOPE: Final = ChannelScope("", "", None)
+
+#: A channel's subscribers as the fan-out queues them, and one queued frame.
+Targets = tuple["PusherConnection", ...]
+Queued = tuple[Targets, bytes, "PusherConnection | None", bool]
 
 #: ``async (app, events)``: Pusher server webhooks (channel_occupied, …) for one app.
 WebhookSink = Callable[[App, list[dict[str, Any]]], Awaitable[None]]
@@ -245,8 +243,8 @@ class PusherConnection(WSListener):
 
     def send_text(self, text: str | bytes) -> None:
         if not self.dead and self.transport is not None:
-            if self.gateway.pending:
-                self.gateway.flush_fanout()  # keep this socket's order of messages
+            if self.gateway.out.pending:
+                self.gateway.out.flush()  # keep this socket's order of messages
             self.transport.send(TEXT, text)
 
     def flush(self) -> None:
@@ -298,7 +296,6 @@ class PusherGateway:
         self.store = store
         self.activity_timeout = activity_timeout
         self.pong_timeout = pong_timeout
-        self.max_buffer = max_buffer
         self.max_presence_members = max_presence_members
         self.webhooks = webhooks
         self.apps: dict[str, AppState] = {}  # by app id
@@ -322,9 +319,12 @@ class PusherGateway:
         self._prefix = secrets.randbelow(10**9)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self.closed_slow = 0
-        #: Fan-out queued for the end of this loop iteration: (subscribers, frame, exclude).
-        self.pending: list[tuple[tuple[PusherConnection, ...], bytes, PusherConnection | None]] = []
+        #: The fan-out: frames for a channel's subscribers, written at the end of the loop
+        #: iteration (runs for the same subscribers as one write per socket).
+        self.out: Fanout[Targets, bytes, PusherConnection | None] = Fanout(
+            self._send_each, self._write_each
+        )
+        self.slow = SlowConsumers(max_buffer)  # past it, a socket is closed with 4100
         self.writes = 0  # socket writes by the fan-out (coalesced runs count once)
         #: Cluster-wide counts, presence and relays (gateway/cluster.py); one node by default,
         #: the runtime puts a Redis-backed one here for a ``redis://`` bus.
@@ -709,40 +709,14 @@ class PusherGateway:
         self, channel: Channel, frame: bytes, exclude: PusherConnection | None = None
     ) -> None:
         """Queue one encoded frame for every current subscriber of ``channel``; the queue is
-        written at the end of this loop iteration (:meth:`flush_fanout`). Never awaits."""
+        written at the end of this loop iteration (:mod:`ordercast.gateway.fanout`). A frame
+        that skips a socket (``exclude``) is written alone. Never awaits."""
         targets = channel.targets
-        if not targets:
-            return
-        self.pending.append((targets, frame, exclude))
-        if len(self.pending) == 1:
-            flush_soon(self.flush_fanout)
-
-    def flush_fanout(self) -> None:
-        """Write the queued fan-out: runs of frames for the same subscribers go out as one
-        buffer of consecutive WebSocket frames, one write per socket."""
-        pending = self.pending
-        if not pending:
-            return
-        self.pending = []
-        count = len(pending)
-        i = 0
-        while i < count:
-            targets, frame, exclude = pending[i]
-            j = i + 1
-            if exclude is None:
-                while j < count and pending[j][0] is targets and pending[j][2] is None:
-                    j += 1
-            if j == i + 1:
-                self._send_each(targets, frame, exclude)
-            else:
-                blob = b"".join([ws_text_frame(item[1]) for item in pending[i:j]])
-                self._write_each(targets, blob)
-            i = j
+        if targets:
+            self.out.put(targets, frame, exclude, exclude is not None)
 
     def _over_capacity(self, conn: PusherConnection) -> bool:
-        raw = conn.raw
-        if raw is not None and raw.get_write_buffer_size() > self.max_buffer:
-            self.closed_slow += 1
+        if self.slow.too_slow(conn.raw):
             conn.close(CloseCode.OVER_CAPACITY, "Over capacity: the client reads too slowly")
             return True
         return False
@@ -753,6 +727,7 @@ class PusherGateway:
         frame: bytes,
         exclude: PusherConnection | None,
     ) -> None:
+        """The fan-out's writer of one frame: one ``transport.send`` per socket."""
         for conn in targets:
             if conn.dead or conn is exclude:
                 continue
@@ -761,7 +736,10 @@ class PusherGateway:
             conn.transport.send(TEXT, frame)  # type: ignore[union-attr]
         self.writes += len(targets)
 
-    def _write_each(self, targets: tuple[PusherConnection, ...], blob: bytes) -> None:
+    def _write_each(self, targets: tuple[PusherConnection, ...], run: list[Queued]) -> None:
+        """The fan-out's writer of a run of frames to the same sockets: one raw write of
+        the consecutive WebSocket frames per socket."""
+        blob = frame_blob([item[1] for item in run])
         for conn in targets:
             if conn.dead:
                 continue
@@ -929,15 +907,14 @@ class PusherGateway:
                     self.live_seq[out.channel] = record.seq
             apps = self._apps_for(out.channel, order)
             sockets = 0
+            put = self.out.put
             for app_id in apps:
                 channel = self.apps[app_id].channels.get(out.channel)
                 if channel is not None:
                     targets = channel.live_targets(record.seq)
                     if targets:
                         sockets += len(targets)
-                        self.pending.append((targets, frame, None))
-                        if len(self.pending) == 1:
-                            flush_soon(self.flush_fanout)
+                        put(targets, frame, None)
             if self.trace is not None:  # the console's "where did it go" (per channel)
                 self.trace(order["id"], record.seq, "pusher", out.channel, sockets)
 

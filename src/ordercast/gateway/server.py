@@ -40,7 +40,8 @@ Listeners are plain picows listeners (``on_ws_connected``, ``on_ws_frame``,
 ``on_ws_disconnected``, ``pause_writing``/``resume_writing``). Fan-out rule for every
 route: encode each outgoing message once and call ``transport.send`` on each socket
 without awaiting; check ``transport.underlying_transport.get_write_buffer_size()`` against
-a bound and close slow sockets instead of buffering without limit.
+a bound and close slow sockets instead of buffering without limit (the Pusher and STOMP
+gateways share that engine: :mod:`ordercast.gateway.fanout`).
 
 Lifecycle hooks: ``gateway.on_start(async_fn)`` runs after the socket is listening (start
 per-gateway timers there); ``gateway.on_stop(async_fn)`` runs on shutdown, before the
@@ -77,7 +78,6 @@ __all__ = [
     "UpgradeRequest",
     "accept",
     "reject",
-    "ws_text_frame",
 ]
 
 log = logging.getLogger("ordercast.gateway")
@@ -89,25 +89,6 @@ Hook = Callable[[], Awaitable[None]]
 
 #: Largest frame accepted from any client (Pusher and STOMP limits are far below this).
 MAX_FRAME_SIZE = 256 * 1024
-
-
-def flush_soon(flush: Callable[[], None]) -> None:
-    """Run a gateway's fan-out ``flush`` at the end of this loop iteration, so that what is
-    queued meanwhile goes out with it; at once when no loop runs (synchronous callers)."""
-    try:
-        asyncio.get_running_loop().call_soon(flush)
-    except RuntimeError:
-        flush()
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """One unmasked, final server-to-client TEXT frame (RFC 6455 5.2) around ``payload``."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
 @dataclass(frozen=True, slots=True)

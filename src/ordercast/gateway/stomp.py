@@ -22,7 +22,8 @@ need storage or a clock:
 * **Fan-out** (:meth:`StompGateway.on_message`, a hub consumer): each message is encoded once
   per destination (:func:`~ordercast.protocols.stomp.encode_message`) and spliced after each
   subscription's prefix, written with ``transport.send`` and no await; messages queued in
-  one loop iteration for the same subscribers go out as one write per socket. A connection
+  one loop iteration for the same subscribers go out as one write per socket (the engine
+  both gateways share: :mod:`ordercast.gateway.fanout`). A connection
   whose socket write buffer exceeds ``max_buffered_bytes`` is a slow consumer: it gets an
   ERROR and is closed (looked at once the transport has paused writing; its high-water
   mark is lowered to that bound when it is higher).
@@ -52,7 +53,8 @@ from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.domain.order import Order
 from ordercast.errors import Forbidden, OrdercastError, RateLimited
-from ordercast.gateway.server import Upgrade, UpgradeRequest, accept, flush_soon, ws_text_frame
+from ordercast.gateway.fanout import Fanout, SlowConsumers, frame_blob
+from ordercast.gateway.server import Upgrade, UpgradeRequest, accept
 from ordercast.ports import BusMessage
 from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.protocols.stomp import (
@@ -203,7 +205,9 @@ class StompGateway:
 
     def __init__(self, runtime: Runtime, config: StompConfig | None = None) -> None:
         self.runtime = runtime
-        self.config = config or StompConfig()
+        self._config = config or StompConfig()
+        #: Past ``max_buffered_bytes`` in a socket's write buffer: ERROR, then closed.
+        self.slow = SlowConsumers(self._config.max_buffered_bytes)
         # destination -> subscriptions in subscription order (a dict as an ordered set): the
         # fan-out walks sockets roughly in the order their objects were allocated, as the
         # Pusher gateway does; a set's hash order scatters the walk over memory (several
@@ -212,9 +216,9 @@ class StompGateway:
         self.connections: set[StompConnection] = set()
         self._ids = itertools.count(1)
         self.delivered = 0
-        self.dropped_slow = 0
-        #: Messages queued for the end of this loop iteration: (subscribers, message, mark).
-        self.pending: list[tuple[_Plan, EncodedMessage, Mark]] = []
+        #: The fan-out: messages for a destination's subscribers (a plan), written at the end
+        #: of the loop iteration (runs for the same plan as one write per socket).
+        self.out: Fanout[_Plan, EncodedMessage, Mark] = Fanout(self._send_one, self._send_run)
         #: destination -> plans: one for every subscriber (key None) or, on a destination
         #: with location-filtered subscribers (``_Sub.locations``), one per order location.
         self._plans: dict[str, dict[str | None, _Plan]] = {}
@@ -222,6 +226,25 @@ class StompGateway:
         #: Called once per destination of an order event (order id, seq, "stomp",
         #: destination, subscriptions) when set (the console's order timeline).
         self.trace: Callable[[str, int, str, str, int], None] | None = None
+
+    @property
+    def config(self) -> StompConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: StompConfig) -> None:
+        self._config = config
+        self.slow.max_buffer = config.max_buffered_bytes
+
+    @property
+    def dropped_slow(self) -> int:
+        """Connections dropped as slow consumers."""
+        return self.slow.dropped
+
+    @property
+    def pending(self) -> list[tuple[_Plan, EncodedMessage, Mark, bool]]:
+        """The fan-out queued for the end of this loop iteration."""
+        return self.out.pending
 
     # -- routing (runs in picows' handshake callback) -----------------------------------------
 
@@ -285,7 +308,7 @@ class StompGateway:
 
     def publish(self, out: dialect.StompMessage) -> None:
         """Encode once and queue for every current subscriber of ``out.destination``; the
-        queue is written at the end of this loop iteration (:meth:`flush_pending`)."""
+        queue is written at the end of this loop iteration (:mod:`ordercast.gateway.fanout`)."""
         destination = out.destination
         subs = self.subscribers.get(destination)
         if not subs:
@@ -304,32 +327,11 @@ class StompGateway:
                 else [e for e in subs if e.locations is None or where in e.locations]
             )
         encoded = encode_message(destination, out.message_id, out.body, headers=out.headers)
-        self.pending.append((plan, encoded, _mark(out)))
-        if len(self.pending) == 1:
-            flush_soon(self.flush_pending)
-
-    def flush_pending(self) -> None:
-        """Write the queue. Subscribers with the same subscription id share one spliced
-        frame; a run of messages to the same subscribers goes out as consecutive WebSocket
-        frames in ONE write per socket."""
-        pending = self.pending
-        if not pending:
-            return
-        self.pending = []
-        count = len(pending)
-        i = 0
-        while i < count:
-            plan = pending[i][0]
-            j = i + 1
-            while j < count and pending[j][0] is plan:
-                j += 1
-            if j == i + 1:
-                self._send_one(plan, pending[i][1], pending[i][2])
-            else:
-                self._send_run(plan, [(m, mark) for _, m, mark in pending[i:j]])
-            i = j
+        self.out.put(plan, encoded, _mark(out))
 
     def _send_one(self, plan: _Plan, encoded: EncodedMessage, mark: Mark) -> None:
+        """The fan-out's writer of one message. Subscribers with the same subscription id
+        share one spliced frame."""
         # The hot loop: per socket only the liveness and seq checks, one transport.send
         # (picows frames it and tries the socket directly), and the slow-consumer check
         # only once the transport has paused writing (as the Pusher gateway does).
@@ -366,7 +368,12 @@ class StompGateway:
             if entry.active:
                 entry.conn.deliver(entry, encoded, mark)
 
-    def _send_run(self, plan: _Plan, run: list[tuple[EncodedMessage, Mark]]) -> None:
+    def _send_run(
+        self, plan: _Plan, queued: list[tuple[_Plan, EncodedMessage, Mark, bool]]
+    ) -> None:
+        """The fan-out's writer of a run of messages to the same plan: consecutive WebSocket
+        frames in ONE write per socket."""
+        run = [(m, mark) for _, m, mark, _ in queued]
         sent = 0
         orders = tuple({mark[0]: None for _, mark in run if mark is not None})
         for prefix, escape, entries in plan.groups:
@@ -417,8 +424,8 @@ class StompGateway:
         store = self.runtime.store
         streams: dict[str, list[EventRecord]] = {}
         sent = 0
-        if self.pending:
-            self.flush_pending()
+        if self.out.pending:
+            self.out.flush()
         for destination, subs in list(self.subscribers.items()):
             entries = [e for e in subs if e.active]
             if not entries:
@@ -479,7 +486,7 @@ def _frames(
 ) -> tuple[bytes, dict[str, int], int]:
     """(consecutive WebSocket frames of the run's messages new after ``seqs`` (order id ->
     last seq sent, None = nothing yet), the orders' new last seqs, how many frames)."""
-    frames = []
+    payloads = []
     sent: dict[str, int] = {}
     for encoded, mark in run:
         if mark is not None:
@@ -488,8 +495,8 @@ def _frames(
             if last is not None and seq <= last:
                 continue
             seqs[order_id] = sent[order_id] = seq
-        frames.append(ws_text_frame(prefix + (encoded.tail if escape else encoded.raw_tail)))
-    return b"".join(frames), sent, len(frames)
+        payloads.append(prefix + (encoded.tail if escape else encoded.raw_tail))
+    return frame_blob(payloads), sent, len(payloads)
 
 
 def _mark(out: dialect.StompMessage) -> Mark:
@@ -653,8 +660,8 @@ class StompConnection(WSListener):
         transport = self.transport
         if transport is None:
             return
-        if self.gateway.pending:
-            self.gateway.flush_pending()  # queued fan-out first: keep this socket's order
+        if self.gateway.out.pending:
+            self.gateway.out.flush()  # queued fan-out first: keep this socket's order
         for data in self.session.data_to_send():
             transport.send(WSMsgType.TEXT, data)
 
@@ -936,8 +943,8 @@ class StompConnection(WSListener):
                     out.append(message)
         if not entry.active or self._closed:
             return
-        if self.gateway.pending:
-            self.gateway.flush_pending()  # live messages queued so far go to entry.held
+        if self.gateway.out.pending:
+            self.gateway.out.flush()  # live messages queued so far go to entry.held
         for message in out:
             encoded = encode_message(
                 message.destination, message.message_id, message.body, headers=message.headers
@@ -956,8 +963,8 @@ class StompConnection(WSListener):
         )
         if not entry.active or self._closed:
             return
-        if self.gateway.pending:
-            self.gateway.flush_pending()  # live messages queued so far go to entry.held
+        if self.gateway.out.pending:
+            self.gateway.out.flush()  # live messages queued so far go to entry.held
         for out in dialect.replay_order_messages(entry.sub.destination, events, since):
             encoded = encode_message(out.destination, out.message_id, out.body, headers=out.headers)
             self._write(entry, encoded, _mark(out))
@@ -1007,10 +1014,8 @@ class StompConnection(WSListener):
         if (
             transport is not None
             and not self._closed
-            and transport.underlying_transport.get_write_buffer_size()
-            > self.gateway.config.max_buffered_bytes
+            and self.gateway.slow.too_slow(transport.underlying_transport)
         ):
-            self.gateway.dropped_slow += 1
             self.fail(
                 "slow consumer",
                 "the connection could not keep up with its messages; reconnect and resume",

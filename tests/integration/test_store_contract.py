@@ -109,6 +109,30 @@ async def test_unknown_order_and_delivery(any_world: World) -> None:
         await store.mutate_order("ord_nope", lambda o: None)
 
 
+async def test_a_delivery_names_its_order_on_every_store(any_world: World) -> None:
+    """The store remembers which order a delivery it created belongs to (a courier update
+    resolves it before its transaction); another store on the same database (another node,
+    a restart) finds it in the database, and a delivery nobody created stays unknown."""
+    from ordercast.storage.sql import open_store
+
+    w = any_world
+    store = w.runtime.store
+    p = principal(w)
+    oid = (await w.order())["id"]
+    await w.runtime.orders.transition(p, oid, to="accepted")
+    _, delivery_id = await w.runtime.orders.start_delivery(p, oid, provider="couriers")
+    assert await store.order_id_for_delivery(delivery_id) == oid
+    other = open_store(w.runtime.settings.database_url)
+    try:
+        assert await other.order_id_for_delivery(delivery_id) == oid
+        assert await other.order_id_for_delivery(delivery_id) == oid  # now remembered
+        assert await other.order_id_for_delivery("dlv_nope") is None
+    finally:
+        await other.close()
+    result = await w.runtime.orders.courier_update(p, delivery_id, status="courier_confirmed")
+    assert result.order.id == oid and result.events
+
+
 async def test_meta_is_kept(any_world: World) -> None:
     store = any_world.runtime.store
     assert await store.insert_meta("k-contract", "one") is True

@@ -76,6 +76,8 @@ _MAX_RETRIES = 20
 
 # How many orders a store keeps as last committed (see ``SqlStore._recent``).
 RECENT_ORDERS = 2_000
+# How many delivery ids a store remembers the order of (see ``SqlStore._delivery_orders``).
+DELIVERY_ORDERS = 10_000
 
 
 def engine_url(url: str) -> str:
@@ -166,6 +168,12 @@ class SqlStore:
         # one document; entries are added after the COMMIT only, on the event loop (the
         # writer thread only reads), and Orders are never changed in place (``evolve``).
         self._recent: dict[str, Order] = {}
+        # The order of each delivery this process created or looked up: a delivery never
+        # moves (its ``deliveries`` row is inserted once, never updated or deleted), so the
+        # mapping never goes stale, on any node. A courier update resolves its delivery
+        # before its write transaction; through the engine that read cost more CPU than
+        # the transaction's own statements (docs/benchmarks.md, 2026-12-03 rush writes).
+        self._delivery_orders: dict[str, str] = {}
 
     def _write_lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """Held around the engine's write transactions (SQLite: one writer at a time)."""
@@ -350,12 +358,21 @@ class SqlStore:
 
     # -- orders and events ---------------------------------------------------------
 
-    def _committed(self, order: Order) -> None:
+    def _committed(self, mutation: Mutation) -> None:
+        order = mutation.order
         recent = self._recent
         recent.pop(order.id, None)
         recent[order.id] = order
         if len(recent) > RECENT_ORDERS:
             del recent[next(iter(recent))]
+        if mutation.new_delivery_id:
+            self._remember_delivery(mutation.new_delivery_id, order.id)
+
+    def _remember_delivery(self, delivery_id: str, order_id: str) -> None:
+        known = self._delivery_orders
+        known[delivery_id] = order_id
+        if len(known) > DELIVERY_ORDERS:
+            del known[next(iter(known))]
 
     async def create_order(self, mutation: Mutation) -> None:
         async def body(tx: Tx) -> None:
@@ -365,7 +382,7 @@ class SqlStore:
         for _ in range(_MAX_RETRIES):
             try:
                 await self.connector.transaction(body)
-                self._committed(mutation.order)
+                self._committed(mutation)
                 return
             except IntegrityViolation as exc:
                 if exc.constraint in _ORDER_EXISTS:
@@ -387,7 +404,7 @@ class SqlStore:
             try:
                 done = await self.connector.transaction(body)
                 if done is not None and done.events:
-                    self._committed(done.order)
+                    self._committed(done)
                 return done
             except _Retry:
                 busy = None
@@ -551,12 +568,18 @@ class SqlStore:
         return [EventRecord.from_dict(dict(r)) for r in rows]
 
     async def order_id_for_delivery(self, delivery_id: str) -> str | None:
+        known = self._delivery_orders.get(delivery_id)
+        if known is not None:
+            return known
         async with self.engine.connect() as conn:
-            return (
+            order_id: str | None = (
                 await conn.execute(
                     sa.select(s.deliveries.c.order_id).where(s.deliveries.c.id == delivery_id)
                 )
             ).scalar_one_or_none()
+        if order_id is not None:
+            self._remember_delivery(delivery_id, order_id)
+        return order_id
 
     # -- Doshii-style subscriptions -----------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ordercast.dialects import Target, matches, renderer
 from ordercast.domain.events import EventRecord
@@ -55,31 +56,44 @@ class OutboxHook:
         subscribed: set[str] = set()
         if any(ep.dialect == "doshii" for ep in endpoints):
             subscribed = await self.outbox.subscribers(tx, order.id)
-        resource = order_resource(order, self.base_url)
+        # The order's own lists and dicts, not a deep copy: the dialects only read it
+        # (``Render`` takes a Mapping) and every body is encoded before this returns.
+        resource = order_resource(order, self.base_url, copy=False)
         now = self.clock()
+        new_id = self.ids.new_id
+        # Endpoints in one dialect for the same target (app, kind, subscribed) get the same
+        # messages: rendered, and each body encoded, once per change.
+        rendered: dict[tuple[str, Target], list[_Wire]] = {}
         messages: list[OutboxMessage] = []
         for ep in endpoints:
-            render = renderer(ep.dialect)
             target = Target(ep.app_id, ep.kind, ep.app_id in subscribed)
-            for event in events:
-                for part, wire in enumerate(render(event, resource, target)):
-                    if not matches(ep.event_types, event.type, wire.type):
-                        continue
-                    messages.append(
-                        OutboxMessage.new(
-                            id=self.ids.new_id("msg_"),
-                            endpoint=ep,
-                            body=encode_body(wire.payload),
-                            event_type=event.type,
-                            wire_type=wire.type,
-                            event_at=event.recorded_at,
-                            now=now,
-                            part=part,
-                            order_id=event.order_id,
-                            event_id=event.event_id,
-                            seq=event.seq,
-                        )
+            wires = rendered.get((ep.dialect, target))
+            if wires is None:
+                render = renderer(ep.dialect)
+                wires = rendered[(ep.dialect, target)] = [
+                    _Wire(event, part, wire.type, wire.payload)
+                    for event in events
+                    for part, wire in enumerate(render(event, resource, target))
+                ]
+            for w in wires:
+                event = w.event
+                if not matches(ep.event_types, event.type, w.type):
+                    continue
+                messages.append(
+                    OutboxMessage.new(
+                        id=new_id("msg_"),
+                        endpoint=ep,
+                        body=w.body(),
+                        event_type=event.type,
+                        wire_type=w.type,
+                        event_at=event.recorded_at,
+                        now=now,
+                        part=w.part,
+                        order_id=event.order_id,
+                        event_id=event.event_id,
+                        seq=event.seq,
                     )
+                )
         await self.outbox.add(tx, messages)
         if any(m.status == "pending" for m in messages):
             if len(self._queued) >= _MAX_QUEUED:  # keys of transactions that rolled back
@@ -95,3 +109,22 @@ class OutboxHook:
             return False
         self._queued.discard(key)
         return True
+
+
+class _Wire:
+    """One rendered wire message of a change, its body encoded on first use (only a
+    message some endpoint's filter lets through is encoded, as before)."""
+
+    __slots__ = ("_body", "event", "part", "payload", "type")
+
+    def __init__(self, event: EventRecord, part: int, type: str, payload: dict[str, Any]) -> None:
+        self.event = event
+        self.part = part
+        self.type = type
+        self.payload = payload
+        self._body: bytes | None = None
+
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = encode_body(self.payload)
+        return self._body

@@ -53,8 +53,15 @@ def webhook_dialect(name: str) -> ModuleType:
     return importlib.import_module(f"ordercast.dialects.{name}")
 
 
+_RENDERERS: dict[str, Render] = {}
+
+
 def renderer(name: str) -> Render:
-    render: Render = webhook_dialect(name).render
+    """Dialect ``name``'s ``render`` (looked up once per name: the outbox hook asks for
+    every endpoint of every change)."""
+    render = _RENDERERS.get(name)
+    if render is None:
+        render = _RENDERERS[name] = webhook_dialect(name).render
     return render
 
 

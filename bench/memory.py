@@ -62,13 +62,18 @@ def fresh_order(template: list[Any], order_id: str) -> list[Any]:
 def maps(rt: Any) -> dict[str, int]:
     """Sizes of the per-order / per-channel maps (whatever this version has)."""
     pusher = rt.gateway.extensions["pusher"]
+    # Since issue 13 the maps sit in the gateway's parts (registry, order channels).
+    parts = [getattr(pusher, "channels", None), getattr(pusher, "orders", None), pusher]
     out: dict[str, int] = {}
     for name in ("sent_seq", "live_seq", "last_state", "locations", "by_name", "connections"):
-        value = getattr(pusher, name, None)
-        if value is not None:
-            out[f"pusher.{name}"] = len(value)
-    out["pusher.channels"] = sum(len(s.channels) for s in pusher.apps.values())
-    out["pusher.cache"] = sum(len(s.cache) for s in pusher.apps.values())
+        for part in parts:
+            value = getattr(part, name, None)
+            if isinstance(value, dict):
+                out[f"pusher.{name}"] = len(value)
+                break
+    apps = next(p.apps for p in parts if hasattr(p, "apps"))
+    out["pusher.channels"] = sum(len(s.channels) for s in apps.values())
+    out["pusher.cache"] = sum(len(s.cache) for s in apps.values())
     for consumer in rt.hub.consumers:
         if type(consumer).__name__ == "StompGateway":
             out["stomp.subscribers"] = len(consumer.subscribers)

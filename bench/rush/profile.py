@@ -28,7 +28,7 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "_authorize (ordercast",
             "_load_last_state",
             "StompConnection._subscribe",
-            "PusherGateway.app_state",
+            "ChannelRegistry.app_state",
             "subscription_succeeded",
             "Directory.authenticate",
             "authenticate (ordercast/api/deps",
@@ -40,7 +40,7 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "webhook delivery worker (claim, POST, record)",
         ("DeliveryWorker", "SqlOutbox.claim", "Sender."),
     ),
-    ("hub fan-out (Pusher/STOMP render and send)", ("Hub._pump", "Hub.dispatch", "flush_pending")),
+    ("hub fan-out (Pusher/STOMP render and send)", ("Hub._pump", "Hub.dispatch", "Fanout.flush")),
     (
         "REST request (uvicorn, FastAPI, command route)",
         ("HttpMetrics", "RequestResponseCycle", "HttpToolsProtocol"),

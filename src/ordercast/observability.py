@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 
 from ordercast import metrics
-from ordercast.gateway.pusher import PusherGateway, channel_is_presence
+from ordercast.gateway.pusher import PusherGateway
+from ordercast.gateway.pusher.registry import channel_is_presence
 
 if TYPE_CHECKING:
     from ordercast.gateway.cluster import PusherCluster
@@ -48,12 +49,12 @@ class RuntimeMetrics:
 
     def written(self) -> int:
         pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
-        return (pusher.writes if pusher else 0) + (stomp.delivered if stomp else 0)
+        return (pusher.out.writes if pusher else 0) + (stomp.delivered if stomp else 0)
 
     def connection_counts(self) -> Iterable[tuple[str, str, int, int]]:
         pusher = _pusher(self.runtime)
         if pusher is not None:
-            for app_id, state in list(pusher.apps.items()):
+            for app_id, state in list(pusher.channels.apps.items()):
                 subs = sum(len(channel.subs) for channel in state.channels.values())
                 if state.connections or subs:
                     yield "pusher", app_id, state.connections, subs
@@ -70,7 +71,7 @@ class RuntimeMetrics:
 
     def fanout_totals(self) -> Iterable[tuple[str, int]]:
         pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
-        yield "pusher", pusher.writes if pusher else 0
+        yield "pusher", pusher.out.writes if pusher else 0
         yield "stomp", stomp.delivered if stomp else 0
 
     async def outbox_depth(self) -> tuple[dict[str, int], float | None]:
@@ -154,7 +155,7 @@ class Observability(RuntimeMetrics):
         """Give the installed gateways the trace (STOMP may be installed after us)."""
         pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
         if pusher is not None:
-            pusher.trace = self.trace
+            pusher.orders.trace = self.trace
         if stomp is not None:
             stomp.trace = self.trace
 
@@ -201,7 +202,7 @@ class LocalConnections:
         rows: list[dict[str, Any]] = []
         pusher = _pusher(self.runtime)
         if pusher is not None:
-            for app_id, state in list(pusher.apps.items()):
+            for app_id, state in list(pusher.channels.apps.items()):
                 if app_ids is not None and app_id not in app_ids:
                     continue
                 channels = []

@@ -103,12 +103,12 @@ class Runtime:
         doshii_auth = DoshiiAuth(directory, clock)
         # Before Pusher's /app/{key}: /app/socket is the Doshii socket, not a Pusher app.
         DoshiiGateway(store, doshii_auth, settings.base_url).install(gateway)
-        pusher = PusherGateway(store)
+        pusher = PusherGateway(store, clock)
         pusher.install(gateway)
         registry = open_registry(settings.bus_url, settings.prefix, new_node_id())
         if registry.shared:  # several nodes: counts, presence and relays through Redis
             cluster = PusherCluster(
-                pusher,
+                pusher.channels,
                 registry,
                 bus,
                 heartbeat=settings.cluster_heartbeat,
@@ -177,7 +177,7 @@ class Runtime:
         self.webhooks = WebhookService(self.store, outbox, allow, ids=self.ids)
         self.doshii_webhooks = DoshiiWebhooks(self.webhooks, self.settings.base_url)
         self.pusher_webhooks = PusherWebhooks(outbox, ids=self.ids)
-        pusher_of(self.gateway).webhooks = self.pusher_webhooks
+        pusher_of(self.gateway).channels.webhooks = self.pusher_webhooks
 
     async def start_delivery(self) -> DeliveryWorker:
         """Start the webhook delivery worker in this process (``ordercast run`` does)."""

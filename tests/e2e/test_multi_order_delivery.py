@@ -182,7 +182,7 @@ async def test_pusher_presence_and_order_channels_get_every_order_event(runtime:
                 *(live.post(f"/v1/orders/{i}/cancellation", {"reason": "y"}) for i in ids),
             )
             expected: dict[tuple[str, str], list[int]] = defaultdict(list)
-            view = await runtime.gateway.extensions["pusher"].location(live.location_id)
+            view = await runtime.gateway.extensions["pusher"].orders.location(live.location_id)
             for oid in ids + new_ids:
                 r = await live.http.get(f"/v1/orders/{oid}", auth=live.auth)
                 order = r.json()
@@ -359,13 +359,14 @@ async def test_gateway_maps_are_empty_after_subscribers_leave(runtime: Runtime) 
     orders are published: no per-order or per-channel entry is left in either gateway
     (before: the Pusher gateway's sent_seq kept one entry per order ever published), the
     caches stay within their bounds."""
-    from ordercast.gateway import pusher as pusher_gateway
+    from ordercast.gateway.pusher import orders as pusher_orders
     from ordercast.gateway.stomp import StompGateway
 
     need_node()
     async for live in start_live(runtime):
         stomp = await start_stomp(runtime)
         pusher = runtime.gateway.extensions["pusher"]
+        registry, orders = pusher.channels, pusher.orders
         world_kds = await runtime.directory.create_app(
             tenant_id=live.tenant_id, name="KDS", kind="kds", location_ids=[live.location_id]
         )
@@ -396,23 +397,23 @@ async def test_gateway_maps_are_empty_after_subscribers_leave(runtime: Runtime) 
                 for _ in ids:
                     assert (await kds.expect("MESSAGE")).headers["event-type"] == "order.accepted"
                 await staff.wait_for(type="event", event="order_confirmation")
-                assert pusher.sent_seq and stomp.subscribers  # bookkeeping while listened to
+                assert orders.sent_seq and stomp.subscribers  # bookkeeping while listened to
         finally:
             await staff.close()
 
         for _ in range(200):
-            if not pusher.connections and not stomp.connections:
+            if not registry.connections and not stomp.connections:
                 break
             await asyncio.sleep(0.02)
-        assert not pusher.connections and not stomp.connections
+        assert not registry.connections and not stomp.connections
         for _ in range(50):
             order = await live.order()
             await live.post(f"/v1/orders/{order['id']}/transitions", {"to": "accepted"})
         await asyncio.sleep(0.2)
-        assert pusher.sent_seq == {} and pusher.live_seq == {} and pusher.by_name == {}
-        assert all(not s.channels and not s.users for s in pusher.apps.values())
-        assert len(pusher.last_state) <= pusher_gateway.LAST_STATE_ENTRIES
-        assert len(pusher.locations) <= pusher_gateway.LOCATION_ENTRIES
+        assert orders.sent_seq == {} and orders.live_seq == {} and registry.by_name == {}
+        assert all(not s.channels and not s.users for s in registry.apps.values())
+        assert len(orders.last_state) <= pusher_orders.LAST_STATE_ENTRIES
+        assert len(orders.locations) <= pusher_orders.LOCATION_ENTRIES
         assert isinstance(stomp, StompGateway)
         assert stomp.subscribers == {} and stomp._plans == {} and not stomp.pending
 

@@ -373,22 +373,22 @@ async def test_last_state_load_racing_a_live_event_never_duplicates_it(
 
     from ordercast.gateway.pusher import pusher_of
 
-    gateway = pusher_of(live.runtime.gateway)
     order = await live.order()
     oid = order["id"]
     channel = f"private-o-{oid}"
-    gateway.last_state.clear()  # no cached last state: the subscribe loads it from storage
+    orders = pusher_of(live.runtime.gateway).orders  # the Open Dining order channels
+    orders.last_state.clear()  # no cached last state: the subscribe loads it from storage
 
     gate, loading = asyncio.Event(), asyncio.Event()
-    real_get_order = gateway.store.get_order
+    real_get_order = orders.store.get_order
 
     async def gated_get_order(order_id: str) -> Any:
-        monkeypatch.setattr(gateway.store, "get_order", real_get_order)  # only this call
+        monkeypatch.setattr(orders.store, "get_order", real_get_order)  # only this call
         loading.set()
         await gate.wait()
         return await real_get_order(order_id)
 
-    monkeypatch.setattr(gateway.store, "get_order", gated_get_order)
+    monkeypatch.setattr(orders.store, "get_order", gated_get_order)
     url = f"ws://127.0.0.1:{live.ws_port}/app/{live.app['key']}?protocol=7"
     async with websockets.connect(url) as ws:
 

@@ -195,7 +195,7 @@ STOMP_DESTINATIONS: dict[str, list[str]] = {
 #: Destinations anyone logged in may subscribe to because nothing is ever sent there.
 STOMP_SILENT = frozenset({"modules", "steering"})
 
-#: Guarded Pusher channel prefixes (``gateway.pusher.GUARDED_PREFIXES``) -> the victim's
+#: Guarded Pusher channel prefixes (``gateway.pusher.orders.GUARDED_PREFIXES``) -> the victim's
 #: channel.
 PUSHER_CHANNELS: dict[str, str] = {
     "private-o-": "private-o-{order_id}",

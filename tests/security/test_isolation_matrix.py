@@ -29,7 +29,7 @@ import websockets
 
 from ordercast.app import create_app
 from ordercast.dialects import orderingstack
-from ordercast.gateway.pusher import GUARDED_PREFIXES
+from ordercast.gateway.pusher.orders import GUARDED_PREFIXES
 from ordercast.protocols.pusher.httpapi import body_md5, string_to_sign
 from security.estate import (
     App,

@@ -75,7 +75,7 @@ async def update_app(
     app = await rt.directory.update_app(
         app_id, name=body.name, location_ids=body.location_ids, settings=body.settings
     )
-    pusher_of(rt.gateway).refresh_app(app)
+    pusher_of(rt.gateway).channels.refresh_app(app)
     return app_dict(app)
 
 

@@ -43,7 +43,8 @@ from ordercast.errors import (
     Unauthorized,
     ValidationError,
 )
-from ordercast.gateway.pusher import AppState, PusherGateway, pusher_of
+from ordercast.gateway.pusher import PusherGateway, pusher_of
+from ordercast.gateway.pusher.registry import AppState
 from ordercast.ports import App
 from ordercast.protocols.credentials import same_secret
 from ordercast.protocols.logins import basic_credential, bearer_credential
@@ -333,7 +334,7 @@ async def _signed(request: Request, app_id: str | None) -> tuple[PusherGateway, 
     # numeric id is an alias. Any other id must be that app's own: a request signed by one
     # app for another app's id reads as not found, whether that id exists or not.
     key = httpapi.auth_key_of(query)
-    state = await gateway.app_state(key) if plausible_id(key) else None
+    state = await gateway.channels.app_state(key) if plausible_id(key) else None
     if state is None or not (app_id is None or app_id.isdigit() or app_id == state.app.id):
         raise NotFound(f"app {app_id} not found")
     body = await request.body()

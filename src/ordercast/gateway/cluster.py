@@ -1,8 +1,8 @@
 """The Pusher gateway as one node of a cluster: what a client or SDK sees is the same whichever
 node it reaches.
 
-:class:`PusherCluster` sits beside :class:`~ordercast.gateway.pusher.PusherGateway` and owns
-everything cluster-wide:
+:class:`PusherCluster` sits beside the Pusher gateway's registry of this node's apps and channels
+(:class:`~ordercast.gateway.pusher.registry.ChannelRegistry`) and owns everything cluster-wide:
 
 * **Counts and presence** in a :class:`~ordercast.cluster.Registry` (Redis with a
   ``redis://`` bus, in-process with ``memory://``). The gateway keeps its local channels and
@@ -62,11 +62,12 @@ from ordercast.protocols.pusher import (
 )
 from ordercast.protocols.pusher.httpapi import TriggerEvent
 
-# The Pusher gateway's own objects. gateway/pusher.py imports this module (its default
-# one-node cluster), so they are not imported here: no import cycle, even for type checking.
+# The Pusher gateway's own objects (gateway/pusher/registry.py, connection.py). The registry
+# imports this module (its default one-node cluster), so they are not imported here: no
+# import cycle, even for type checking.
 AppState = Any
 PusherConnection = Any
-PusherGateway = Any
+ChannelRegistry = Any
 
 __all__ = ["BUS_KIND", "PusherCluster", "new_node_id"]
 
@@ -89,14 +90,15 @@ def new_node_id() -> str:
 class PusherCluster:
     def __init__(
         self,
-        gateway: PusherGateway,
+        local: ChannelRegistry,
         registry: Registry,
         bus: Bus | None,
         *,
         heartbeat: float = 2.0,
         node_timeout: float = 10.0,
     ) -> None:
-        self.gateway = gateway
+        #: This node's apps, channels and sockets (the Pusher gateway's registry).
+        self.local = local
         self.registry = registry
         self.bus = bus
         self.node_id = registry.node_id
@@ -114,7 +116,7 @@ class PusherCluster:
         #: Run when a dead node was reaped (here or on another node): the runtime points it
         #: at the hub's catch-up (every gateway replays from storage what it may have missed).
         self.on_node_lost: Callable[[], Awaitable[None]] = _nothing
-        gateway.cluster = self
+        local.cluster = self
 
     # -- life -------------------------------------------------------------------------------
 
@@ -160,10 +162,10 @@ class PusherCluster:
         # "apps": the node's Pusher connections per app, for the console's connections page
         apps = {
             app_id: state.connections
-            for app_id, state in list(self.gateway.apps.items())
+            for app_id, state in list(self.local.apps.items())
             if state.connections
         }
-        return {"connections": len(self.gateway.connections), "pid": os.getpid(), "apps": apps}
+        return {"connections": len(self.local.connections), "pid": os.getpid(), "apps": apps}
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -236,7 +238,7 @@ class PusherCluster:
         assert req.member is not None
         member = req.member
         app_id = state.app.id
-        limit = self.gateway.max_presence_members
+        limit = self.local.max_presence_members
         self._submit(
             lambda: self.registry.join(
                 app_id, req.channel, member.user_id, member.user_info, first_local, limit
@@ -247,7 +249,7 @@ class PusherCluster:
     def _joined(
         self, state: AppState, conn: PusherConnection, req: SubscribeRequested, joined: Joined
     ) -> None:
-        gw = self.gateway
+        gw = self.local
         name = req.channel
         session = conn.session
         assert req.member is not None and session is not None
@@ -302,12 +304,12 @@ class PusherCluster:
         frame = encode_member_removed(name, user_id).encode()
         channel = state.channels.get(name)
         if channel is not None:
-            self.gateway.fanout(channel, frame)
+            self.local.fanout(channel, frame)
         self.relay(state.app.id, name, frame)
         self._webhook(state, {"name": "member_removed", "channel": name, "user_id": user_id})
 
     def _webhook(self, state: AppState, event: dict[str, Any]) -> None:
-        sink = self.gateway.webhooks
+        sink = self.local.webhooks
         if sink is not None:
             self._spawn(sink(state.app, [event]))
 
@@ -379,7 +381,7 @@ class PusherCluster:
         line with the other messages, so a catch-up never races a live delivery."""
         mine = payload.get("node") == self.node_id
         catch_up = False
-        gw = self.gateway
+        gw = self.local
         for op in payload.get("ops") or ():
             if op.get("o") == "c":
                 catch_up = True
@@ -409,7 +411,7 @@ class PusherCluster:
         """Trigger on every node; ``info`` (if asked) counts the whole cluster."""
         results = []
         for event in events:
-            self.gateway.trigger(state, event)
+            self.local.trigger(state, event)
             for name in event.channels:
                 if self.registry.shared:
                     frame = encode_event(event.name, name, event.data).encode()
@@ -425,7 +427,7 @@ class PusherCluster:
         return results
 
     async def terminate(self, state: AppState, user_id: str) -> None:
-        self.gateway.terminate_user(state, user_id)
+        self.local.terminate_user(state, user_id)
         if self.registry.shared:
             self._queue_relay({"o": "t", "a": state.app.id, "u": user_id})
             await self.relayed()
@@ -450,7 +452,7 @@ class PusherCluster:
                     state.app.id, name
                 )
             elif attribute == "cache" and name in state.cache:
-                out.update(self.gateway.channel_info(state, name, ("cache",)))
+                out.update(self.local.channel_info(state, name, ("cache",)))
         return out
 
     async def still_true(self, app_id: str, event: dict[str, Any]) -> bool:
@@ -479,7 +481,7 @@ class PusherCluster:
                 for app_id, n in apps.items():
                     if int(n) > 0:
                         out.setdefault(str(app_id), {})[node.node_id] = int(n)
-        for app_id, state in list(self.gateway.apps.items()):
+        for app_id, state in list(self.local.apps.items()):
             if state.connections:
                 out.setdefault(app_id, {})[self.node_id] = state.connections
         return out
@@ -487,7 +489,7 @@ class PusherCluster:
     async def connections(self) -> dict[str, int]:
         """Pusher connections per live node (as of each node's last beat; this node: now)."""
         out = {n.node_id: int(n.info.get("connections", 0)) for n in await self.nodes()}
-        out[self.node_id] = len(self.gateway.connections)
+        out[self.node_id] = len(self.local.connections)
         return out
 
     # -- liveness ---------------------------------------------------------------------------------
@@ -527,7 +529,7 @@ class PusherCluster:
     async def _departed(self, departures: list[Departure]) -> None:
         """A dead node's members and channels, reaped by this node: tell everyone once."""
         for d in departures:
-            state = await self.gateway.app_state_by_id(d.app_id)
+            state = await self.local.app_state_by_id(d.app_id)
             if state is None:
                 continue
             if d.user_id is None:
@@ -540,7 +542,7 @@ class PusherCluster:
         self._close_all("Server draining: reconnect")
 
     def _close_all(self, reason: str) -> None:
-        for conn in list(self.gateway.connections.values()):
+        for conn in list(self.local.connections.values()):
             if conn.session is not None:
                 conn.session.fail(CloseCode.GENERIC_RECONNECT, reason)
                 conn.flush()

@@ -89,7 +89,6 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     import websockets
 
     from ordercast.domain.access import AppPrincipal
-    from ordercast.gateway.stomp import install
     from ordercast.protocols.pusher.auth import sign_channel
     from ordercast.runtime import Runtime
     from ordercast.settings import Settings
@@ -98,7 +97,10 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         Settings(database_url=url, admin_token="bench-admin-token", log_level="warning")
     )
     try:
-        install(rt)
+        if getattr(rt, "stomp", None) is None:  # before issue 13: `ordercast run` installed it
+            from ordercast.gateway.stomp import install  # type: ignore[attr-defined]
+
+            install(rt)
         await rt.gateway.start(host="127.0.0.1", port=0)
         d = rt.directory
         tenant = await d.create_tenant("T")

@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ordercast.gateway.stomp import StompConfig, install  # noqa: E402
+from ordercast.gateway.stomp import StompConfig  # noqa: E402
 from ordercast.ports import BusMessage  # noqa: E402
 from ordercast.protocols.stomp import SessionConfig  # noqa: E402
 from ordercast.runtime import Runtime  # noqa: E402
@@ -81,7 +81,7 @@ async def bench_ordercast(n: int, k: int, timeout_ms: int) -> dict[str, Any]:
         settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", admin_token="x" * 20)
         rt = await Runtime.open(settings)
         try:
-            install(rt, StompConfig(session=SessionConfig(max_frame_size=64 * 1024)))
+            rt.stomp.config = StompConfig(session=SessionConfig(max_frame_size=64 * 1024))
             await rt.gateway.start(host="127.0.0.1", port=0)
             tenant = await rt.directory.create_tenant("Bench")
             location = await rt.directory.create_location(

@@ -20,8 +20,6 @@ from rich.console import Console
 
 from ordercast import observability
 from ordercast.errors import ConfigError, OrdercastError
-from ordercast.gateway import stomp as stomp_gateway
-from ordercast.gateway.pusher import pusher_of
 from ordercast.gateway.server import MAX_FRAME_SIZE
 from ordercast.logs import configure_logging
 from ordercast.runtime import Runtime
@@ -253,7 +251,6 @@ async def _serve(settings: Settings) -> None:
         )
         server = uvicorn.Server(config)
         runtime.gateway.ssl = tls
-        stomp_gateway.install(runtime)  # STOMP at /ws and /websocket
         observability.install(runtime)  # metrics sources and the console's fan-out trace
         try:
             await runtime.gateway.start()
@@ -280,7 +277,7 @@ async def _serve(settings: Settings) -> None:
         console.print(f"[bold green]ordercast[/bold green] is starting ({settings.mode} mode)")
         console.print(f"  storage      {settings.database_url}")
         console.print(f"  bus          {settings.bus_url}")
-        cluster = pusher_of(runtime.gateway).cluster
+        cluster = runtime.pusher.cluster
         if cluster.registry.shared:
             console.print(f"  cluster      node {cluster.node_id} (prefix {settings.prefix})")
         console.print(f"  HTTP API     {base}/v1")

@@ -1,7 +1,7 @@
 """Wiring of metrics, logs and the console's live views to a runtime.
 
-``install(runtime)`` (``ordercast run`` and the tests call it once the gateways are
-installed) registers the runtime as the source of the scrape-time metrics and gives the
+``install(runtime)`` (``ordercast run``, the HTTP app and the tests call it on an opened
+runtime) registers the runtime as the source of the scrape-time metrics and gives the
 hub its write counter. :class:`LocalConnections` is the small query interface the
 dashboard's connections page reads: what this process's gateways hold. A cluster-wide
 implementation answers the same :class:`ConnectionsSource` protocol.
@@ -18,27 +18,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 
 from ordercast import metrics
-from ordercast.gateway.pusher import PusherGateway
 from ordercast.gateway.pusher.registry import channel_is_presence
 
 if TYPE_CHECKING:
     from ordercast.gateway.cluster import PusherCluster
-    from ordercast.gateway.stomp import StompGateway
     from ordercast.runtime import Runtime
-
-
-def _pusher(runtime: Runtime) -> PusherGateway | None:
-    gateway = runtime.gateway.extensions.get("pusher")
-    return gateway if isinstance(gateway, PusherGateway) else None
-
-
-def _stomp(runtime: Runtime) -> StompGateway | None:
-    from ordercast.gateway.stomp import StompGateway
-
-    for consumer in runtime.hub.consumers:
-        if isinstance(consumer, StompGateway):
-            return consumer
-    return None
 
 
 class RuntimeMetrics:
@@ -48,31 +32,25 @@ class RuntimeMetrics:
         self.runtime = runtime
 
     def written(self) -> int:
-        pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
-        return (pusher.out.writes if pusher else 0) + (stomp.delivered if stomp else 0)
+        return self.runtime.pusher.out.writes + self.runtime.stomp.delivered
 
     def connection_counts(self) -> Iterable[tuple[str, str, int, int]]:
-        pusher = _pusher(self.runtime)
-        if pusher is not None:
-            for app_id, state in list(pusher.channels.apps.items()):
-                subs = sum(len(channel.subs) for channel in state.channels.values())
-                if state.connections or subs:
-                    yield "pusher", app_id, state.connections, subs
-        stomp = _stomp(self.runtime)
-        if stomp is not None:
-            rows: dict[str, list[int]] = {}
-            for conn in list(stomp.connections):
-                app_id = conn.principal.app_id if conn.principal is not None else "-"
-                row = rows.setdefault(app_id, [0, 0])
-                row[0] += 1
-                row[1] += len(conn.entries)
-            for app_id, (conns, subs) in rows.items():
-                yield "stomp", app_id, conns, subs
+        for app_id, state in list(self.runtime.pusher.channels.apps.items()):
+            subs = sum(len(channel.subs) for channel in state.channels.values())
+            if state.connections or subs:
+                yield "pusher", app_id, state.connections, subs
+        rows: dict[str, list[int]] = {}
+        for conn in list(self.runtime.stomp.connections):
+            app_id = conn.principal.app_id if conn.principal is not None else "-"
+            row = rows.setdefault(app_id, [0, 0])
+            row[0] += 1
+            row[1] += len(conn.entries)
+        for app_id, (conns, subs) in rows.items():
+            yield "stomp", app_id, conns, subs
 
     def fanout_totals(self) -> Iterable[tuple[str, int]]:
-        pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
-        yield "pusher", pusher.out.writes if pusher else 0
-        yield "stomp", stomp.delivered if stomp else 0
+        yield "pusher", self.runtime.pusher.out.writes
+        yield "stomp", self.runtime.stomp.delivered
 
     async def outbox_depth(self) -> tuple[dict[str, int], float | None]:
         from ordercast.storage import schema as s
@@ -141,37 +119,28 @@ class Observability(RuntimeMetrics):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.trace = FanoutTrace()
-        pusher = _pusher(runtime)
+        cluster = runtime.pusher.cluster
         self.connections: ConnectionsSource
         #: Who recorded the fan-out trace: this node's cluster id with a Redis bus, else "local".
         self.node = "local"
-        if pusher is not None and pusher.cluster.registry.shared:
-            self.connections = ClusterConnections(runtime, pusher.cluster)
-            self.node = pusher.cluster.node_id
+        if cluster.registry.shared:
+            self.connections = ClusterConnections(runtime, cluster)
+            self.node = cluster.node_id
         else:
             self.connections = LocalConnections(runtime)
-
-    def attach_gateways(self) -> None:
-        """Give the installed gateways the trace (STOMP may be installed after us)."""
-        pusher, stomp = _pusher(self.runtime), _stomp(self.runtime)
-        if pusher is not None:
-            pusher.orders.trace = self.trace
-        if stomp is not None:
-            stomp.trace = self.trace
+        runtime.pusher.orders.trace = self.trace
+        runtime.stomp.trace = self.trace
 
 
 def install(runtime: Runtime) -> Observability:
-    """Attach metrics sources and the fan-out trace to ``runtime``; idempotent (call it
-    again after installing a gateway)."""
+    """Attach metrics sources and the fan-out trace to ``runtime``; idempotent."""
     existing = getattr(runtime, "_observability", None)
     if isinstance(existing, Observability):
-        existing.attach_gateways()
         return existing
     source = Observability(runtime)
     runtime._observability = source  # type: ignore[attr-defined]
     metrics.GATEWAYS.source = weakref.ref(source)
     runtime.hub.written = source.written
-    source.attach_gateways()
     return source
 
 
@@ -200,68 +169,64 @@ class LocalConnections:
 
     def pusher_rows(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        pusher = _pusher(self.runtime)
-        if pusher is not None:
-            for app_id, state in list(pusher.channels.apps.items()):
-                if app_ids is not None and app_id not in app_ids:
-                    continue
-                channels = []
-                for name, channel in sorted(state.channels.items()):
-                    members = None
-                    if channel_is_presence(name):
-                        members = [
-                            {"user_id": uid, "user_info": info}
-                            for uid, info in state.roster.members(name).items()
-                        ]
-                    channels.append(
-                        {"name": name, "subscribers": len(channel.subs), "members": members}
-                    )
-                if state.connections or channels:
-                    rows.append(
-                        {
-                            "protocol": "pusher",
-                            "app_id": app_id,
-                            "node": self.node,
-                            "connections": state.connections,
-                            "nodes": [{"node": self.node, "connections": state.connections}],
-                            "channels": channels,
-                        }
-                    )
+        for app_id, state in list(self.runtime.pusher.channels.apps.items()):
+            if app_ids is not None and app_id not in app_ids:
+                continue
+            channels = []
+            for name, channel in sorted(state.channels.items()):
+                members = None
+                if channel_is_presence(name):
+                    members = [
+                        {"user_id": uid, "user_info": info}
+                        for uid, info in state.roster.members(name).items()
+                    ]
+                channels.append(
+                    {"name": name, "subscribers": len(channel.subs), "members": members}
+                )
+            if state.connections or channels:
+                rows.append(
+                    {
+                        "protocol": "pusher",
+                        "app_id": app_id,
+                        "node": self.node,
+                        "connections": state.connections,
+                        "nodes": [{"node": self.node, "connections": state.connections}],
+                        "channels": channels,
+                    }
+                )
         return rows
 
     def stomp_rows(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        stomp = _stomp(self.runtime)
-        if stomp is not None:
-            by_app: dict[str, dict[str, Any]] = {}
-            for conn in list(stomp.connections):
-                if conn.principal is None:
-                    continue
-                app_id = conn.principal.app_id
-                if app_ids is not None and app_id not in app_ids:
-                    continue
-                row = by_app.setdefault(
-                    app_id,
-                    {
-                        "protocol": "stomp",
-                        "app_id": app_id,
-                        "node": self.node,
-                        "connections": 0,
-                        "destinations": {},
-                    },
-                )
-                row["connections"] += 1
-                for entry in conn.entries.values():
-                    dest = entry.sub.destination
-                    row["destinations"][dest] = row["destinations"].get(dest, 0) + 1
-            for row in by_app.values():
-                dests = row.pop("destinations")
-                row["nodes"] = [{"node": self.node, "connections": row["connections"]}]
-                row["channels"] = [
-                    {"name": name, "subscribers": n, "members": None}
-                    for name, n in sorted(dests.items())
-                ]
-                rows.append(row)
+        by_app: dict[str, dict[str, Any]] = {}
+        for conn in list(self.runtime.stomp.connections):
+            if conn.principal is None:
+                continue
+            app_id = conn.principal.app_id
+            if app_ids is not None and app_id not in app_ids:
+                continue
+            row = by_app.setdefault(
+                app_id,
+                {
+                    "protocol": "stomp",
+                    "app_id": app_id,
+                    "node": self.node,
+                    "connections": 0,
+                    "destinations": {},
+                },
+            )
+            row["connections"] += 1
+            for entry in conn.entries.values():
+                dest = entry.sub.destination
+                row["destinations"][dest] = row["destinations"].get(dest, 0) + 1
+        for row in by_app.values():
+            dests = row.pop("destinations")
+            row["nodes"] = [{"node": self.node, "connections": row["connections"]}]
+            row["channels"] = [
+                {"name": name, "subscribers": n, "members": None}
+                for name, n in sorted(dests.items())
+            ]
+            rows.append(row)
         return rows
 
 

@@ -1,13 +1,16 @@
 """The runtime container: settings plus the opened adapters and services.
 
-Built only by the composition roots (``app.py``, ``cli.py``) and by tests.
+:meth:`Runtime.open` is where ordercast is put together: storage, bus, services, webhook
+delivery, the POS flow, and the WebSocket gateways (Doshii, Pusher, STOMP), each built from
+its collaborators and installed on the one gateway server. ``app.py`` (the HTTP API) and
+``cli.py`` (``ordercast run``) open a runtime and serve it; tests open their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,12 @@ from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
 from ordercast.domain.pos_flow import plan_timers
 from ordercast.errors import ConfigError, OrdercastError
-from ordercast.gateway.cluster import PusherCluster, new_node_id
+from ordercast.gateway.cluster import new_node_id
 from ordercast.gateway.doshii import DoshiiGateway
 from ordercast.gateway.hub import Hub
-from ordercast.gateway.pusher import PusherGateway, pusher_of
+from ordercast.gateway.pusher import PusherGateway
 from ordercast.gateway.server import GatewayServer
+from ordercast.gateway.stomp import StompConfig, StompGateway
 from ordercast.metrics import count_events
 from ordercast.ports import Bus, Clock, Ids, Store
 from ordercast.protocols.logins import LoginLimiter
@@ -62,6 +66,9 @@ class Runtime:
     # and its one bus listener. See ``gateway/server.py`` for how a protocol plugs in.
     hub: Hub
     gateway: GatewayServer
+    # The protocol gateways installed on it (``_open_gateways``).
+    pusher: PusherGateway = field(init=False)
+    stomp: StompGateway = field(init=False)
     # Webhooks: endpoint management, and the delivery worker once ``start_delivery()`` ran.
     webhooks: WebhookService | None = None
     outbox_hook: OutboxHook | None = None
@@ -100,29 +107,12 @@ class Runtime:
         orders.after_commit.append(count_events)
         hub = Hub(bus)
         gateway = GatewayServer(hub, settings.host, settings.ws_port)
-        doshii_auth = DoshiiAuth(directory, clock)
-        # Before Pusher's /app/{key}: /app/socket is the Doshii socket, not a Pusher app.
-        DoshiiGateway(store, doshii_auth, settings.base_url).install(gateway)
-        pusher = PusherGateway(store, clock)
-        pusher.install(gateway)
-        registry = open_registry(settings.bus_url, settings.prefix, new_node_id())
-        if registry.shared:  # several nodes: counts, presence and relays through Redis
-            cluster = PusherCluster(
-                pusher.channels,
-                registry,
-                bus,
-                heartbeat=settings.cluster_heartbeat,
-                node_timeout=settings.cluster_node_timeout,
-            )
-            cluster.on_node_lost = hub.catch_up
         runtime = cls(
             settings, store, bus, clock, ids, directory, orders, admin_token, hub, gateway
         )
-        runtime.doshii_auth = doshii_auth
+        runtime.doshii_auth = DoshiiAuth(directory, clock)
         runtime._open_webhooks()
-        if runtime.pusher_webhooks is not None and registry.shared:
-            # a held vacated/removed webhook is dropped if the cluster undid it meanwhile
-            runtime.pusher_webhooks.recheck = pusher.cluster.still_true
+        runtime._open_gateways()
         runtime._open_pos_flow()
         if isinstance(store, SqlStore):
             runtime.accounts = AccountService(
@@ -136,6 +126,32 @@ class Runtime:
                 ids=ids,
             )
         return runtime
+
+    def _open_gateways(self) -> None:
+        """The WebSocket gateways, installed on ``self.gateway`` in the order its routes are
+        tried: Doshii, Pusher, STOMP (hub consumers: Pusher, STOMP, and Doshii once the
+        server starts)."""
+        s = self.settings
+        assert self.doshii_auth is not None
+        # Before Pusher's /app/{key}: /app/socket is the Doshii socket, not a Pusher app.
+        DoshiiGateway(self.store, self.doshii_auth, s.base_url).install(self.gateway)
+        # Several nodes (a redis:// bus): counts, presence and relays through Redis.
+        registry = open_registry(s.bus_url, s.prefix, new_node_id())
+        self.pusher = PusherGateway(
+            self.store,
+            self.clock,
+            webhooks=self.pusher_webhooks,
+            cluster=registry,
+            bus=self.bus,
+            heartbeat=s.cluster_heartbeat,
+            node_timeout=s.cluster_node_timeout,
+        )
+        self.pusher.install(self.gateway)
+        if self.pusher_webhooks is not None and registry.shared:
+            # a held vacated/removed webhook is dropped if the cluster undid it meanwhile
+            self.pusher_webhooks.recheck = self.pusher.cluster.still_true
+        self.stomp = StompGateway(self.store, self.directory, self.clock, StompConfig())
+        self.stomp.install(self.gateway)  # /ws and /websocket
 
     def _open_pos_flow(self) -> None:
         """Register the POS flow's timer hook (same transaction as the order's events)."""
@@ -177,7 +193,6 @@ class Runtime:
         self.webhooks = WebhookService(self.store, outbox, allow, ids=self.ids)
         self.doshii_webhooks = DoshiiWebhooks(self.webhooks, self.settings.base_url)
         self.pusher_webhooks = PusherWebhooks(outbox, ids=self.ids)
-        pusher_of(self.gateway).channels.webhooks = self.pusher_webhooks
 
     async def start_delivery(self) -> DeliveryWorker:
         """Start the webhook delivery worker in this process (``ordercast run`` does)."""

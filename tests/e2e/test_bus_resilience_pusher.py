@@ -93,9 +93,7 @@ async def test_client_kill_pusher_subscriber_on_node_b_misses_nothing(
                 await wait_for(lambda: bus_b.down_reason is None, 15, "node B to reconnect")
                 await post(f"/v1/orders/{new[0]}/cancellation", {"reason": "after"})
                 await post(f"/v1/orders/{ids[1]}/notes", {"text": "after"})
-                view = await live.runtime.gateway.extensions["pusher"].orders.location(
-                    live.location_id
-                )
+                view = await live.runtime.pusher.orders.location(live.location_id)
                 want: dict[tuple[str, str], list[int]] = defaultdict(list)
                 for oid in ids + new:
                     order = (await http.get(f"/v1/orders/{oid}", auth=live.auth)).json()

@@ -182,7 +182,7 @@ async def test_pusher_presence_and_order_channels_get_every_order_event(runtime:
                 *(live.post(f"/v1/orders/{i}/cancellation", {"reason": "y"}) for i in ids),
             )
             expected: dict[tuple[str, str], list[int]] = defaultdict(list)
-            view = await runtime.gateway.extensions["pusher"].orders.location(live.location_id)
+            view = await runtime.pusher.orders.location(live.location_id)
             for oid in ids + new_ids:
                 r = await live.http.get(f"/v1/orders/{oid}", auth=live.auth)
                 order = r.json()
@@ -365,8 +365,7 @@ async def test_gateway_maps_are_empty_after_subscribers_leave(runtime: Runtime) 
     need_node()
     async for live in start_live(runtime):
         stomp = await start_stomp(runtime)
-        pusher = runtime.gateway.extensions["pusher"]
-        registry, orders = pusher.channels, pusher.orders
+        registry, orders = runtime.pusher.channels, runtime.pusher.orders
         world_kds = await runtime.directory.create_app(
             tenant_id=live.tenant_id, name="KDS", kind="kds", location_ids=[live.location_id]
         )
@@ -415,7 +414,7 @@ async def test_gateway_maps_are_empty_after_subscribers_leave(runtime: Runtime) 
         assert len(orders.last_state) <= pusher_orders.LAST_STATE_ENTRIES
         assert len(orders.locations) <= pusher_orders.LOCATION_ENTRIES
         assert isinstance(stomp, StompGateway)
-        assert stomp.subscribers == {} and stomp._plans == {} and not stomp.pending
+        assert stomp.subscribers == {} and stomp._plans == {} and not stomp.out.pending
 
 
 async def test_stomp_per_order_bookkeeping_is_bounded_and_loses_nothing(world: World) -> None:

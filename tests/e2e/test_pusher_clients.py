@@ -371,12 +371,10 @@ async def test_last_state_load_racing_a_live_event_never_duplicates_it(
 
     import websockets
 
-    from ordercast.gateway.pusher import pusher_of
-
     order = await live.order()
     oid = order["id"]
     channel = f"private-o-{oid}"
-    orders = pusher_of(live.runtime.gateway).orders  # the Open Dining order channels
+    orders = live.runtime.pusher.orders  # the Open Dining order channels
     orders.last_state.clear()  # no cached last state: the subscribe loads it from storage
 
     gate, loading = asyncio.Event(), asyncio.Event()

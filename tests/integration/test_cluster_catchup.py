@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 import pytest
 import websockets
 
-from ordercast.gateway.pusher import pusher_of
 from ordercast.ports import BusMessage
 from ordercast.protocols.pusher import sign_channel
 from ordercast.runtime import Runtime
@@ -95,8 +94,8 @@ async def test_a_dead_nodes_unannounced_change_reaches_subscribers_once(
         a.orders.bus = DroppedBus()  # type: ignore[assignment]
         await a.orders.note(app.principal, order.id, text="never announced")
         assert not await read_until(3, 0.5)  # nothing woke node B
-        cluster_a = pusher_of(a.gateway).cluster
-        cluster_b = pusher_of(b.gateway).cluster
+        cluster_a = a.pusher.cluster
+        cluster_b = b.pusher.cluster
         assert sorted(await cluster_b.connections()) == sorted(
             [cluster_a.node_id, cluster_b.node_id]
         )

@@ -16,7 +16,6 @@ import pytest
 import websockets
 
 from ordercast.app import create_app
-from ordercast.gateway.pusher import pusher_of
 from ordercast.protocols.pusher import sign_channel
 from ordercast.runtime import Runtime
 from support.cluster import two_nodes
@@ -69,7 +68,7 @@ async def test_the_console_on_one_node_lists_the_clusters_sockets(
     nodes: tuple[Runtime, Runtime],
 ) -> None:
     a, b = nodes
-    node_a, node_b = pusher_of(a.gateway).cluster.node_id, pusher_of(b.gateway).cluster.node_id
+    node_a, node_b = a.pusher.cluster.node_id, b.pusher.cluster.node_id
     app = await make_channel_app(a, "staff")
     other = await make_channel_app(a, "other tenant")  # a tenant of its own
     order = await a.orders.create(

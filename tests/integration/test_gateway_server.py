@@ -44,8 +44,8 @@ async def test_routes_by_path_and_negotiates_subprotocols(runtime: Runtime) -> N
         keys.append(match["key"])
         return Echo()
 
-    gw = runtime.gateway
-    gw.add_route("/ws", stomp)  # type: ignore[arg-type]
+    gw = runtime.gateway  # its own routes (/ws, /app/…) are not in the way of these
+    gw.add_route("/proto", stomp)  # type: ignore[arg-type]
     gw.add_route(re.compile(r"/echo/(?P<key>[^/]+)"), app)  # type: ignore[arg-type]
     await gw.start(port=0)
     try:
@@ -58,14 +58,16 @@ async def test_routes_by_path_and_negotiates_subprotocols(runtime: Runtime) -> N
         assert keys == ["k1"]
 
         transport, client = await ws_connect(
-            Client, gw.url("/ws"), extra_headers={"Sec-WebSocket-Protocol": "v10.stomp, v12.stomp"}
+            Client,
+            gw.url("/proto"),
+            extra_headers={"Sec-WebSocket-Protocol": "v10.stomp, v12.stomp"},
         )
         assert transport.response.headers["Sec-WebSocket-Protocol"] == "v12.stomp"
         transport.disconnect()
         assert seen[0].subprotocols == ("v10.stomp", "v12.stomp")
 
         with pytest.raises(WSError):
-            await ws_connect(Client, gw.url("/ws"))
+            await ws_connect(Client, gw.url("/proto"))
         with pytest.raises(WSError):
             await ws_connect(Client, gw.url("/nowhere"))
     finally:

@@ -32,9 +32,6 @@ def stomp_url(live: Live, path: str) -> str:
 
 
 async def test_same_messages_on_both_ports(live: Live) -> None:
-    from ordercast.gateway import stomp
-
-    stomp.install(live.runtime)
     dest = f"/kds/{live.tenant_id}/{live.location_id}"
     key, secret = live.app["key"], live.app["secret"]
     async with (

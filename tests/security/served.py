@@ -14,7 +14,6 @@ import httpx
 import uvicorn
 
 from ordercast.app import create_app
-from ordercast.gateway.stomp import install as install_stomp
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
 
@@ -39,7 +38,6 @@ def served(database_url: str) -> Iterator[Served]:
 
     async def main() -> None:
         rt = await Runtime.open(Settings(database_url=database_url, admin_token=ADMIN))
-        install_stomp(rt)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(rt), host="127.0.0.1", port=0, log_level="error", lifespan="off"

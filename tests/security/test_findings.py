@@ -20,7 +20,7 @@ async def test_pusher_last_state_cache_does_not_leak_across_tenants_or_locations
     outcome, seen = await pusher_subscribe(estate, owner, channel)
     assert outcome["event"] == "pusher_internal:subscription_succeeded"
     assert victim.marker in seen.text and '"event":"order_tracker"' in seen.text
-    assert channel in estate.runtime.gateway.extensions["pusher"].orders.last_state
+    assert channel in estate.runtime.pusher.orders.last_state
     # Another tenant's app, and the same tenant's app of another location, of every kind.
     for attacker, status in [(a, 404) for a in estate.apps.values() if a.tenant == "t1"] + [
         (a, 403) for a in estate.apps.values() if (a.tenant, a.location) == ("t0", "l1")

@@ -11,7 +11,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from ordercast.gateway.stomp import StompConfig, StompGateway, install
+from ordercast.gateway.stomp import StompConfig, StompGateway
 from ordercast.runtime import Runtime
 
 
@@ -113,7 +113,9 @@ async def raw_client(
 
 
 async def start_stomp(runtime: Runtime, config: StompConfig | None = None) -> StompGateway:
-    gateway = install(runtime, config)
+    gateway = runtime.stomp  # installed by Runtime.open
+    if config is not None:
+        gateway.config = config
     if not runtime.gateway.running:
         await runtime.gateway.start(port=0)
     return gateway

@@ -9,7 +9,6 @@ from fastapi import APIRouter
 from ordercast.api.deps import PrincipalDep, RuntimeDep
 from ordercast.api.schemas import AppIn, AppPatch, LocationIn, LocationPatch, TenantIn, TokenIn
 from ordercast.domain.access import require_admin, require_app
-from ordercast.gateway.pusher import pusher_of
 from ordercast.services.directory import app_dict
 
 router = APIRouter(prefix="/v1")
@@ -75,7 +74,7 @@ async def update_app(
     app = await rt.directory.update_app(
         app_id, name=body.name, location_ids=body.location_ids, settings=body.settings
     )
-    pusher_of(rt.gateway).channels.refresh_app(app)
+    rt.pusher.channels.refresh_app(app)
     return app_dict(app)
 
 

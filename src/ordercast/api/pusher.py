@@ -43,7 +43,7 @@ from ordercast.errors import (
     Unauthorized,
     ValidationError,
 )
-from ordercast.gateway.pusher import PusherGateway, pusher_of
+from ordercast.gateway.pusher import PusherGateway
 from ordercast.gateway.pusher.registry import AppState
 from ordercast.ports import App
 from ordercast.protocols.credentials import same_secret
@@ -327,7 +327,7 @@ async def standard_user_auth(request: Request) -> JSONResponse:
 
 async def _signed(request: Request, app_id: str | None) -> tuple[PusherGateway, AppState, bytes]:
     rt = runtime_of(request)
-    gateway = pusher_of(rt.gateway)
+    gateway = rt.pusher
     query = parse_qsl(request.url.query, keep_blank_values=True)
     # The signed auth_key names the app. pusher-http-python's unprefixed
     # terminate_connections has no app id, and its app id check allows digits only: any

@@ -31,6 +31,7 @@ from typing import Any, Final
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from ordercast.dialects import doshii as dialect
+from ordercast.domain.access import may_see_order
 from ordercast.domain.events import ORDER_CREATED
 from ordercast.domain.order import Order
 from ordercast.errors import OrdercastError, ProtocolError
@@ -197,11 +198,11 @@ class DoshiiGateway:
 
     def _candidates(self, order: dict[str, Any]) -> list[str]:
         """Apps with a Doshii socket here that may see this order."""
-        tenant, location = order.get("tenant_id"), order.get("location_id")
+        tenant, location = order.get("tenant_id") or "", order.get("location_id") or ""
         return [
             app_id
             for app_id, caller in self.callers.items()
-            if caller.app.tenant_id == tenant and location in caller.principal.location_ids
+            if may_see_order(caller.principal, tenant, location, None)
         ]
 
     def on_message(self, message: BusMessage) -> Awaitable[None] | None:

@@ -2,8 +2,10 @@
 
 One listening socket (default port 6001) serves every WebSocket protocol ordercast speaks.
 The Pusher gateway (:mod:`ordercast.gateway.pusher`) owns ``/app/{key}``; the STOMP gateway
-owns ``/ws`` and ``/websocket``. Routes are registered on the :class:`GatewayServer` that
-:meth:`ordercast.runtime.Runtime.open` builds (``runtime.gateway``), before it starts.
+owns ``/ws`` and ``/websocket``; the Doshii gateway ``/app/socket``.
+:meth:`ordercast.runtime.Runtime.open` builds the :class:`GatewayServer` (``runtime.gateway``)
+and installs the gateways on it (``gateway.install(server)``: routes, hub consumer, hooks),
+before it starts.
 
 How to register a route
 =======================

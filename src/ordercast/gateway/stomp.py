@@ -48,14 +48,22 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ordercast import logs, metrics
 from ordercast.dialects import orderingstack as dialect
-from ordercast.domain.access import AppPrincipal, UserPrincipal, may_see_order
+from ordercast.domain.access import (
+    Access,
+    AppPrincipal,
+    UserPrincipal,
+    location_access,
+    may_see_order,
+    tenant_access,
+)
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.domain.order import Order
 from ordercast.errors import Forbidden, OrdercastError, RateLimited
 from ordercast.gateway.fanout import Fanout, SlowConsumers, frame_blob
-from ordercast.gateway.server import Upgrade, UpgradeRequest, accept
-from ordercast.ports import BusMessage
+from ordercast.gateway.hub import Hub
+from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest, accept
+from ordercast.ports import BusMessage, Clock, Store
 from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.protocols.stomp import (
     AckReceived,
@@ -72,14 +80,12 @@ from ordercast.protocols.stomp import (
     encode_message,
     select_subprotocol,
 )
-from ordercast.services.directory import plausible_id
+from ordercast.services.directory import Directory, plausible_id
 
 if TYPE_CHECKING:
     import re
 
-    from ordercast.runtime import Runtime
-
-__all__ = ["PATHS", "StompConfig", "StompConnection", "StompGateway", "install"]
+__all__ = ["PATHS", "StompConfig", "StompConnection", "StompGateway"]
 
 log = logging.getLogger("ordercast.gateway.stomp")
 
@@ -131,12 +137,12 @@ class _Sub:
         "conn",
         "held",
         "limit",
-        "locations",
         "prefix_tail",
         "route",
         "seqs",
         "sub",
         "transport",
+        "viewer",
     )
 
     def __init__(
@@ -157,9 +163,21 @@ class _Sub:
         self.limit = limit
         self.held: list[tuple[EncodedMessage, Mark]] | None = None
         self.active = True
-        #: Deliver only messages about orders at these locations (None: every message of
-        #: the destination; the subscription itself was authorized for all of them).
-        self.locations: frozenset[str] | None = None
+        #: Deliver only messages about orders at locations this user may see (None: every
+        #: message of the destination; the subscription itself was authorized for all).
+        self.viewer: UserPrincipal | None = None
+
+    def may_see_location(self, location_id: str) -> bool:
+        """Whether messages about orders at ``location_id`` go to this subscription."""
+        viewer = self.viewer
+        return viewer is None or (
+            location_access(viewer, location_id, self.route.tenant_id) is Access.ALLOWED
+        )
+
+    def locations(self) -> frozenset[str] | None:
+        """The locations whose orders this subscription gets, for a storage query (None:
+        every location of the destination)."""
+        return None if self.viewer is None else self.viewer.location_ids
 
     def fresh(self, mark: Mark) -> bool:
         """Whether ``mark`` is new to this subscription; if so it is recorded as sent."""
@@ -201,10 +219,24 @@ class _Plan:
 
 
 class StompGateway:
-    """Destination registry, fan-out consumer and connection factory for one runtime."""
+    """Destination registry, fan-out consumer and connection factory. One per process.
 
-    def __init__(self, runtime: Runtime, config: StompConfig | None = None) -> None:
-        self.runtime = runtime
+    Collaborators: ``store`` (orders and events for replays, snapshots and catch-up;
+    venues), ``directory`` (CONNECT logins, with its login limiter), ``clock`` (wall time:
+    token expiry, the catch-up window), ``config``; the hub comes with the gateway server
+    it is installed on (:meth:`install`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        clock: Clock,
+        config: StompConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.clock = clock
+        self.hub: Hub | None = None
         self._config = config or StompConfig()
         #: Past ``max_buffered_bytes`` in a socket's write buffer: ERROR, then closed.
         self.slow = SlowConsumers(self._config.max_buffered_bytes)
@@ -220,7 +252,7 @@ class StompGateway:
         #: of the loop iteration (runs for the same plan as one write per socket).
         self.out: Fanout[_Plan, EncodedMessage, Mark] = Fanout(self._send_one, self._send_run)
         #: destination -> plans: one for every subscriber (key None) or, on a destination
-        #: with location-filtered subscribers (``_Sub.locations``), one per order location.
+        #: with location-filtered subscribers (``_Sub.viewer``), one per order location.
         self._plans: dict[str, dict[str | None, _Plan]] = {}
         self._filtered: dict[str, int] = {}  # destination -> subscribers with a filter
         #: Called once per destination of an order event (order id, seq, "stomp",
@@ -241,10 +273,17 @@ class StompGateway:
         """Connections dropped as slow consumers."""
         return self.slow.dropped
 
-    @property
-    def pending(self) -> list[tuple[_Plan, EncodedMessage, Mark, bool]]:
-        """The fan-out queued for the end of this loop iteration."""
-        return self.out.pending
+    # -- wiring --------------------------------------------------------------------------------
+
+    def install(self, server: GatewayServer) -> None:
+        """Route ``/ws`` and ``/websocket`` on ``server`` here; consume its hub's messages."""
+        self.hub = server.hub
+        server.extensions["stomp"] = self
+        for path in PATHS:
+            server.add_route(path, self.factory)
+        server.hub.add_consumer(self)
+        server.on_stop(self.stop)
+        server.on_drain(self.stop)  # each client reconnects, to another node
 
     # -- routing (runs in picows' handshake callback) -----------------------------------------
 
@@ -258,7 +297,7 @@ class StompGateway:
         destination = entry.sub.destination
         self.subscribers.setdefault(destination, {})[entry] = None
         self._plans.pop(destination, None)
-        if entry.locations is not None:
+        if entry.viewer is not None:
             self._filtered[destination] = self._filtered.get(destination, 0) + 1
 
     def replayed(self, entry: _Sub) -> None:
@@ -273,7 +312,7 @@ class StompGateway:
         if subs is not None and subs.pop(entry, False) is None:
             if not subs:
                 del self.subscribers[destination]
-            if entry.locations is not None:
+            if entry.viewer is not None:
                 left = self._filtered[destination] - 1
                 if left:
                     self._filtered[destination] = left
@@ -317,14 +356,12 @@ class StompGateway:
         if plans is None:
             plans = self._plans[destination] = {}
         # Location-filtered subscribers (users' multi-order streams) get only orders at
-        # their locations: one plan per order location on such a destination.
+        # the locations they may see: one plan per order location on such a destination.
         where = (out.location_id or "") if destination in self._filtered else None
         plan = plans.get(where)
         if plan is None:
             plan = plans[where] = _Plan(
-                subs
-                if where is None
-                else [e for e in subs if e.locations is None or where in e.locations]
+                subs if where is None else [e for e in subs if e.may_see_location(where)]
             )
         encoded = encode_message(destination, out.message_id, out.body, headers=out.headers)
         self.out.put(plan, encoded, _mark(out))
@@ -411,7 +448,7 @@ class StompGateway:
     def on_lagged(self) -> Awaitable[None] | None:
         if not self.subscribers:
             return None
-        return self.catch_up(self.runtime.hub.lagged_since)
+        return self.catch_up(self.hub.lagged_since if self.hub is not None else None)
 
     async def catch_up(self, lagged_since: float | None) -> None:
         """The bus missed messages (since ``lagged_since``, unix seconds): send every
@@ -419,9 +456,10 @@ class StompGateway:
         since then (a margin earlier) are replayed; per subscription and order, what is
         above its seq bookkeeping goes out (an order it never got a message of: the events
         recorded in the window). The hub dispatches no newer live message meanwhile."""
-        start = (lagged_since or time.time() - CATCH_UP_WINDOW) - CATCH_UP_MARGIN
+        now = self.clock.now().timestamp()
+        start = (lagged_since or now - CATCH_UP_WINDOW) - CATCH_UP_MARGIN
         since = iso(datetime.fromtimestamp(start, UTC))
-        store = self.runtime.store
+        store = self.store
         streams: dict[str, list[EventRecord]] = {}
         sent = 0
         if self.out.pending:
@@ -733,7 +771,7 @@ class StompConnection(WSListener):
     # -- decisions -----------------------------------------------------------------------------
 
     def _wall(self) -> float:
-        return self.gateway.runtime.clock.now().timestamp()
+        return self.gateway.clock.now().timestamp()
 
     async def _connect(self, request: ConnectRequested) -> None:
         gateway = self.gateway
@@ -777,7 +815,7 @@ class StompConnection(WSListener):
                 "CONNECT needs a login header: a user access token, or an app key "
                 "with its secret as passcode"
             )
-        directory = self.gateway.runtime.directory
+        directory = self.gateway.directory
         passcode = request.passcode
         if passcode is None or passcode in _NULL_PASSCODES:
             # A user's access token (JWT or legacy oct_), or an app's client_credentials JWT.
@@ -822,8 +860,11 @@ class StompConnection(WSListener):
                 return
             since = int(raw_since)
         if route.venue_in_tenant:
-            location = await self.gateway.runtime.store.get_location(route.venue_id or "")
-            if location is None or location.tenant_id != route.tenant_id:
+            location = await self.gateway.store.get_location(route.venue_id or "")
+            if (
+                location is None
+                or tenant_access(principal, location.tenant_id) is not Access.ALLOWED
+            ):
                 session.reject(
                     "forbidden", f"not allowed to subscribe to {request.destination[:200]!r}"
                 )
@@ -854,11 +895,7 @@ class StompConnection(WSListener):
                 return
         if route.kind == dialect.ORDER:
             order_id = route.order_id or ""
-            order = (
-                await self.gateway.runtime.store.get_order(order_id)
-                if plausible_id(order_id)
-                else None
-            )
+            order = await self.gateway.store.get_order(order_id) if plausible_id(order_id) else None
             if order is None or not may_see_order(
                 principal, order.tenant_id, order.location_id, order.user_id
             ):
@@ -876,8 +913,8 @@ class StompConnection(WSListener):
         assert self.transport is not None  # CONNECT and SUBSCRIBE came through it
         entry = _Sub(self, sub, self.transport, self.gateway.config.max_tracked_orders, route)
         if route.kind != dialect.ORDER and isinstance(principal, UserPrincipal):
-            # A user's multi-order streams: only orders at its issuing app's locations.
-            entry.locations = principal.location_ids
+            # A user's multi-order streams: only orders at locations the user may see.
+            entry.viewer = principal
         if since is not None or snapshot:
             entry.held = []
         if since is not None:
@@ -894,12 +931,17 @@ class StompConnection(WSListener):
         """``x-snapshot: true``: the destination's current open orders (each as the message
         of its latest event, oldest change first), or the venue's settings; then the live
         messages held meanwhile, those not older than the snapshot's seq per order."""
-        store = self.gateway.runtime.store
+        store = self.gateway.store
         route = entry.route
         out: list[dialect.StompMessage] = []
         if route.kind == dialect.VENUE:
             location = await store.get_location(route.venue_id or "")
-            if location is not None and location.tenant_id == route.tenant_id:
+            principal = self.principal
+            assert principal is not None  # subscribed after CONNECT
+            if (
+                location is not None
+                and tenant_access(principal, location.tenant_id) is Access.ALLOWED
+            ):
                 out.extend(
                     dialect.StompMessage(
                         m.destination, m.message_id, m.body, (*m.headers, dialect.SNAPSHOT_HEADER)
@@ -921,7 +963,7 @@ class StompConnection(WSListener):
                         # A user's streams: only at the locations the subscriber may use.
                         location_ids=frozenset({route.venue_id or ""})
                         if route.kind == dialect.KDS_VENUE
-                        else entry.locations,
+                        else entry.locations(),
                         user_id=route.user_id if route.kind != dialect.KDS_VENUE else None,
                         status=status,
                         updated_since=None,
@@ -958,9 +1000,7 @@ class StompConnection(WSListener):
             self.deliver(entry, encoded, mark)
 
     async def _replay(self, entry: _Sub, order_id: str, since: int) -> None:
-        events = await self.gateway.runtime.store.list_events(
-            order_id, 0, self.gateway.config.replay_limit
-        )
+        events = await self.gateway.store.list_events(order_id, 0, self.gateway.config.replay_limit)
         if not entry.active or self._closed:
             return
         if self.gateway.out.pending:
@@ -1021,21 +1061,3 @@ class StompConnection(WSListener):
                 "the connection could not keep up with its messages; reconnect and resume",
                 code=WSCloseCode.TRY_AGAIN_LATER,
             )
-
-
-def install(runtime: Runtime, config: StompConfig | None = None) -> StompGateway:
-    """Register ``/ws`` and ``/websocket`` on the runtime's gateway and the hub consumer.
-
-    Idempotent: a second call returns the installed gateway (with ``config`` if given)."""
-    for consumer in runtime.hub.consumers:
-        if isinstance(consumer, StompGateway) and consumer.runtime is runtime:
-            if config is not None:
-                consumer.config = config
-            return consumer
-    gateway = StompGateway(runtime, config)
-    for path in PATHS:
-        runtime.gateway.add_route(path, gateway.factory)
-    runtime.hub.add_consumer(gateway)
-    runtime.gateway.on_stop(gateway.stop)
-    runtime.gateway.on_drain(gateway.stop)  # each client reconnects, to another node
-    return gateway

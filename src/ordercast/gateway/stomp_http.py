@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ordercast.gateway.asgi_stomp import ASGIApp, Receive, Scope, Send, serve_websocket
 from ordercast.gateway.sockjs import SockJs
-from ordercast.gateway.stomp import StompGateway, install
+from ordercast.gateway.stomp import StompGateway
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -53,12 +53,12 @@ class StompOverHttp:
 
     async def _ready(self) -> tuple[StompGateway, SockJs]:
         runtime: Runtime = self.api.state.runtime
-        if self._gateway is None or self._sockjs is None or self._gateway.runtime is not runtime:
-            self._gateway = install(runtime)
-            self._sockjs = SockJs(self._gateway)
+        gateway = runtime.stomp
+        if self._gateway is not gateway or self._sockjs is None:
+            self._gateway, self._sockjs = gateway, SockJs(gateway)
         if not runtime.hub.running:  # an app served without `ordercast run` (tests)
             await runtime.hub.start()
-        return self._gateway, self._sockjs
+        return gateway, self._sockjs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

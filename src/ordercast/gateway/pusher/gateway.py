@@ -26,17 +26,20 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ordercast import logs
+from ordercast.cluster import Registry
+from ordercast.cluster.memory import MemoryCluster, MemoryRegistry
 from ordercast.errors import ProtocolError
-from ordercast.gateway.cluster import BUS_KIND, PusherCluster
+from ordercast.gateway.cluster import BUS_KIND, PusherCluster, new_node_id
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.pusher.connection import DEFAULT_MAX_BUFFER, PusherConnection, PusherFanout
 from ordercast.gateway.pusher.orders import OrderChannels
 from ordercast.gateway.pusher.registry import AppState, ChannelRegistry, WebhookSink
 from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
-from ordercast.ports import BusMessage, Clock, Store
+from ordercast.ports import Bus, BusMessage, Clock, Store
 from ordercast.protocols.pusher import (
     ClientEventReceived,
     CloseCode,
@@ -48,56 +51,84 @@ from ordercast.protocols.pusher import (
 )
 from ordercast.protocols.pusher import messages as pm
 
-__all__ = ["PATH", "PusherGateway", "pusher_of"]
+__all__ = ["PATH", "PusherConfig", "PusherGateway"]
 
 log = logging.getLogger("ordercast.gateway.pusher")
 
 PATH: Final = re.compile(r"/app/(?P<key>[^/]+)/?")
 
 
+@dataclass(frozen=True, slots=True)
+class PusherConfig:
+    activity_timeout: int = 120
+    """Seconds of silence before the server pings a socket (told to the client)."""
+    pong_timeout: float = 30.0
+    """Seconds a pinged socket has to answer before it is closed (4201)."""
+    max_buffer: int = DEFAULT_MAX_BUFFER
+    """Socket write buffer above which a socket is closed as over capacity (4100)."""
+    max_presence_members: int = 100
+    """Most members of one presence channel."""
+
+
 class PusherGateway:
-    """Pusher connections, channels and fan-out for every app. One per process."""
+    """Pusher connections, channels and fan-out for every app. One per process.
+
+    Collaborators: ``store`` (apps, orders, events, locations), ``clock`` (wall time: the
+    catch-up window), ``config``, ``webhooks`` (the server webhooks' sink), and the cluster:
+    its ``cluster`` registry (in-process for one node, Redis for several), the ``bus`` the
+    relays to other nodes go through, its ``heartbeat`` and ``node_timeout``. The hub comes
+    with the gateway server it is installed on (:meth:`install`). Who may see what is
+    :mod:`ordercast.domain.access`."""
 
     def __init__(
         self,
         store: Store,
         clock: Clock,
+        config: PusherConfig | None = None,
         *,
-        activity_timeout: int = 120,
-        pong_timeout: float = 30.0,
-        max_buffer: int = DEFAULT_MAX_BUFFER,
-        max_presence_members: int = 100,
         webhooks: WebhookSink | None = None,
+        cluster: Registry | None = None,
+        bus: Bus | None = None,
+        heartbeat: float = 2.0,
+        node_timeout: float = 10.0,
     ) -> None:
+        config = config or PusherConfig()
         self._ids = itertools.count(1)
         self._prefix = secrets.randbelow(10**9)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self.out = PusherFanout(max_buffer)
+        self.out = PusherFanout(config.max_buffer)
         self.channels = ChannelRegistry(
             store,
             self.out,
             self._spawn,
-            activity_timeout=activity_timeout,
-            pong_timeout=pong_timeout,
-            max_presence_members=max_presence_members,
+            activity_timeout=config.activity_timeout,
+            pong_timeout=config.pong_timeout,
+            max_presence_members=config.max_presence_members,
             webhooks=webhooks,
         )
         self.orders = OrderChannels(store, self.channels, clock, self._spawn)
         self.channels.owner = self.orders
+        self.cluster = PusherCluster(
+            self.channels,
+            cluster or MemoryRegistry(MemoryCluster(), new_node_id()),
+            bus,
+            heartbeat=heartbeat,
+            node_timeout=node_timeout,
+        )
         self.hub: Hub | None = None
-
-    @property
-    def cluster(self) -> PusherCluster:
-        return self.channels.cluster
 
     # -- wiring ----------------------------------------------------------------------
 
     def install(self, server: GatewayServer) -> None:
+        """Route ``/app/{key}`` on ``server`` here; consume its hub's messages."""
         self.hub = server.hub
         server.extensions["pusher"] = self
         server.add_route(PATH, self.factory)
         server.hub.add_consumer(self)
+        # A dead node may have committed events whose bus message never went out: every
+        # gateway of this node catches up from storage when the cluster reaps one.
+        self.cluster.on_node_lost = server.hub.catch_up
         server.on_start(self.start)
         server.on_stop(self.stop)
         server.on_drain(lambda: self.cluster.drain())  # the cluster in place then
@@ -260,11 +291,3 @@ class PusherGateway:
         if not self.channels.by_name:
             return None
         return self.orders.catch_up(self.hub.lagged_since if self.hub is not None else None)
-
-
-def pusher_of(server: GatewayServer) -> PusherGateway:
-    """The Pusher gateway installed on ``server`` (``runtime.gateway``)."""
-    gateway = server.extensions.get("pusher")
-    if not isinstance(gateway, PusherGateway):
-        raise RuntimeError("the Pusher gateway is not installed on this server")
-    return gateway

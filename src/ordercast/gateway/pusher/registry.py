@@ -30,9 +30,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from ordercast.cluster.memory import MemoryCluster, MemoryRegistry
 from ordercast.domain.access import AppPrincipal
-from ordercast.gateway.cluster import PusherCluster, new_node_id
+from ordercast.gateway.cluster import PusherCluster
 from ordercast.gateway.pusher.connection import PusherConnection, PusherFanout, Targets
 from ordercast.ports import App, Store
 from ordercast.protocols.pusher import (
@@ -150,6 +149,10 @@ class ChannelOwner(Protocol):
 class ChannelRegistry:
     """Apps, channels, presence and users of every app on this node."""
 
+    #: Cluster-wide counts, presence and relays (gateway/cluster.py): it registers itself
+    #: here when the gateway builds it (one node in-process, several through Redis).
+    cluster: PusherCluster
+
     def __init__(
         self,
         store: Store,
@@ -173,9 +176,6 @@ class ChannelRegistry:
         self.by_name: dict[str, set[str]] = {}  # channel name -> app ids with subscribers
         self.connections: dict[str, PusherConnection] = {}  # by socket id
         self.owner: ChannelOwner | None = None
-        #: Cluster-wide counts, presence and relays (gateway/cluster.py); one node by default,
-        #: the composition root puts a Redis-backed one here for a ``redis://`` bus.
-        self.cluster = PusherCluster(self, MemoryRegistry(MemoryCluster(), new_node_id()), None)
 
     # -- apps ------------------------------------------------------------------------
 

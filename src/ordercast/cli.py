@@ -243,6 +243,7 @@ async def _serve(settings: Settings) -> None:
             log_level="warning",
             lifespan="on",
             access_log=False,
+            timeout_keep_alive=settings.http_keep_alive_seconds,
             # STOMP over WebSocket and SockJS on this port too (gateway/stomp_http.py).
             ws="websockets-sansio",
             ws_max_size=MAX_FRAME_SIZE,

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # 413 before more is read; failed logins per (client address, credential) past
     # login_max_failures within login_window_seconds are refused with 429 / a STOMP ERROR.
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # How long an idle keep-alive connection stays open on the HTTP port. Longer than the
+    # pools of common clients (httpx and Node's agents expire idle connections after 4-5 s),
+    # so a client never reuses a connection the server is closing at the same moment: a
+    # POST on such a connection fails without an answer, and the client cannot know whether
+    # it was applied. nginx's default is 75 s; uvicorn's own, 5 s, is that race.
+    http_keep_alive_seconds: int = Field(75, ge=1, le=3600)
     login_max_failures: int = Field(10, ge=1, le=1_000_000)
     login_window_seconds: float = Field(60.0, gt=0, le=24 * 3600)
 

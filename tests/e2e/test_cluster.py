@@ -515,6 +515,78 @@ async def test_webhook_burst_over_nodes_delivered_once_per_event_id(cluster: Clu
         assert seqs == [1, 2, 3]
 
 
+async def test_an_endpoint_added_on_one_node_hears_the_next_change_on_another(
+    cluster: Cluster,
+) -> None:
+    """Each node keeps a location's webhook endpoints between changes; the database's
+    ``webhook_targets`` revision (bumped by triggers) tells every node at its next write that
+    they changed. Node 1 writes a change first, so it holds the location's endpoints (one)
+    when node 0 adds a second: node 1's very next change must reach both, and after node 0
+    deletes it, only the first."""
+    world = await cluster.world()
+    app = world["app"]
+    auth = (app["key"], app["secret"])
+    a, b = cluster.node_http(0), cluster.node_http(1)
+    order_id = ""
+
+    def heard(path: str) -> list[str]:
+        return [
+            item.json["data"]["event_id"]
+            for item in cluster.receiver.received
+            if item.path == f"/{path}" and item.json["data"]["order_id"] == order_id
+        ]
+
+    try:
+
+        async def add(path: str) -> str:
+            r = await a.post(
+                f"/v1/apps/{app['id']}/endpoints",
+                headers=cluster.admin,
+                json={"url": f"http://127.0.0.1:{cluster.receiver.port}/{path}"},
+            )
+            assert r.status_code == 201, r.text
+            endpoint_id: str = r.json()["id"]
+            return endpoint_id
+
+        await add("targets-one")
+        r = await b.post(
+            "/v1/orders",
+            auth=auth,
+            json={
+                "location_id": world["loc"],
+                "type": "pickup",
+                "items": [{"pos_id": "b", "name": "B", "quantity": 1, "unit_price": 100}],
+            },
+        )
+        assert r.status_code == 201, r.text
+        order_id = r.json()["id"]
+
+        async def note_on_b(text: str) -> str:
+            r = await b.post(f"/v1/orders/{order_id}/notes", auth=auth, json={"text": text})
+            assert r.status_code == 200, r.text
+            event_id: str = r.json()["events"][-1]["event_id"]
+            return event_id
+
+        first = await note_on_b("before")
+        second_endpoint = await add("targets-two")
+        second = await note_on_b("after the second endpoint")
+        # Delivered before the endpoint goes (deleting it deletes its messages).
+        await wait_for(lambda: second in heard("targets-two"), 20, "the note on endpoint two")
+        r = await a.delete(
+            f"/v1/apps/{app['id']}/endpoints/{second_endpoint}", headers=cluster.admin
+        )
+        assert r.status_code == 204, r.text
+        third = await note_on_b("after it was deleted")
+        last = await note_on_b("the last")
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+    notes = {first, second, third, last}
+    await wait_for(lambda: notes <= set(heard("targets-one")), 20, "the notes on endpoint one")
+    assert first not in heard("targets-two") and third not in heard("targets-two")
+
+
 async def test_pos_fire_timers_and_callback_deadlines_run_once_across_nodes(
     cluster: Cluster,
 ) -> None:

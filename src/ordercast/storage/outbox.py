@@ -32,6 +32,8 @@ M = s.webhook_messages
 A = s.webhook_attempts
 
 OPEN_STATUSES = ("pending", "delivering")
+#: Locations whose endpoints one outbox keeps between order changes (see ``targets``).
+TARGETS_CACHED = 4096
 
 
 def message_row(m: OutboxMessage) -> dict[str, Any]:
@@ -138,16 +140,44 @@ class SqlOutbox:
         self.write = write  # the store's write transactions on the engine
         self.connector = connector
         self.claim_depth = claim_depth
+        # The endpoints of each location as of ``_revision`` of the database's
+        # ``webhook_targets`` counter, which triggers bump on any change that may alter them
+        # (migration 0007), whoever makes it: another node, the CLI, plain SQL.
+        self._revision = -1
+        self._targets: dict[tuple[str, str], list[EndpointTarget]] = {}
 
     # -- in an order's write transaction (the outbox hook) -------------------------
 
     async def targets(self, tx: Tx, tenant_id: str, location_id: str) -> list[EndpointTarget]:
         """Endpoints of the apps that may see orders at ``location_id`` (with the app's
-        kind)."""
-        rows = await tx.fetch_all(
-            "endpoints_for_location", {"location_id": location_id, "tenant_id": tenant_id}
-        )
-        return [_target(r) for r in rows]
+        kind). The list is shared: read it, never change it.
+
+        Kept per location while the database's ``webhook_targets`` revision, read in this
+        transaction, stays the same: one primary-key read instead of a three-table join
+        (and its rows' parsing) per order change. The join, when it runs, runs after the
+        revision read in the same transaction, so what it returns is never older than that
+        revision (SQLite: one snapshot; PostgreSQL, READ COMMITTED: a later statement).
+        Revisions only grow: a transaction that read an older one than the cache's (a
+        concurrent one on PostgreSQL) reads the endpoints itself and keeps nothing."""
+        row = await tx.fetch_one("webhook_targets_revision")
+        revision = int(row[0]) if row is not None else -1
+        if revision > self._revision:
+            self._targets.clear()
+            self._revision = revision
+        key = (tenant_id, location_id)
+        found = self._targets.get(key) if revision == self._revision else None
+        if found is None:
+            rows = await tx.fetch_all(
+                "endpoints_for_location", {"location_id": location_id, "tenant_id": tenant_id}
+            )
+            found = [_target(r) for r in rows]
+            # Another transaction may have moved the cache on while this one read (an
+            # await on PostgreSQL): keep the answer only under the revision it belongs to.
+            if revision == self._revision and revision >= 0:
+                if len(self._targets) >= TARGETS_CACHED:
+                    self._targets.clear()
+                self._targets[key] = found
+        return found
 
     async def subscribers(self, tx: Tx, order_id: str) -> set[str]:
         return {r[0] for r in await tx.fetch_all("order_subscribers", {"order_id": order_id})}

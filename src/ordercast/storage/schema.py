@@ -137,6 +137,15 @@ webhook_endpoints = sa.Table(
     sa.Column("location_id", sa.String(40), nullable=True),
 )
 
+# Counters the database bumps itself (migration 0007: triggers). ``webhook_targets``: any
+# change to what decides a location's webhook endpoints (see storage/outbox.py's targets).
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
 # The outbox: one row per wire message per endpoint, written in the order's transaction.
 # ``id`` is the Standard Webhooks ``webhook-id`` (stable across retries and replays).
 webhook_messages = sa.Table(

@@ -48,6 +48,10 @@ WHERE al.location_id = :location_id AND a.tenant_id = :tenant_id
   AND (e.location_id IS NULL OR e.location_id = :location_id)
 ORDER BY e.id
 
+-- name: webhook_targets_revision
+-- Bumped by triggers (migration 0007) whenever endpoints_for_location's answer may change.
+SELECT value FROM revisions WHERE name = 'webhook_targets'
+
 -- name: insert_message
 INSERT INTO webhook_messages (id, endpoint_id, order_id, event_id, part, seq, event_type,
                               wire_type, body, status, attempts, next_attempt_at,

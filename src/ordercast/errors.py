@@ -27,8 +27,8 @@ format in one table.
 
 The storage errors are raised by the one translation function of each database driver
 (``storage/connector.py``; the SQLAlchemy engine's connection failures go through it too).
-The edges answer ``StorageUnavailable`` and ``StorageBusy`` as "try again later" (HTTP 503
-with ``Retry-After``), any other storage error as an internal error (500, logged).
+The edges answer ``StorageUnavailable`` and ``StorageBusy`` (:data:`TRY_AGAIN_LATER`) as
+"try again later", any other storage error as an internal error (HTTP 500, logged).
 """
 
 from __future__ import annotations
@@ -138,6 +138,13 @@ class StorageBusy(StorageError):
 class StorageUnavailable(StorageError):
     code = "storage_unavailable"
     title = "Storage unavailable"
+
+
+#: The storage errors that say "try again later": the database could not be reached, or a
+#: SQLite file stayed locked by another process. Nothing was written; every edge answers
+#: them in its own way of saying so (HTTP 503 with Retry-After, a Pusher 4100 or a
+#: subscription error, a STOMP ERROR and WebSocket close 1013).
+TRY_AGAIN_LATER: tuple[type[StorageError], ...] = (StorageUnavailable, StorageBusy)
 
 
 class OAuthError(OrdercastError):

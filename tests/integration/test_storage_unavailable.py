@@ -10,17 +10,25 @@ connection holding the write lock past ``busy_timeout``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+import websockets
 
+from ordercast.protocols.pusher.auth import sign_channel
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
 from support.proxy import TcpProxy
+from support.stomp import raw_client
 from support.world import World, make_world
 
 PROBLEM = "application/problem+json"
@@ -94,6 +102,16 @@ async def test_postgresql_down_answers_503_and_the_retried_write_is_kept(
     )
     assert (r.status_code, r.headers["retry-after"]) == (503, "5"), r.text
     assert r.json()["code"] == "storage_unavailable" and str(proxy.port) not in r.text
+    # So does the Doshii Partner API.
+    claims = {"clientId": w.app["key"], "timestamp": round(time.time())}
+    doshii = {
+        "Authorization": f"Bearer {jwt.encode(claims, w.app['secret'], algorithm='HS256')}",
+        "doshii-location-id": w.location_id,
+    }
+    r = await w.http.get("/partner/v3/orders", headers=doshii)
+    assert (r.status_code, r.headers["retry-after"]) == (503, "5"), r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["code"] == "storage_unavailable" and str(proxy.port) not in r.text
     for path in ("/health", "/ready"):
         r = await w.http.get(path)
         assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
@@ -108,6 +126,63 @@ async def test_postgresql_down_answers_503_and_the_retried_write_is_kept(
     assert [(e["seq"], e["type"]) for e in events] == [(1, "order.created"), (2, "order.note")]
     assert events[1]["data"] == {"text": "no onions"}
     assert (await w.http.post("/v1/tenants", headers=w.admin, json={"name": "T2"})).is_success
+
+
+async def _pusher_event(ws: websockets.ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    message["data"] = json.loads(message["data"])
+    return message
+
+
+async def test_postgresql_down_the_gateways_say_try_again_later(
+    proxied: tuple[World, TcpProxy],
+) -> None:
+    w, proxy = proxied
+    rt = w.runtime
+    await rt.gateway.start(port=0)
+    kds = await w.new_app("kds")  # never seen by a gateway: its first socket reads storage
+    pusher_url = f"{rt.gateway.url()}/app/{w.app['key']}?protocol=7"
+    async with contextlib.AsyncExitStack() as stack:
+        # A Pusher socket opened before the outage (its app is loaded and cached).
+        open_ws = await stack.enter_async_context(websockets.connect(pusher_url))
+        hello = await _pusher_event(open_ws)
+        assert hello["event"] == "pusher:connection_established"
+        socket_id = hello["data"]["socket_id"]
+        unknown = f"private-o-{rt.ids.new_id('ord_')}"  # whose it is must be read
+
+        async def subscribe() -> dict[str, Any]:
+            auth = sign_channel(w.app["key"], w.app["secret"], socket_id, unknown)
+            data = {"channel": unknown, "auth": auth}
+            await open_ws.send(json.dumps({"event": "pusher:subscribe", "data": data}))
+            return await _pusher_event(open_ws)
+
+        await proxy.stop()
+        # STOMP: the CONNECT's app is read from storage: ERROR, close 1013 (try again later).
+        async with raw_client(rt.gateway.url("/ws")) as c:
+            error = await c.connect(kds["key"], kds["secret"])
+            assert (error.command, error.headers["message"]) == ("ERROR", "storage unavailable")
+            assert await c.closed() == 1013
+        # Pusher, a new socket: pusher:error 4100 (reconnect after backing off), then close.
+        async with websockets.connect(f"{rt.gateway.url()}/app/{kds['key']}?protocol=7") as ws:
+            error_event = await _pusher_event(ws)
+            assert error_event["event"] == "pusher:error"
+            assert error_event["data"]["code"] == 4100
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 4100
+        # Pusher, the open socket: the subscription is refused for now (503), not left hanging.
+        refused = await subscribe()
+        assert refused["event"] == "pusher:subscription_error" and refused["channel"] == unknown
+        assert refused["data"]["status"] == 503
+
+        await proxy.start()
+        assert (await subscribe())["data"]["status"] == 404  # read now: no such order
+        async with raw_client(rt.gateway.url("/ws")) as c:
+            assert (await c.connect(kds["key"], kds["secret"])).command == "CONNECTED"
+            receipt = await c.subscribe(f"/kds/{w.tenant_id}/{w.location_id}")
+            assert receipt.command == "RECEIPT"
+        async with websockets.connect(f"{rt.gateway.url()}/app/{kds['key']}?protocol=7") as ws:
+            assert (await _pusher_event(ws))["event"] == "pusher:connection_established"
 
 
 async def test_a_sqlite_file_locked_by_another_process_answers_503_until_released(

@@ -30,7 +30,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ordercast import errors as e
 from ordercast.api.deps import runtime_of
-from ordercast.api.errors import status_of
+from ordercast.api.errors import STORAGE_DETAIL, STORAGE_RETRY_AFTER, status_of, storage_down
 from ordercast.api.schemas import OrderIn
 from ordercast.delivery.doshii import DoshiiWebhooks
 from ordercast.dialects import doshii as dialect
@@ -83,7 +83,14 @@ class DoshiiRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
+            except e.TRY_AGAIN_LATER as exc:
+                storage_down(exc)  # logged
+                response = doshii_error(503, exc.code, STORAGE_DETAIL)
+                response.headers["retry-after"] = str(STORAGE_RETRY_AFTER)
+                return response
             except e.OrdercastError as exc:
+                if isinstance(exc, e.StorageError):
+                    raise  # the app's handler: an internal error, logged
                 return doshii_error(_status(exc), exc.code, exc.detail)
             except RequestValidationError as exc:
                 errors = _field_errors(exc)

@@ -57,7 +57,7 @@ def storage_down(exc: e.OrdercastError) -> bool:
     (logged here; ``exc.detail``, the driver's words with host and port, is not sent).
     Endpoints with their own error shape (the Pusher ones) ask this first; any other
     ``StorageError`` is re-raised for the app's handler (500)."""
-    if isinstance(exc, e.StorageUnavailable | e.StorageBusy):
+    if isinstance(exc, e.TRY_AGAIN_LATER):
         log.warning("storage unavailable: %s", exc.detail)
         return True
     if isinstance(exc, e.StorageError):
@@ -65,7 +65,7 @@ def storage_down(exc: e.OrdercastError) -> bool:
     return False
 
 
-def storage_unavailable(exc: e.StorageUnavailable | e.StorageBusy) -> JSONResponse:
+def storage_unavailable(exc: e.StorageError) -> JSONResponse:
     """The problem+json 503 for a database that cannot be reached or written now."""
     log.warning("storage unavailable: %s", exc.detail)
     response = problem(503, exc.code, exc.title, STORAGE_DETAIL)
@@ -115,7 +115,7 @@ def _where(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.OrdercastError)
     async def _ordercast(_req: Request, exc: e.OrdercastError) -> JSONResponse:
-        if isinstance(exc, e.StorageUnavailable | e.StorageBusy):
+        if isinstance(exc, e.TRY_AGAIN_LATER):
             return storage_unavailable(exc)
         if isinstance(exc, e.StorageError):  # the database failed: nothing for the client
             return await _unexpected(_req, exc)

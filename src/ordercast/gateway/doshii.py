@@ -34,7 +34,7 @@ from ordercast.dialects import doshii as dialect
 from ordercast.domain.access import may_see_order
 from ordercast.domain.events import ORDER_CREATED
 from ordercast.domain.order import Order
-from ordercast.errors import OrdercastError, ProtocolError
+from ordercast.errors import TRY_AGAIN_LATER, OrdercastError, ProtocolError
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
 from ordercast.ports import BusMessage, Store
@@ -160,6 +160,10 @@ class DoshiiGateway:
     async def authenticate(self, conn: DoshiiConnection) -> None:
         try:
             caller = await self.auth.from_socket_auth(conn.auth)
+        except TRY_AGAIN_LATER as exc:
+            log.warning("doshii socket: storage unavailable: %s", exc)
+            conn.close(wire.CLOSE_TRY_AGAIN_LATER, "storage unavailable, reconnect later")
+            return
         except OrdercastError as exc:
             conn.close(wire.CLOSE_POLICY, exc.detail)
             return

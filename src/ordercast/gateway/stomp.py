@@ -59,7 +59,7 @@ from ordercast.domain.access import (
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.domain.order import Order
-from ordercast.errors import Forbidden, OrdercastError, RateLimited
+from ordercast.errors import TRY_AGAIN_LATER, Forbidden, OrdercastError, RateLimited
 from ordercast.gateway.fanout import Fanout, SlowConsumers, frame_blob
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest, accept
@@ -745,9 +745,21 @@ class StompConnection(WSListener):
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
+        if isinstance(exc, TRY_AGAIN_LATER):
+            self._storage_down(exc)
+        elif exc is not None:
             log.error("STOMP connection task failed", exc_info=exc)
             self.fail("internal server error", "")
+
+    def _storage_down(self, exc: BaseException) -> None:
+        """The database could not answer a CONNECT or SUBSCRIBE: ERROR, then close 1013
+        (try again later); the client reconnects and resumes by seq."""
+        log.warning("STOMP: storage unavailable for %s: %s", self.address, exc)
+        self.fail(
+            "storage unavailable",
+            "the database cannot be reached right now; reconnect later",
+            code=WSCloseCode.TRY_AGAIN_LATER,
+        )
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -781,6 +793,9 @@ class StompConnection(WSListener):
             metrics.RATE_LIMITED.labels("stomp").inc()
             self.session.reject("too many failed logins", exc.detail)
             self._pump()
+            return
+        except TRY_AGAIN_LATER as exc:  # no login failure: nothing was checked
+            self._storage_down(exc)
             return
         except OrdercastError as exc:
             metrics.AUTH_FAILURES.labels("stomp").inc()

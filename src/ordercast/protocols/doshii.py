@@ -26,6 +26,7 @@ CLOSE_UNSUPPORTED: Final = 1003  # a binary frame
 CLOSE_INVALID: Final = 1007  # not JSON, or not a Doshii ping
 CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down
 CLOSE_INTERNAL: Final = 1011
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # the database cannot be reached right now
 MAX_MESSAGE_BYTES: Final = 4096  # a ping is ~60 bytes
 
 

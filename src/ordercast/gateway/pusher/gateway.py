@@ -32,7 +32,7 @@ from typing import Any, Final
 from ordercast import logs
 from ordercast.cluster import Registry
 from ordercast.cluster.memory import MemoryCluster, MemoryRegistry
-from ordercast.errors import ProtocolError
+from ordercast.errors import TRY_AGAIN_LATER, ProtocolError
 from ordercast.gateway.cluster import BUS_KIND, PusherCluster, new_node_id
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.pusher.connection import DEFAULT_MAX_BUFFER, PusherConnection, PusherFanout
@@ -191,6 +191,12 @@ class PusherGateway:
     async def _load_and_open(self, conn: PusherConnection, key: str, protocol: int) -> None:
         try:
             state = await self.channels.app_state(key)
+        except TRY_AGAIN_LATER as exc:  # 41xx: the client reconnects after backing off
+            log.warning("pusher: storage unavailable: %s", exc)
+            reason = "Storage unavailable, reconnect later"
+            conn.send_text(pm.encode_error(reason, CloseCode.OVER_CAPACITY))
+            conn.close(CloseCode.OVER_CAPACITY, reason)
+            return
         except Exception:
             log.exception("app lookup failed")
             conn.send_text(pm.encode_error("Server error", CloseCode.GENERIC_RECONNECT))

@@ -35,6 +35,7 @@ from ordercast.dialects.opendining import LocationView
 from ordercast.domain.access import Access, location_access, may_see_order, order_access
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
+from ordercast.errors import TRY_AGAIN_LATER
 from ordercast.gateway.pusher.connection import PusherConnection
 from ordercast.gateway.pusher.registry import AppState, ChannelRegistry, Spawn
 from ordercast.ports import BusMessage, Clock, Store
@@ -126,10 +127,18 @@ class OrderChannels:
         self, state: AppState, conn: PusherConnection, req: SubscribeRequested
     ) -> None:
         name = req.channel
-        scope = await self._scope(name)
+        try:
+            scope = await self._scope(name)
+        except TRY_AGAIN_LATER as exc:
+            log.warning("pusher: storage unavailable: %s", exc)
+            scope = None
         session = conn.session
         if conn.dead or session is None or name not in session.channels:
             return  # gone or unsubscribed meanwhile
+        if scope is None:  # refused for now: the client may subscribe again
+            session.subscription_error(name, "ServerError", "storage unavailable, retry", 503)
+            conn.flush()
+            return
         if session.is_subscribed(name):
             return
         if self._may_join(state, conn, name, scope):

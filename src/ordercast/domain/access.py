@@ -5,7 +5,7 @@ gateway — live fan-out, last-state cache and catch-up —, the STOMP gateway, 
 
 * :func:`order_access` / :func:`check_order_access` — may this principal see this order?
 * :func:`location_access` / :func:`check_location_access` — this location?
-* :func:`tenant_access` / :func:`check_tenant_access` — this tenant?
+* :func:`tenant_access` — this tenant?
 * :func:`app_access` / :func:`check_app_access` — act for this app (its webhook endpoints)?
 
 The rules:
@@ -146,10 +146,6 @@ def check_location_access(principal: Principal, location_id: str, tenant_id: str
         f"location {location_id}",
         f"location {location_id} is not granted to this app",
     )
-
-
-def check_tenant_access(principal: Principal, tenant_id: str) -> None:
-    _raise(tenant_access(principal, tenant_id), f"tenant {tenant_id}", "")
 
 
 def check_app_access(principal: Principal, app_id: str, tenant_id: str) -> None:

@@ -112,7 +112,6 @@ class PusherCluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self._resetting = False
-        self.reaped_nodes = 0
         #: Run when a dead node was reaped (here or on another node): the runtime points it
         #: at the hub's catch-up (every gateway replays from storage what it may have missed).
         self.on_node_lost: Callable[[], Awaitable[None]] = _nothing
@@ -509,7 +508,6 @@ class PusherCluster:
                     continue
                 reaped = await self.registry.reap(now - self.node_timeout)
                 if reaped.nodes:
-                    self.reaped_nodes += len(reaped.nodes)
                     log.warning(
                         "reaped silent node(s) %s: %d departures",
                         ", ".join(reaped.nodes),

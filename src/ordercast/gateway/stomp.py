@@ -242,8 +242,8 @@ class StompGateway:
         self.slow = SlowConsumers(self._config.max_buffered_bytes)
         # destination -> subscriptions in subscription order (a dict as an ordered set): the
         # fan-out walks sockets roughly in the order their objects were allocated, as the
-        # Pusher gateway does; a set's hash order scatters the walk over memory (several
-        # times the per-socket loop time in a microbenchmark at 10,000 subscribers).
+        # Pusher gateway does; a set's hash order scatters the walk over memory, which was
+        # most of the per-socket loop's time (docs/benchmarks.md, "STOMP fan-out", third step).
         self.subscribers: dict[str, dict[_Sub, None]] = {}
         self.connections: set[StompConnection] = set()
         self._ids = itertools.count(1)

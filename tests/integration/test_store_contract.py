@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ordercast.domain.access import AppPrincipal
-from ordercast.domain.events import EventRecord
+from ordercast.domain.events import EventRecord, NewEvent
 from ordercast.domain.order import Order
 from ordercast.errors import Conflict, NotFound
 from support.world import World
@@ -131,6 +131,64 @@ async def test_a_delivery_names_its_order_on_every_store(any_world: World) -> No
         await other.close()
     result = await w.runtime.orders.courier_update(p, delivery_id, status="courier_confirmed")
     assert result.order.id == oid and result.events
+
+
+async def test_an_orders_columns_follow_its_document(any_world: World) -> None:
+    """The order row's columns are written from the document at every change: the ones a
+    change may alter (status, version, updated_at, external_order_ref), and — when a change
+    alters them, which no command does today — the ones set at creation (user, location,
+    tenant, creation time), which the list queries filter on."""
+    import dataclasses
+
+    from ordercast.domain.order import evolve
+    from ordercast.ports import Mutation
+
+    w = any_world
+    store = w.runtime.store
+    p = principal(w)
+    oid = (await w.order())["id"]
+    await w.runtime.orders.transition(p, oid, to="accepted")
+    found = await store.list_orders(
+        tenant_id=w.tenant_id,
+        location_ids=None,
+        user_id=None,
+        status="accepted",
+        updated_since=None,
+        limit=10,
+    )
+    assert [o.id for o in found] == [oid]
+
+    def reassign(order: Order) -> Mutation:
+        after = dataclasses.replace(
+            evolve(order, NewEvent("order.note", {"text": "moved"}), order.updated_at),
+            user_id="user-moved",
+        )
+        record = EventRecord(
+            event_id=f"evt_moved_{oid}",
+            order_id=oid,
+            seq=after.version,
+            type="order.note",
+            status=after.status,
+            occurred_at=after.updated_at,
+            recorded_at=after.updated_at,
+            actor={"type": "system"},
+            data={"text": "moved"},
+        )
+        return Mutation(order=after, events=[record])
+
+    await store.mutate_order(oid, reassign)
+    for user, expected in (("user-moved", [oid]), (None, [oid])):
+        found = await store.list_orders(
+            tenant_id=w.tenant_id,
+            location_ids=None,
+            user_id=user,
+            status=None,
+            updated_since=None,
+            limit=10,
+        )
+        assert [o.id for o in found] == expected
+    stored = await store.get_order(oid)
+    assert stored is not None and stored.user_id == "user-moved" and stored.version == 3
 
 
 async def test_meta_is_kept(any_world: World) -> None:

@@ -448,9 +448,17 @@ class SqlStore:
             return mutation
         if mutation.order.id != order_id:
             raise ValueError(f"a change of order {order_id} returned order {mutation.order.id}")
-        row_values = _order_row(mutation.order)
+        after = mutation.order
+        row_values = _order_row(after)
         row_values["read_version"] = before.version
-        if await tx.execute("update_order", row_values) != 1:
+        same_keys = (
+            after.tenant_id == before.tenant_id
+            and after.location_id == before.location_id
+            and after.user_id == before.user_id
+            and after.created_at == before.created_at
+        )
+        update = "update_order" if same_keys else "update_order_keys"
+        if await tx.execute(update, row_values) != 1:
             raise _Retry()
         await self._append(tx, mutation)
         return mutation

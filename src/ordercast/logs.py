@@ -26,9 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from ulid import ULID
 
 from ordercast.domain.access import Admin, AppPrincipal, Principal
+from ordercast.services.common import new_id
 
 __all__ = [
     "REQUEST",
@@ -195,7 +195,7 @@ class RequestLog:
                     request_id = text
                 break
         if request_id is None:
-            request_id = str(ULID())
+            request_id = new_id().upper()  # a ULID, as python-ulid spells it
         fields: dict[str, Any] = {"request_id": request_id}
         token = REQUEST.set(fields)
         status = 500

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from ulid import ULID
 
 from ordercast.logs import configure_logging
 from ordercast.runtime import Runtime
@@ -164,6 +165,8 @@ async def test_logs_are_structured_and_hold_no_secrets(
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     requests = [x for x in lines if x["event"] == "request"]
     assert requests and all(x["request_id"] for x in requests)
+    ids = [x["request_id"] for x in requests]  # ULIDs (as python-ulid spells them), unique
+    assert all(str(ULID.from_str(i)) == i for i in ids) and len(set(ids)) == len(ids)
     created = [x for x in requests if x["route"] == "/v1/orders" and x["method"] == "POST"]
     assert created[0]["tenant"] == w.tenant_id and created[0]["app"] == w.app["id"]
     assert created[0]["status"] == 201

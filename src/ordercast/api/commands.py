@@ -21,6 +21,7 @@ request. FastAPI's ``dependency_overrides`` do not apply here: these endpoints h
 from __future__ import annotations
 
 import email.message
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ _RESPONSE = TypeAdapter(dict[str, Any])  # what FastAPI serializes a ``dict[str,
 _MISSING = object()
 
 
+@functools.lru_cache(maxsize=64)  # clients send a handful of distinct content types
 def _is_json(content_type: str) -> bool:
     message = email.message.Message()
     message["content-type"] = content_type

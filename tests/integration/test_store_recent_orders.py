@@ -11,6 +11,7 @@ import pytest
 
 from ordercast.domain.access import Principal
 from ordercast.domain.order import Order
+from ordercast.ports import Mutation
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
 from ordercast.storage.sql import RECENT_ORDERS, SqliteStore
@@ -99,15 +100,14 @@ async def test_bounded() -> None:
 
 def _fill(store: SqliteStore) -> None:
     for i in range(RECENT_ORDERS + 10):
-        store._committed(
-            Order(
-                id=f"o{i}",
-                tenant_id="t",
-                location_id="l",
-                status="submitted",
-                version=1,
-                type="pickup",
-                created_at="c",
-                updated_at="u",
-            )
+        order = Order(
+            id=f"o{i}",
+            tenant_id="t",
+            location_id="l",
+            status="submitted",
+            version=1,
+            type="pickup",
+            created_at="c",
+            updated_at="u",
         )
+        store._committed(Mutation(order, events=[]))

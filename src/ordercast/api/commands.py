@@ -1,9 +1,11 @@
-"""The order commands (transition, confirmation, notification, note, cancellation): the
-trigger of every fan-out, served as plain Starlette endpoints.
+"""The order commands (transition, confirmation, notification, note, cancellation, a
+courier job and its statuses): the trigger of every fan-out, served as plain Starlette
+endpoints.
 
-Why not FastAPI routes: on these five routes FastAPI's routing and dependency solving are
-a large share of the event loop's CPU per command (measured in process: the figures are in
-docs/benchmarks.md, "Figures behind code comments"). So :func:`routes` gives
+Why not FastAPI routes: on these routes FastAPI's routing and dependency solving are a
+large share of the event loop's CPU per command (measured in process: the figures are in
+docs/benchmarks.md, "Figures behind code comments" and the 2026-12-03 dinner-rush write
+path). So :func:`routes` gives
 Starlette ``Route`` objects that ``create_app`` puts before FastAPI's routes; each does, in
 the open, what the FastAPI route does: read the body and parse it as JSON when the content
 type says JSON (FastAPI's rules: ``application/json`` or ``application/*+json``; invalid
@@ -12,7 +14,7 @@ JSON is a 422 before authentication), authenticate the ``Authorization`` header
 the body with the route's pydantic model, run the command and write the response JSON.
 Errors are raised, and the app's exception handlers answer them as for any route.
 
-The same five routes are declared in ``api/orders.py`` as FastAPI routes calling the same
+The same routes are declared in ``api/orders.py`` as FastAPI routes calling the same
 :data:`COMMANDS`: they give the OpenAPI document its operations and are the reference that
 ``tests/integration/test_api_commands.py`` compares these endpoints with, request for
 request. FastAPI's ``dependency_overrides`` do not apply here: these endpoints have no dependencies.
@@ -40,6 +42,8 @@ from ordercast.api.deps import authenticate, runtime_of
 from ordercast.api.schemas import (
     CancellationIn,
     ConfirmationIn,
+    CourierStatusIn,
+    DeliveryIn,
     NoteIn,
     NotificationIn,
     TransitionIn,
@@ -50,6 +54,8 @@ from ordercast.runtime import Runtime
 from ordercast.services.orders import CommandResult, order_resource
 
 Run = Callable[[Runtime, Principal, str, Any], Awaitable[CommandResult]]
+# (runtime, principal, the path's id, the validated body) -> the response document
+Answer = Callable[[Runtime, Principal, str, Any], Awaitable[dict[str, Any]]]
 
 
 def command_body(rt: Runtime, result: CommandResult) -> dict[str, Any]:
@@ -106,19 +112,74 @@ async def cancel(rt: Runtime, who: Principal, order_id: str, body: CancellationI
     )
 
 
+async def start_delivery(
+    rt: Runtime, who: Principal, order_id: str, body: DeliveryIn | None
+) -> dict[str, Any]:
+    """A courier job for the order: the new delivery, with the order and its events."""
+    result, delivery_id = await rt.orders.start_delivery(
+        who, order_id, provider=body.provider if body else None
+    )
+    resource = order_resource(result.order, rt.settings.base_url, copy=False)
+    found = next(x for x in resource["deliveries"] if x["id"] == delivery_id)
+    return {**found, "order": resource, "events": [e.to_dict() for e in result.events]}
+
+
+async def courier_status(
+    rt: Runtime, who: Principal, delivery_id: str, body: CourierStatusIn
+) -> dict[str, Any]:
+    """A courier's update: the command's answer, with the delivery."""
+    result = await rt.orders.courier_update(
+        who,
+        delivery_id,
+        status=body.status,
+        occurred_at=iso_or_none(body.occurred_at),
+        proof=body.proof if body.proof is not None else body.proof_delivery,
+        refund=body.refund,
+        location=body.location,
+        eta=iso_or_none(body.eta),
+    )
+    answer = command_body(rt, result)
+    answer["delivery"] = next(x for x in answer["order"]["deliveries"] if x["id"] == delivery_id)
+    return answer
+
+
+def _answered(run: Run) -> Answer:
+    async def answer(rt: Runtime, who: Principal, target: str, body: Any) -> dict[str, Any]:
+        return command_body(rt, await run(rt, who, target, body))
+
+    return answer
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
-    path: str
+    path: str  # one path parameter: ``param``
     model: type[BaseModel]
-    run: Run
+    answer: Answer
+    param: str = "order_id"
+    status_code: int = 200
+    # FastAPI's ``body: Model | None = None``: no body at all is None, not a 422.
+    optional_body: bool = False
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("/v1/orders/{order_id}/transitions", TransitionIn, transition),
-    Command("/v1/orders/{order_id}/confirmation", ConfirmationIn, confirm),
-    Command("/v1/orders/{order_id}/notifications", NotificationIn, notify),
-    Command("/v1/orders/{order_id}/notes", NoteIn, note),
-    Command("/v1/orders/{order_id}/cancellation", CancellationIn, cancel),
+    Command("/v1/orders/{order_id}/transitions", TransitionIn, _answered(transition)),
+    Command("/v1/orders/{order_id}/confirmation", ConfirmationIn, _answered(confirm)),
+    Command("/v1/orders/{order_id}/notifications", NotificationIn, _answered(notify)),
+    Command("/v1/orders/{order_id}/notes", NoteIn, _answered(note)),
+    Command("/v1/orders/{order_id}/cancellation", CancellationIn, _answered(cancel)),
+    Command(
+        "/v1/orders/{order_id}/deliveries",
+        DeliveryIn,
+        start_delivery,
+        status_code=201,
+        optional_body=True,
+    ),
+    Command(
+        "/v1/deliveries/{delivery_id}/status",
+        CourierStatusIn,
+        courier_status,
+        param="delivery_id",
+    ),
 )
 
 _RESPONSE = TypeAdapter(dict[str, Any])  # what FastAPI serializes a ``dict[str, Any]`` with
@@ -175,7 +236,8 @@ class CommandRoute(Route):
     """A Starlette route serving one :class:`Command` (POST only, no OpenAPI entry)."""
 
     def __init__(self, command: Command) -> None:
-        adapter: TypeAdapter[Any] = TypeAdapter(command.model)
+        model: Any = command.model | None if command.optional_body else command.model
+        adapter: TypeAdapter[Any] = TypeAdapter(model)
 
         async def serve(request: Request) -> Response:
             try:
@@ -190,10 +252,14 @@ class CommandRoute(Route):
                 request.headers.get("authorization"),
                 client.host if client is not None else "unknown",
             )
-            body = _validate(adapter, document)
-            result = await command.run(rt, principal, request.path_params["order_id"], body)
-            content = _RESPONSE.dump_json(command_body(rt, result))
-            return Response(content, media_type="application/json")
+            if command.optional_body and document is _MISSING:
+                body = None
+            else:
+                body = _validate(adapter, document)
+            target = request.path_params[command.param]
+            answer = await command.answer(rt, principal, target, body)
+            content = _RESPONSE.dump_json(answer)
+            return Response(content, status_code=command.status_code, media_type="application/json")
 
         super().__init__(command.path, serve, methods=["POST"], include_in_schema=False)
         self.command = command

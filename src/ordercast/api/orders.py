@@ -121,33 +121,14 @@ async def cancellation(
 async def start_delivery(
     order_id: str, principal: PrincipalDep, rt: RuntimeDep, body: DeliveryIn | None = None
 ) -> dict[str, Any]:
-    result, delivery_id = await rt.orders.start_delivery(
-        principal, order_id, provider=body.provider if body else None
-    )
-    resource = order_resource(result.order, rt.settings.base_url, copy=False)
-    found = next(x for x in resource["deliveries"] if x["id"] == delivery_id)
-    return {**found, "order": resource, "events": [e.to_dict() for e in result.events]}
+    return await commands.start_delivery(rt, principal, order_id, body)
 
 
 @router.post("/deliveries/{delivery_id}/status", tags=["deliveries"])
 async def courier_status(
     delivery_id: str, body: CourierStatusIn, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    result = await rt.orders.courier_update(
-        principal,
-        delivery_id,
-        status=body.status,
-        occurred_at=iso_or_none(body.occurred_at),
-        proof=body.proof if body.proof is not None else body.proof_delivery,
-        refund=body.refund,
-        location=body.location,
-        eta=iso_or_none(body.eta),
-    )
-    body_out = command_body(rt, result)
-    body_out["delivery"] = next(
-        x for x in body_out["order"]["deliveries"] if x["id"] == delivery_id
-    )
-    return body_out
+    return await commands.courier_status(rt, principal, delivery_id, body)
 
 
 def _location_header(doshii: str | None, plain: str | None, order_location: str) -> None:

@@ -211,16 +211,18 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", None) or scope.get("ordercast.route")
-            # (HttpMetrics, inside this middleware, resolved plain routes and mounts.)
-            logger("ordercast.http").info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                route=route or "unmatched",
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            log = logger("ordercast.http")
+            if log.isEnabledFor(logging.INFO):  # else not even the line's fields are made
+                route = getattr(scope.get("route"), "path", None) or scope.get("ordercast.route")
+                # (HttpMetrics, inside this middleware, resolved plain routes and mounts.)
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    route=route or "unmatched",
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
             REQUEST.reset(token)
 
 

@@ -248,3 +248,73 @@ async def test_patch_app_changes_name_grants_and_settings(w: World) -> None:
     assert r.json()["settings"] == {}
     missing = await w.http.patch("/v1/apps/app_nope", headers=w.admin, json={"name": "n"})
     assert missing.status_code == 404
+
+
+def test_a_line_below_the_level_is_not_even_made(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempt line's fields (the URL made safe, ...) are made only when the line is
+    written; at ``warning`` the attempt is still counted."""
+    from ordercast import metrics
+    from ordercast.delivery import observe
+    from ordercast.ports import Claimed, Outcome
+
+    msg = Claimed(
+        id="msg_1",
+        endpoint_id="ep_1",
+        order_id="ord_1",
+        event_id="evt_1",
+        seq=1,
+        wire_type="order.note",
+        body=b"{}",
+        attempts=0,
+        trigger="scheduled",
+        url="https://hooks.example.com/x?token=secret",
+        secret="whsec_x",
+        old_secrets=[],
+        failing_since=None,
+        max_concurrency=1,
+        dialect="ordercast",
+        app_id="app_1",
+        auth_key=None,
+        auth_token=None,
+    )
+    outcome = Outcome(
+        message_id="msg_1",
+        endpoint_id="ep_1",
+        attempt_id="att_1",
+        attempt=1,
+        trigger="scheduled",
+        url=msg.url,
+        at="2026-01-01T00:00:00.000000Z",
+        webhook_timestamp=1,
+        status_code=204,
+        delivered=True,
+        reason="",
+        latency_ms=1.0,
+        response_body=None,
+        message_status="delivered",
+        next_attempt_at=None,
+        disable_endpoint=None,
+        now=1.0,
+    )
+
+    def counted() -> float:
+        labels = {"outcome": "delivered", "dialect": "ordercast"}
+        value = metrics.REGISTRY.get_sample_value("ordercast_webhook_deliveries_total", labels)
+        return value or 0.0
+
+    try:
+        configure_logging("warning", json_lines=True)
+        capsys.readouterr()
+        before = counted()
+        made: list[str] = []
+        monkeypatch.setattr(observe, "safe_url", lambda url: made.append(url) or url)
+        observe.delivery_attempt(msg, outcome)
+        assert made == [] and '"webhook.attempt"' not in capsys.readouterr().err
+        assert counted() == before + 1
+        configure_logging("info", json_lines=True)
+        observe.delivery_attempt(msg, outcome)
+        assert made == [msg.url] and '"webhook.attempt"' in capsys.readouterr().err
+    finally:
+        configure_logging("warning", json_lines=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from ordercast import metrics
 from ordercast.logs import logger, safe_url
 from ordercast.ports import Claimed, Outcome
@@ -12,7 +14,10 @@ def delivery_attempt(msg: Claimed, outcome: Outcome) -> None:
     latency, and write its log line (the URL without query string: it may hold a token)."""
     kind = {"delivered": "delivered", "pending": "retry"}.get(outcome.message_status, "failed")
     metrics.webhook_attempt(kind, msg.dialect, outcome.latency_ms / 1000.0)
-    logger("ordercast.delivery").info(
+    log = logger("ordercast.delivery")
+    if not log.isEnabledFor(logging.INFO):
+        return  # below the configured level: not even the line's fields are made
+    log.info(
         "webhook.attempt",
         app=msg.app_id,
         endpoint=msg.endpoint_id,

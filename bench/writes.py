@@ -23,8 +23,10 @@ its loyalty app a ``doshii`` one (subscribed to every order), ``--orders`` order
 the channel app (the rush's two items and consumer); timed: every order's lifecycle (the
 rush's steps: accepted, a note, preparing, ready, then a courier delivery with three courier
 statuses, or completed, or cancelled), one step of every order before the next step of any
-(``--n`` is ignored: the changes are the lifecycles' steps). Each change inserts three
-outbox rows on average, as in the rush.
+(``--n`` is ignored: the changes are the lifecycles' steps). Each change inserts 2.17
+outbox rows on average, as in the rush. ``--deliver`` also runs the webhook delivery worker
+against a local receiver and times until every message is delivered; ``--rate R`` paces the
+changes (the rush's steady state: small claims and outcome batches, not a backlog).
 
     .venv/bin/python bench/writes.py --world rush --orders 400 --layer service --threads
 """
@@ -244,7 +246,7 @@ async def rush_world(rt: Any, http: Any, args: argparse.Namespace) -> None:
             await call(
                 "POST",
                 f"/v1/apps/{apps[kind]['id']}/endpoints",
-                {"url": f"http://127.0.0.1:9/{kind}", "dialect": dialect},
+                {"url": f"{args.receiver_url}/{kind}", "dialect": dialect},
                 admin,
             )
     item = {
@@ -330,12 +332,20 @@ async def rush_world(rt: Any, http: Any, args: argparse.Namespace) -> None:
     lat: list[float] = []
     queue = iter(changes)
 
+    paced = iter(range(len(changes)))
+
     async def writer() -> None:
         for i, step, arg in queue:
+            if args.rate:  # change k is due k / rate seconds after the start
+                delay = started + next(paced) / args.rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             t0 = time.perf_counter()
             await one(i, step, arg)
             lat.append(time.perf_counter() - t0)
 
+    if args.deliver:
+        await rt.start_delivery()
     prof = cProfile.Profile() if args.profile else None
     if prof is not None:
         prof.enable()
@@ -343,6 +353,9 @@ async def rush_world(rt: Any, http: Any, args: argparse.Namespace) -> None:
     cpu0 = time.process_time()
     threads0 = thread_cpu()
     await asyncio.gather(*(writer() for _ in range(args.concurrency)))
+    if args.deliver:  # timed until every message is delivered
+        while await rt.webhooks.outbox.open_count():  # noqa: ASYNC110 (a database count)
+            await asyncio.sleep(0.02)
     cpu = time.process_time() - cpu0
     threads1 = thread_cpu()
     elapsed = time.perf_counter() - started
@@ -396,8 +409,22 @@ def print_threads(before: dict[str, float], after: dict[str, float], n: int) -> 
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    async with bench_database(args.db) as url:
-        await one_run(url, args)
+    receiver = None
+    args.receiver_url = "http://127.0.0.1:9"  # nothing listens: the worker is not started
+    if args.deliver:
+        from webhooks import free_port, start_receiver, wait_port  # bench/webhooks.py
+
+        port = free_port()
+        receiver = start_receiver("httptools", port)
+        wait_port(port)
+        args.receiver_url = f"http://127.0.0.1:{port}"
+    try:
+        async with bench_database(args.db) as url:
+            await one_run(url, args)
+    finally:
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait()
 
 
 def main() -> None:
@@ -410,6 +437,15 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--profile", metavar="FILE")
     p.add_argument("--world", choices=["notes", "rush"], default="notes")
+    p.add_argument(
+        "--deliver",
+        action="store_true",
+        help="--world rush: the delivery worker runs, POSTing to a local receiver "
+        "(bench/webhooks.py's httptools one); timed until every message is delivered",
+    )
+    p.add_argument(
+        "--rate", type=float, default=0, help="--world rush: changes per second (0: flat out)"
+    )
     p.add_argument(
         "--bare",
         action="store_true",

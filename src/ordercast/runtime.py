@@ -105,7 +105,7 @@ class Runtime:
         directory.logins = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
         orders = OrderService(store, bus, clock, ids)
         orders.after_commit.append(count_events)
-        hub = Hub(bus)
+        hub = Hub(bus, store=store)
         gateway = GatewayServer(hub, settings.host, settings.ws_port)
         runtime = cls(
             settings, store, bus, clock, ids, directory, orders, admin_token, hub, gateway

@@ -5,6 +5,10 @@
   subscriber on the other node gets the change it was never woken for — once. (The dead node
   is simulated exactly: its bus publish is dropped for one change, then its heartbeats stop
   without a clean leave: its cluster tasks are cancelled, as by SIGKILL.)
+* A change whose wake-up never went out, followed by a change that does go out (the node
+  lived on, or two nodes' messages crossed): the receiving node sees the hole in the order's
+  seqs and reads the missing events from storage, so subscribers get every event in order
+  at once, without waiting for a node to be reaped.
 * A presence member that leaves one node and is back on another within the webhook hold
   (1 s) gets no member_removed webhook, and the channel no channel_vacated: the held events
   are re-checked against the cluster's roster when due."""
@@ -108,6 +112,63 @@ async def test_a_dead_nodes_unannounced_change_reaches_subscribers_once(
         assert not await read_until(4, 0.5)
     assert seqs[-2:] == [2, 3] and seqs.count(3) == 1
     assert [n.node_id for n in await cluster_b.nodes()] == [cluster_b.node_id]
+
+
+async def test_a_hole_in_an_orders_seqs_is_filled_from_storage_at_once(
+    nodes: tuple[Runtime, Runtime],
+) -> None:
+    a, b = nodes
+    app = await make_channel_app(a)
+    orders = [
+        await a.orders.create(
+            app.principal,
+            {
+                "location_id": app.location_id,
+                "type": "pickup",
+                "items": [{"pos_id": "b", "name": "B", "quantity": 1, "unit_price": 100}],
+                "consumer": {"name": name},
+            },
+        )
+        for name in ("Ada", "Bo")
+    ]
+    channels = {f"private-o-{o.id}": o for o in orders}
+    seqs: dict[str, list[int]] = {name: [] for name in channels}
+    async with websockets.connect(f"{b.gateway.url()}/app/{app.key}?protocol=7") as ws:
+        hello = json.loads(await ws.recv())
+        socket_id = json.loads(hello["data"])["socket_id"]
+        for name in channels:
+            auth = sign_channel(app.key, app.secret, socket_id, name)
+            await ws.send(
+                json.dumps({"event": "pusher:subscribe", "data": {"channel": name, "auth": auth}})
+            )
+
+        async def read_until(seq: int, within: float) -> bool:
+            deadline = time.monotonic() + within
+            while not all(got and got[-1] >= seq for got in seqs.values()):
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+                except TimeoutError:
+                    return False
+                msg = json.loads(raw)
+                if msg.get("channel") in seqs and not msg["event"].startswith("pusher"):
+                    seqs[msg["channel"]].append(json.loads(msg["data"])["seq"])
+            return True
+
+        for order in orders:
+            await a.orders.note(app.principal, order.id, text="on the grill")
+        assert await read_until(2, 10), seqs
+        bus = a.orders.bus
+        a.orders.bus = DroppedBus()  # type: ignore[assignment]
+        for order in orders:
+            await a.orders.note(app.principal, order.id, text="never announced")
+        a.orders.bus = bus
+        for order in orders:
+            await a.orders.note(app.principal, order.id, text="announced")
+        # Both nodes are alive (no reaping, no lagged listener): only the hole says it.
+        assert await read_until(4, 5), seqs
+    for name, got in seqs.items():
+        assert got[got.index(2) :] == [2, 3, 4], (name, got)
+    assert b.hub.holes_filled == 2
 
 
 async def _presence_socket(

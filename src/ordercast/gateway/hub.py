@@ -17,6 +17,15 @@ event log is the truth; the bus is only a wake-up path) for what changed since
 :attr:`Hub.lagged_since` (unix seconds). It runs BEFORE the next message is dispatched, so a
 catch-up is never overtaken by a newer live message. An exception in a consumer is logged,
 never fatal.
+
+**Holes in one order's events.** A node may commit an event and die before publishing it,
+and two nodes' messages about one order may cross on the way through Redis. Either way the
+next message for that order starts past the seq this hub dispatched last: the hub reads the
+missing events from storage (the event log is the truth) and puts them in front of that
+message's own, so every consumer sees the order's events with no hole and in order (a
+consumer already skips a seq it has sent). The last seq is remembered for the
+:data:`GAP_ORDERS` orders heard of most recently; an order forgotten there, or a hole at the
+end of a stream, is left to the catch-up after a lagged listener or a lost node.
 """
 
 from __future__ import annotations
@@ -25,13 +34,21 @@ import asyncio
 import contextlib
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 from ordercast import metrics
-from ordercast.ports import LAGGED, Bus, BusListener, BusMessage
+from ordercast.errors import OrdercastError
+from ordercast.ports import LAGGED, Bus, BusListener, BusMessage, Store
 
-__all__ = ["Hub", "HubConsumer"]
+__all__ = ["GAP_ORDERS", "Hub", "HubConsumer"]
+
+#: Orders whose last dispatched seq the hub remembers to find holes (least recently heard of
+#: forgotten first: about 100 bytes each).
+GAP_ORDERS: Final = 20_000
+#: The most missing events read for one hole.
+GAP_EVENTS: Final = 1000
 
 log = logging.getLogger("ordercast.gateway.hub")
 
@@ -44,9 +61,14 @@ class HubConsumer(Protocol):
 class Hub:
     """Owns the process's single bus listener for the gateways."""
 
-    def __init__(self, bus: Bus, maxsize: int = 10_000) -> None:
+    def __init__(self, bus: Bus, maxsize: int = 10_000, store: Store | None = None) -> None:
         self.bus = bus
         self.maxsize = maxsize
+        #: Where the events of a hole are read (None: holes are not filled).
+        self.store = store
+        #: Order id -> the highest seq dispatched, for the orders heard of most recently.
+        self.last_seq: OrderedDict[str, int] = OrderedDict()
+        self.holes_filled = 0
         self.consumers: list[HubConsumer] = []
         self._listener: BusListener | None = None
         self._task: asyncio.Task[None] | None = None
@@ -83,10 +105,55 @@ class Hub:
 
     async def dispatch(self, message: BusMessage) -> None:
         """Hand one message to every consumer (also used by tests)."""
+        if message.kind == "order" and self.store is not None:
+            message = await self._fill_hole(message)
         for consumer in self.consumers:
             await _call(consumer.on_message, message)
         if self.written is not None and message.kind == "order":
             metrics.observe_bus_message(message.payload, self.written)
+
+    async def _fill_hole(self, message: BusMessage) -> BusMessage:
+        """``message`` with the events of its order that were never dispatched put in front
+        of its own (read from storage), when its first event is past the last seq
+        dispatched plus one."""
+        payload = message.payload
+        events: list[dict[str, Any]] = payload.get("events") or []
+        order_id = (payload.get("order") or {}).get("id")
+        if not events or not isinstance(order_id, str):
+            return message
+        try:
+            first, last = int(events[0]["seq"]), int(events[-1]["seq"])
+        except (KeyError, TypeError, ValueError):
+            return message
+        known = self.last_seq
+        before = known.pop(order_id, None)
+        known[order_id] = last if before is None else max(before, last)
+        while len(known) > GAP_ORDERS:
+            known.popitem(last=False)
+        if before is None or first <= before + 1:
+            return message
+        assert self.store is not None
+        try:
+            records = await self.store.list_events(order_id, before, GAP_EVENTS)
+        except OrdercastError:
+            log.warning(
+                "order %s: events %d-%d missing, storage unavailable",
+                order_id,
+                before + 1,
+                first - 1,
+            )
+            return message
+        missing = [r.to_dict() for r in records if before < r.seq < first]
+        if not missing:
+            return message
+        self.holes_filled += 1
+        log.warning(
+            "order %s: events %d-%d never reached this node's bus; read from storage",
+            order_id,
+            before + 1,
+            first - 1,
+        )
+        return BusMessage(message.kind, {**payload, "events": [*missing, *events]})
 
     async def catch_up(self) -> None:
         """Tell every consumer to catch up from storage, as after a lagged listener (a dead

@@ -23,7 +23,6 @@ by a lagging bus) is not re-sent here; partners catch up with ``GET /partner/v3/
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Any, Final
@@ -35,6 +34,7 @@ from ordercast.domain.access import may_see_order
 from ordercast.domain.events import ORDER_CREATED
 from ordercast.domain.order import Order
 from ordercast.errors import TRY_AGAIN_LATER, OrdercastError, ProtocolError
+from ordercast.gateway.fanout import close_transport
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
 from ordercast.ports import BusMessage, Store
@@ -115,9 +115,7 @@ class DoshiiConnection(WSListener):
         if self.dead or self.transport is None:
             return
         self.dead = True
-        with contextlib.suppress(Exception):
-            self.transport.send_close(code, reason.encode()[:123])  # type: ignore[arg-type]
-        self.transport.disconnect()
+        close_transport(self.transport, code, reason)
         self.gateway.forget(self)
 
 

@@ -30,8 +30,11 @@ at the buffer only once the transport has paused writing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
+
+from picows import WSTransport
 
 __all__ = ["Fanout", "SlowConsumers", "flush_soon", "frame_blob", "ws_text_frame"]
 
@@ -50,6 +53,15 @@ def flush_soon(flush: Callable[[], None]) -> None:
         asyncio.get_running_loop().call_soon(flush)
     except RuntimeError:
         flush()
+
+
+def close_transport(transport: WSTransport, code: int, reason: str) -> None:
+    """A close frame (its reason cut to the 123 bytes a close frame holds), then disconnect;
+    a transport already gone is fine. (picows types the code as ``WSCloseCode``; every code
+    in 1000-4999 is valid on the wire.)"""
+    with contextlib.suppress(Exception):
+        transport.send_close(code, reason.encode()[:123])  # type: ignore[arg-type]
+    transport.disconnect()
 
 
 def ws_text_frame(payload: bytes) -> bytes:

@@ -24,7 +24,7 @@ from typing import Final, Protocol
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
-from ordercast.gateway.fanout import Fanout, SlowConsumers, frame_blob
+from ordercast.gateway.fanout import Fanout, SlowConsumers, close_transport, frame_blob
 from ordercast.protocols.pusher import CloseCode, PusherSession
 
 __all__ = ["DEFAULT_MAX_BUFFER", "PusherConnection", "PusherFanout", "SocketEvents", "Targets"]
@@ -128,9 +128,7 @@ class PusherConnection(WSListener):
         if self.dead or self.transport is None:
             return
         self.dead = True
-        with contextlib.suppress(Exception):
-            self.transport.send_close(code, reason.encode()[:123])  # type: ignore[arg-type]
-        self.transport.disconnect()
+        close_transport(self.transport, code, reason)
         raw = self.raw
         if raw is not None:
             # A peer that never reads would keep the socket forever: abort after a grace.

@@ -36,11 +36,16 @@ HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "nginx" / "ordercast.conf.template"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def hold_port() -> socket.socket:
+    """A loopback port bound (not listening) with SO_REUSEADDR. While it is held the kernel
+    gives the port to no other bind and to no outgoing connection's local end, yet a server
+    that sets SO_REUSEADDR too (nginx and ``ordercast run`` both do) binds and listens on it.
+    A port found free and let go is free only at that moment: a node starting for seconds
+    opens many connections meanwhile, and one of them may take the port nginx is to bind."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 def nginx_binary() -> str | None:
@@ -128,11 +133,19 @@ class Trial:
     async def start(self) -> None:
         if self.scratch is None:
             self.scratch = Path(tempfile.mkdtemp(prefix="ordercast-trial-"))
-        self.http_port, self.ws_port = free_port(), free_port()
-        self.nodes = [Node(i, free_port(), free_port()) for i in range(self.nodes_count)]
-        # All at once: migrations take a PostgreSQL advisory lock, the demo a claimed row.
-        await asyncio.gather(*(self.start_node(n) for n in self.nodes))
-        await self.start_nginx()
+        holds = [hold_port() for _ in range(2 + 2 * self.nodes_count)]
+        ports = [int(h.getsockname()[1]) for h in holds]
+        try:
+            self.http_port, self.ws_port = ports[0], ports[1]
+            self.nodes = [
+                Node(i, ports[2 + 2 * i], ports[3 + 2 * i]) for i in range(self.nodes_count)
+            ]
+            # All at once: migrations take a PostgreSQL advisory lock, the demo a claimed row.
+            await asyncio.gather(*(self.start_node(n) for n in self.nodes))
+            await self.start_nginx()
+        finally:
+            for hold in holds:
+                hold.close()
 
     def node_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -194,7 +207,7 @@ class Trial:
             stderr=asyncio.subprocess.DEVNULL,
             stdin=asyncio.subprocess.DEVNULL,
         )
-        await wait_ready(f"{self.http}/ready", 20, None, self.nginx)
+        await wait_ready(f"{self.http}/ready", 20, None, self.nginx, self.scratch / "error.log")
 
     def kill(self, node: Node) -> None:
         """SIGKILL: the node dies without a word (no leaves, no clean stop)."""
@@ -234,12 +247,14 @@ async def wait_ready(
     within: float,
     node: Node | None,
     proc: asyncio.subprocess.Process | None = None,
+    log_path: Path | None = None,
 ) -> None:
     deadline = time.monotonic() + within
     proc = proc or (node.proc if node else None)
+    log_path = log_path or (node.log if node else None)
     while time.monotonic() < deadline:
         if proc is not None and proc.returncode is not None:
-            log = node.log.read_text(errors="replace")[-3000:] if node and node.log else ""
+            log = log_path.read_text(errors="replace")[-3000:] if log_path else ""
             raise RuntimeError(f"{url}: process exited with {proc.returncode}\n{log}")
         try:
             status = await asyncio.to_thread(_status, url)
@@ -252,7 +267,7 @@ async def wait_ready(
 
 
 def _status(url: str) -> int:
-    with contextlib.closing(urllib.request.urlopen(url, timeout=2)) as r:  # noqa: S310
+    with contextlib.closing(urllib.request.urlopen(url, timeout=2)) as r:
         status: int = r.status
         return status
 

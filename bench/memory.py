@@ -79,6 +79,9 @@ def maps(rt: Any) -> dict[str, int]:
             out["stomp.subscribers"] = len(consumer.subscribers)
             out["stomp.connections"] = len(consumer.connections)
             out["stomp.plans"] = len(consumer._plans)
+    last_seq = getattr(rt.hub, "last_seq", None)  # the hub's hole finder (since a6a08cc)
+    if last_seq is not None:
+        out["hub.last_seq"] = len(last_seq)
     recent = getattr(rt.store, "_recent", None)
     if recent is not None:
         out["store.recent_orders"] = len(recent)

@@ -109,7 +109,18 @@ rl.on('line', (line) => {
       pusher.user.bind_global((event, data) => {
         if (!event.startsWith('pusher')) out({ type: 'user_event', event, data });
       });
-      out({ type: 'signed_in', id: pusher.user.user_data && pusher.user.user_data.id });
+      // pusher-js subscribes to #server-to-user-{id} only after signin_success: report the
+      // sign-in once that subscription is confirmed, or a sendToUser sent at once may come
+      // before the socket is on its user channel (and is then, as on Pusher, not delivered).
+      let reported = false;
+      const report = () => {
+        if (reported) return;
+        reported = true;
+        out({ type: 'signed_in', id: pusher.user.user_data && pusher.user.user_data.id });
+      };
+      const own = pusher.user.serverToUserChannel;
+      if (!own || own.subscribed) report();
+      else own.bind('pusher:subscription_succeeded', report);
     });
   } else if (cmd.cmd === 'disconnect') pusher.disconnect();
   else if (cmd.cmd === 'connect') pusher.connect();

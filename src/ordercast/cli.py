@@ -477,7 +477,6 @@ def accounts_create(
     settings = _settings(database_url=database_url)
 
     async def go(rt: Runtime) -> None:
-        assert rt.accounts is not None
         try:
             account = await rt.accounts.create(
                 tenant_id=tenant,
@@ -505,7 +504,6 @@ def accounts_list(
     settings = _settings(database_url=database_url)
 
     async def go(rt: Runtime) -> None:
-        assert rt.accounts is not None
         try:
             accounts = await rt.accounts.list(tenant)
         except OrdercastError as exc:

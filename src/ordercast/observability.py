@@ -15,13 +15,12 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import sqlalchemy as sa
-
 from ordercast import metrics
 from ordercast.gateway.pusher.registry import channel_is_presence
 
 if TYPE_CHECKING:
     from ordercast.gateway.cluster import PusherCluster
+    from ordercast.ports import Outbox
     from ordercast.runtime import Runtime
 
 
@@ -30,6 +29,7 @@ class RuntimeMetrics:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._outbox: Outbox | None = None
 
     def written(self) -> int:
         return self.runtime.pusher.out.writes + self.runtime.stomp.delivered
@@ -53,41 +53,13 @@ class RuntimeMetrics:
         yield "stomp", self.runtime.stomp.delivered
 
     async def outbox_depth(self) -> tuple[dict[str, int], float | None]:
-        from ordercast.storage import schema as s
-        from ordercast.storage.sql import SqlStore
-
-        store = self.runtime.store
-        if not isinstance(store, SqlStore):  # pragma: no cover - one store today
-            return {}, None
-        m, e = s.webhook_messages, s.webhook_endpoints
-        counts = (
-            sa.select(m.c.status, sa.func.count())
-            .where(m.c.status.in_(("pending", "delivering")))
-            .group_by(m.c.status)
-        )
-        oldest = (
-            sa.select(sa.func.min(m.c.next_attempt_at))
-            .select_from(m.join(e, e.c.id == m.c.endpoint_id))
-            .where(m.c.status == "pending", e.c.enabled.is_(True))
-        )
-        async with store.engine.connect() as conn:
-            depth = {row[0]: int(row[1]) for row in (await conn.execute(counts)).all()}
-            due = (await conn.execute(oldest)).scalar()
-        # A message is "due" once its next attempt time has passed.
-        if due is not None and float(due) > time.time():
-            due = None
-        return depth, None if due is None else float(due)
+        if self._outbox is None:
+            self._outbox = self.runtime.store.outbox()
+        return await self._outbox.depth(time.time())
 
     async def timers_pending(self) -> int:
-        from ordercast.storage import schema as s
-        from ordercast.storage.sql import SqlStore
-
-        store = self.runtime.store
-        if not isinstance(store, SqlStore):  # pragma: no cover - one store today
-            return 0
-        q = sa.select(sa.func.count()).select_from(s.timers).where(s.timers.c.done.is_(False))
-        async with store.engine.connect() as conn:
-            return int((await conn.execute(q)).scalar_one())
+        pos = self.runtime.pos
+        return await pos.timers.count_pending() if pos is not None else 0
 
 
 class FanoutTrace:

@@ -46,8 +46,6 @@ from ordercast.services.tokens import TokenSigner
 from ordercast.services.webhooks import WebhookService
 from ordercast.settings import Settings
 from ordercast.storage import open_store
-from ordercast.storage.accounts import SqlAccounts
-from ordercast.storage.sql import SqlStore
 
 DEMO_KEY = "demo"
 
@@ -82,7 +80,7 @@ class Runtime:
     doshii_auth: DoshiiAuth | None = None
     doshii_webhooks: DoshiiWebhooks | None = None
     # Password logins (staff, KDS, customers) and the OAuth2 token grants.
-    accounts: AccountService | None = None
+    accounts: AccountService = field(init=False)
 
     @classmethod
     async def open(
@@ -114,17 +112,16 @@ class Runtime:
         runtime._open_webhooks()
         runtime._open_gateways()
         runtime._open_pos_flow()
-        if isinstance(store, SqlStore):
-            runtime.accounts = AccountService(
-                store,
-                SqlAccounts(store),
-                clock,
-                signer,
-                access_ttl=settings.access_token_ttl,
-                refresh_ttl=settings.refresh_token_ttl,
-                passwords=Passwords(settings.argon2_memory_kib, settings.argon2_time_cost),
-                ids=ids,
-            )
+        runtime.accounts = AccountService(
+            store,
+            store.accounts(),
+            clock,
+            signer,
+            access_ttl=settings.access_token_ttl,
+            refresh_ttl=settings.refresh_token_ttl,
+            passwords=Passwords(settings.argon2_memory_kib, settings.argon2_time_cost),
+            ids=ids,
+        )
         return runtime
 
     def _open_gateways(self) -> None:

@@ -289,3 +289,25 @@ async def test_app_targets_and_disabled_endpoints_keep_their_messages_skipped(
     assert len(await claim(b)) == 1
     assert await b.outbox.app_credentials(f"a1_{b.tag}") is not None
     assert await b.outbox.app_credentials("nope") is None
+
+
+async def test_depth_counts_open_messages_and_the_oldest_due_one(backend: Backend) -> None:
+    b = backend
+    # Counts are of the whole table (the PostgreSQL one is shared): compare with before.
+    before, _ = await b.outbox.depth(T0 - 10)
+    ep = await endpoint(b, "a1")
+    msgs = [message(b, ep, f"o{i}", 1, T0 + i) for i in range(3)]
+    await b.outbox.enqueue(msgs)
+    depth, due = await b.outbox.depth(T0 - 1)
+    assert depth.get("pending", 0) - before.get("pending", 0) == 3
+    assert due is None  # none due yet at T0 - 1
+    depth, due = await b.outbox.depth(T0 + 1.5)
+    assert due == T0  # the oldest pending message, due since T0
+    assert await claim(b, now=T0 + 0.5) == [msgs[0].id]
+    depth, due = await b.outbox.depth(T0 + 1.5)
+    assert depth.get("pending", 0) - before.get("pending", 0) == 2
+    assert depth.get("delivering", 0) - before.get("delivering", 0) == 1
+    assert due == T0 + 1
+    await b.outbox.record("w1", [outcome(msgs[0].id, ep.id, ok=True)])
+    depth, _ = await b.outbox.depth(T0 + 1.5)
+    assert depth.get("delivering", 0) - before.get("delivering", 0) == 0

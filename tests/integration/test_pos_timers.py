@@ -48,11 +48,13 @@ def live(rows: list[dict[str, Any]]) -> dict[str, bool]:
 async def test_timers_follow_the_phases(any_world: World) -> None:
     w, rt = any_world, any_world.runtime
     pos = await pos_location(w)
+    timers = timers_of(rt)
+    open_before = await timers.count_pending()  # the whole table (PostgreSQL's is shared)
     order = await w.order(fire_order_in_seconds=600)
     assert order["status"] == "draft" and order["pos_flow"] is True
     oid = order["id"]
-    timers = timers_of(rt)
     assert live(await timers.pending(oid)) == {"price_deadline": True}
+    assert await timers.count_pending() == open_before + 1
     r = await w.http.post(f"/v1/pos/orders/{oid}/price", headers=pos, json={"status": "PRICED"})
     assert r.status_code == 200, r.text
     assert live(await timers.pending(oid)) == {"price_deadline": False, "commit_deadline": True}
@@ -60,6 +62,7 @@ async def test_timers_follow_the_phases(any_world: World) -> None:
     assert r.json()["order"]["status"] == "held"
     rows = await timers.pending(oid)
     assert live(rows) == {"price_deadline": False, "commit_deadline": False, "fire": True}
+    assert await timers.count_pending() == open_before + 1  # the deadlines done, the fire set
     [fire] = [x for x in rows if x["kind"] == "fire"]
     assert fire["due_at"] > time.time() + 500
     # Nothing is due now.

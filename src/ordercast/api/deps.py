@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +9,7 @@ from fastapi import Depends, Request
 from ordercast.domain.access import Principal
 from ordercast.errors import Unauthorized
 from ordercast.logs import bind_principal
+from ordercast.protocols.credentials import Basic, Bearer, parse_authorization
 from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.runtime import Runtime
 
@@ -53,28 +52,24 @@ async def _authenticate(
             "missing Authorization header: use HTTP Basic key:secret (apps) or "
             "Bearer <token> (admin, users)"
         )
-    scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
-    value = value.strip()
+    credentials = parse_authorization(header)
     directory = runtime.directory
-    if scheme == "basic":
-        try:
-            key, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise Unauthorized("malformed Basic credentials") from exc
-        if not sep:
+    if isinstance(credentials, Basic):
+        if not credentials.has_secret:
             raise Unauthorized("Basic credentials must be key:secret")
+        key, secret = credentials.key, credentials.secret
         return await directory.login(
             address,
             basic_credential(key),
             lambda: directory.authenticate_basic(key, secret),
             record=record,
         )
-    if scheme == "bearer" and value:
+    if isinstance(credentials, Bearer):
+        token = credentials.token
         return await directory.login(
             address,
-            bearer_credential(value),
-            lambda: directory.authenticate_bearer(value),
+            bearer_credential(token),
+            lambda: directory.authenticate_bearer(token),
             record=record,
         )
     raise Unauthorized("unsupported Authorization scheme; use Basic or Bearer")

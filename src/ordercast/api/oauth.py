@@ -10,8 +10,6 @@ OAuth2 clients read those.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +22,7 @@ from ordercast.api.schemas import In
 from ordercast.domain.access import AppPrincipal, require_admin
 from ordercast.domain.accounts import GRANT_TYPES
 from ordercast.errors import OAuthError, Unauthorized, ValidationError
+from ordercast.protocols.credentials import Basic, parse_authorization
 from ordercast.runtime import Runtime
 from ordercast.services.accounts import AccountService, account_dict
 
@@ -45,8 +44,6 @@ def _oauth_error(exc: OAuthError) -> JSONResponse:
 
 
 def _accounts(rt: Runtime) -> AccountService:
-    if rt.accounts is None:  # pragma: no cover - every store is SQL today
-        raise OAuthError("server_error", "accounts need the SQL store")
     return rt.accounts
 
 
@@ -72,17 +69,15 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 async def _client(rt: Runtime, request: Request, form: dict[str, str]) -> AppPrincipal:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    try:
+        credentials = parse_authorization(request.headers.get("authorization"))
+    except Unauthorized as exc:
+        raise OAuthError("invalid_client", "malformed Basic client credentials") from exc
     key = secret = None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-            key, sep, secret = decoded.partition(":")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise OAuthError("invalid_client", "malformed Basic client credentials") from exc
-        if not sep:
+    if isinstance(credentials, Basic):
+        if not credentials.has_secret:
             raise OAuthError("invalid_client", "Basic client credentials must be key:secret")
+        key, secret = credentials.key, credentials.secret
     elif "client_id" in form:
         key, secret = form["client_id"], form.get("client_secret", "")
     if not key:

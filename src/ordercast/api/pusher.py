@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from collections.abc import Mapping
@@ -46,7 +44,7 @@ from ordercast.errors import (
 from ordercast.gateway.pusher import PusherGateway
 from ordercast.gateway.pusher.registry import AppState
 from ordercast.ports import App
-from ordercast.protocols.credentials import same_secret
+from ordercast.protocols.credentials import Basic, Bearer, parse_authorization, same_secret
 from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.protocols.pusher import (
     ChannelKind,
@@ -159,31 +157,27 @@ async def _params_caller(rt: Runtime, params: Mapping[str, str]) -> Caller:
 
 
 async def _caller_from_headers(rt: Runtime, request: Request, params: Mapping[str, str]) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
+    credentials = parse_authorization(request.headers.get("authorization"))
+    if isinstance(credentials, Bearer):
         return await rt.directory.login(
             _address(request),
-            bearer_credential(value.strip()),
-            lambda: _headers_caller(rt, request, params),
+            bearer_credential(credentials.token),
+            lambda: _headers_caller(rt, request, credentials, params),
         )
-    return await _headers_caller(rt, request, params)  # Basic: limited in _caller_from_params
+    # Basic: limited in _caller_from_params
+    return await _headers_caller(rt, request, credentials, params)
 
 
-async def _headers_caller(rt: Runtime, request: Request, params: Mapping[str, str]) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    value = value.strip()
-    if scheme.lower() == "basic":
-        try:
-            key, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise Unauthorized("malformed Basic credentials") from exc
+async def _headers_caller(
+    rt: Runtime, request: Request, credentials: Basic | Bearer | None, params: Mapping[str, str]
+) -> Caller:
+    if isinstance(credentials, Basic):
+        secret = credentials.secret if credentials.has_secret else ""
         return await _caller_from_params(
-            rt, {**params, "key": key, "secret": secret if sep else ""}, _address(request)
+            rt, {**params, "key": credentials.key, "secret": secret}, _address(request)
         )
-    if scheme.lower() == "bearer" and value:
-        principal = await _user_token(rt, value)
+    if isinstance(credentials, Bearer):
+        principal = await _user_token(rt, credentials.token)
         app = await rt.directory.app_by_id(principal.app_id)
         if app is None:
             raise Unauthorized("the app that issued this token no longer exists")

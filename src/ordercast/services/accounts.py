@@ -27,10 +27,9 @@ from ordercast.domain.accounts import (
 )
 from ordercast.domain.isotime import iso
 from ordercast.errors import NotFound, OAuthError, Unauthorized, ValidationError
-from ordercast.ports import Clock, Ids, Store
+from ordercast.ports import Accounts, Clock, Ids, Store
 from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.jwtokens import REFRESH, JwtSigner
-from ordercast.storage.accounts import SqlAccounts
 
 
 def account_dict(account: Account) -> dict[str, Any]:
@@ -78,7 +77,7 @@ class AccountService:
     def __init__(
         self,
         store: Store,
-        accounts: SqlAccounts,
+        accounts: Accounts,
         clock: Clock,
         signer: JwtSigner,
         *,

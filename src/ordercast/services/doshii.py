@@ -24,6 +24,7 @@ import jwt
 from ordercast.domain.access import AppPrincipal
 from ordercast.errors import Unauthorized, ValidationError
 from ordercast.ports import App, Clock
+from ordercast.protocols.credentials import Bearer, parse_authorization
 from ordercast.protocols.doshii import client_id_from_auth, looks_like_jwt
 from ordercast.services.directory import Directory, app_principal
 
@@ -49,10 +50,13 @@ class DoshiiAuth:
                 "missing Authorization header: send 'Bearer <JWT HS256 over {clientId, "
                 "timestamp} signed with the app secret>'"
             )
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        try:
+            credentials = parse_authorization(header)
+        except Unauthorized:
+            credentials = None
+        if not isinstance(credentials, Bearer):
             raise Unauthorized("use 'Authorization: Bearer <JWT>' (the Doshii SDK's token)")
-        return await self.from_jwt(token.strip())
+        return await self.from_jwt(credentials.token)
 
     async def from_jwt(self, token: str) -> DoshiiCaller:
         try:

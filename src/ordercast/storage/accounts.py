@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ordercast.domain.accounts import Account
 from ordercast.errors import Conflict
 from ordercast.storage import schema as s
-from ordercast.storage.sql import SqlStore
 
 A = s.accounts
 
@@ -29,12 +31,19 @@ def _account(row: Any) -> Account:
 
 
 class SqlAccounts:
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
+    """``ports.Accounts`` on a SQL store (build it with ``store.accounts()``)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+    ) -> None:
+        self.engine = engine
+        self.write = write  # the store's write transactions on the engine
 
     async def create(self, account: Account) -> None:
         try:
-            async with self.store.write() as conn:
+            async with self.write() as conn:
                 await conn.execute(
                     A.insert().values(
                         id=account.id,
@@ -53,12 +62,12 @@ class SqlAccounts:
             ) from exc
 
     async def get(self, account_id: str) -> Account | None:
-        async with self.store.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(A).where(A.c.id == account_id))).first()
         return _account(row) if row else None
 
     async def by_username(self, tenant_id: str, username: str) -> Account | None:
-        async with self.store.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(A).where(A.c.tenant_id == tenant_id, A.c.username == username)
@@ -67,7 +76,7 @@ class SqlAccounts:
         return _account(row) if row else None
 
     async def list(self, tenant_id: str) -> list[Account]:
-        async with self.store.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     sa.select(A).where(A.c.tenant_id == tenant_id).order_by(A.c.username)
@@ -76,7 +85,7 @@ class SqlAccounts:
         return [_account(r) for r in rows]
 
     async def update(self, account: Account) -> None:
-        async with self.store.write() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 A.update()
                 .where(A.c.id == account.id)
@@ -89,7 +98,7 @@ class SqlAccounts:
             )
 
     async def set_password_hash(self, account_id: str, password_hash: str) -> None:
-        async with self.store.write() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 A.update().where(A.c.id == account_id).values(password_hash=password_hash)
             )

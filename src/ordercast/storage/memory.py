@@ -134,6 +134,18 @@ class MemoryOutbox:
         for m in self._claimed_by(worker_id):
             m["lease_until"] = lease_until
 
+    async def depth(self, now: float) -> tuple[dict[str, int], float | None]:
+        depth: dict[str, int] = {}
+        due: float | None = None
+        for m in self.messages.values():
+            if m["status"] in ("pending", "delivering"):
+                depth[m["status"]] = depth.get(m["status"], 0) + 1
+            endpoint = self.endpoints.get(m["endpoint_id"])
+            if m["status"] == "pending" and endpoint is not None and endpoint["enabled"]:
+                at = float(m["next_attempt_at"])
+                due = at if due is None else min(due, at)
+        return depth, due if due is not None and due <= now else None
+
     async def reap(self, now: float) -> int:
         expired = [
             m

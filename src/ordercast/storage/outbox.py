@@ -341,6 +341,23 @@ class SqlOutbox:
             "renew_claims", {"worker_id": worker_id, "lease_until": lease_until}
         )
 
+    async def depth(self, now: float) -> tuple[dict[str, int], float | None]:
+        counts = (
+            sa.select(M.c.status, sa.func.count())
+            .where(M.c.status.in_(OPEN_STATUSES))
+            .group_by(M.c.status)
+        )
+        oldest = (
+            sa.select(sa.func.min(M.c.next_attempt_at))
+            .select_from(M.join(E, E.c.id == M.c.endpoint_id))
+            .where(M.c.status == "pending", E.c.enabled.is_(True))
+        )
+        async with self.engine.connect() as conn:
+            depth = {row[0]: int(row[1]) for row in (await conn.execute(counts)).all()}
+            due = (await conn.execute(oldest)).scalar()
+        # A message is "due" once its next attempt time has passed.
+        return depth, float(due) if due is not None and float(due) <= now else None
+
     async def reap(self, now: float) -> int:
         """Make messages whose claim lease expired (their worker died) due again."""
         return await self.connector.execute("reap_claims", {"now": now})

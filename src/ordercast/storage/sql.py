@@ -45,6 +45,7 @@ from ordercast.errors import (
     StorageUnavailable,
 )
 from ordercast.ports import (
+    Accounts,
     App,
     IdFactory,
     Location,
@@ -59,6 +60,7 @@ from ordercast.ports import (
 )
 from ordercast.storage import queries
 from ordercast.storage import schema as s
+from ordercast.storage.accounts import SqlAccounts
 from ordercast.storage.connector import (
     Connector,
     PgConnector,
@@ -205,6 +207,9 @@ class SqlStore:
 
     def add_tx_hook(self, hook: TxHook) -> None:
         self._hooks.append(hook)
+
+    def accounts(self) -> Accounts:
+        return SqlAccounts(self.engine, self.write)
 
     def outbox(self) -> Outbox:
         return SqlOutbox(self.engine, self.write, self.connector, self.claim_depth)

@@ -129,6 +129,11 @@ class SqlTimers:
         value = rows[0][0] if rows else None
         return float(value) if value is not None else None
 
+    async def count_pending(self) -> int:
+        """Timers not yet done (due or not), across all orders."""
+        rows = await self.connector.fetch_all("count_pending_timers")
+        return int(rows[0][0]) if rows else 0
+
     async def pending(self, order_id: str) -> list[dict[str, Any]]:
         """The order's timers (tests, diagnostics)."""
         rows = await self.connector.fetch_all("timers_of_order", {"order_id": order_id})

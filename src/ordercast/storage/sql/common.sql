@@ -142,6 +142,9 @@ WHERE id = :id
 SELECT min(CASE WHEN lease_until > due_at THEN lease_until ELSE due_at END)
 FROM timers WHERE NOT done
 
+-- name: count_pending_timers
+SELECT count(*) FROM timers WHERE NOT done
+
 -- name: pos_flow_location
 -- Whether a POS app granted the location has an enabled endpoint in the POS dialect.
 SELECT e.id

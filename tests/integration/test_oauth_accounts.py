@@ -206,6 +206,40 @@ async def test_token_errors_are_rfc6749_bodies(
         assert r.headers["www-authenticate"].startswith("Basic")
 
 
+async def test_failed_logins_are_limited_per_account_and_per_client(world: World) -> None:
+    """Password guesses are limited per (address, account), client-secret guesses per
+    (address, app key): 429 with Retry-After in the RFC 6749 error shape; the right password
+    is refused too while blocked, and other accounts and apps from the same address carry on."""
+    world.runtime.directory.logins.max_failures = 3
+    await account(world, "anna", ["staff"], location_ids=[world.location_id])
+    await account(world, "bert", ["staff"], location_ids=[world.location_id])
+    pos, other_pos = await world.new_app("pos"), await world.new_app("pos")
+    anna = {"grant_type": "password", "username": "anna", "password": PASSWORD}
+    for _ in range(3):
+        r = await grant(world, pos, **anna | {"password": "guess"})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    r = await grant(world, pos, **anna)
+    assert r.status_code == 429, r.text
+    assert r.json()["error"] == "temporarily_unavailable"
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert r.headers["cache-control"] == "no-store"
+    # Through another client too: the account is the credential, not the app.
+    assert (await grant(world, other_pos, **anna)).status_code == 429
+    # Another account, and the client-credentials grant, from the same address: unaffected.
+    r = await grant(world, pos, grant_type="password", username="bert", password=PASSWORD)
+    assert r.status_code == 200, r.text
+    assert (await grant(world, pos, grant_type="client_credentials")).status_code == 200
+    # Client secret guesses: blocked for that key only.
+    wrong = {**pos, "secret": "wrong"}
+    for _ in range(3):
+        r = await grant(world, wrong, grant_type="client_credentials")
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    r = await grant(world, pos, grant_type="client_credentials")
+    assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable"
+    r = await grant(world, other_pos, grant_type="client_credentials")
+    assert r.status_code == 200, r.text
+
+
 async def test_refresh_and_client_credentials(world: World) -> None:
     staff = await account(world, "anna", ["staff"], location_ids=[world.location_id])
     pos = await world.new_app("pos")

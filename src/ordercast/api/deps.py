@@ -24,12 +24,14 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime_of(request)
 
 
+def client_address(request: Request) -> str:
+    """The peer's address: the key of the failed-login limits."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def get_principal(request: Request) -> Principal:
-    client = request.client
     return await authenticate(
-        runtime_of(request),
-        request.headers.get("authorization"),
-        client.host if client is not None else "unknown",
+        runtime_of(request), request.headers.get("authorization"), client_address(request)
     )
 
 

@@ -17,12 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from ordercast.api.deps import PrincipalDep, RuntimeDep, runtime_of
+from ordercast.api.deps import PrincipalDep, RuntimeDep, client_address, runtime_of
 from ordercast.api.schemas import In
 from ordercast.domain.access import AppPrincipal, require_admin
 from ordercast.domain.accounts import GRANT_TYPES
-from ordercast.errors import OAuthError, Unauthorized, ValidationError
+from ordercast.errors import OAuthError, RateLimited, Unauthorized, ValidationError
 from ordercast.protocols.credentials import Basic, parse_authorization
+from ordercast.protocols.logins import account_credential, basic_credential
 from ordercast.runtime import Runtime
 from ordercast.services.accounts import AccountService, account_dict
 
@@ -84,8 +85,13 @@ async def _client(rt: Runtime, request: Request, form: dict[str, str]) -> AppPri
         raise OAuthError(
             "invalid_client", "authenticate the client: HTTP Basic with an app's key:secret"
         )
+    directory = rt.directory
     try:
-        client = await rt.directory.authenticate_basic(key, secret or "")
+        client = await directory.login(
+            client_address(request),
+            basic_credential(key),
+            lambda: directory.authenticate_basic(key, secret or ""),
+        )
     except Unauthorized as exc:
         raise OAuthError("invalid_client", "unknown client or wrong secret") from exc
     tenant = request.headers.get("x-tenant")
@@ -107,8 +113,12 @@ async def token(request: Request) -> JSONResponse:
             raise OAuthError("invalid_scope", "scope is too long")
         accounts = _accounts(rt)
         if grant == "password":
-            body = await accounts.password_grant(
-                client, form.get("username", ""), form.get("password", ""), scope
+            username, password = form.get("username", ""), form.get("password", "")
+            body = await rt.directory.login(
+                client_address(request),
+                account_credential(client.tenant_id, username),
+                lambda: accounts.password_grant(client, username, password, scope),
+                failed=_bad_password,
             )
         elif grant == "client_credentials":
             body = accounts.client_credentials_grant(client, scope)
@@ -122,7 +132,21 @@ async def token(request: Request) -> JSONResponse:
             )
     except OAuthError as exc:
         return _oauth_error(exc)
+    except RateLimited as exc:
+        # RFC 6749 has no code for this; RFC 6585's 429 with Retry-After, in the RFC 6749
+        # error shape so OAuth2 clients can show it.
+        wait = exc.fields.get("retry_after", 60)
+        return JSONResponse(
+            {"error": "temporarily_unavailable", "error_description": exc.detail},
+            status_code=429,
+            headers={**_NO_STORE, "Retry-After": str(wait)},
+        )
     return JSONResponse(body, headers=_NO_STORE)
+
+
+def _bad_password(exc: Exception) -> bool:
+    """A failed password login (unknown account, wrong password, disabled account)."""
+    return isinstance(exc, OAuthError) and exc.error == "invalid_grant"
 
 
 @router.get("/.well-known/jwks.json", tags=["oauth2"])

@@ -110,7 +110,8 @@ OAUTH_ERROR_SCHEMA: dict[str, Any] = {
         "error": {
             "type": "string",
             "description": "invalid_request, invalid_client, invalid_grant, "
-            "unauthorized_client, unsupported_grant_type or invalid_scope",
+            "unauthorized_client, unsupported_grant_type, invalid_scope, or "
+            "temporarily_unavailable (429: too many failed logins)",
         },
         "error_description": {"type": "string"},
     },
@@ -118,6 +119,8 @@ OAUTH_ERROR_SCHEMA: dict[str, Any] = {
 _OAUTH_ERRORS = {
     "400": "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type, ...",
     "401": "RFC 6749 error: invalid_client (wrong or missing client credentials)",
+    "429": "Too many failed logins for this client or account from this address: "
+    "temporarily_unavailable, with Retry-After",
 }
 _COMMANDS = {"post", "put", "patch", "delete"}
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ordercast.api.deps import runtime_of
+from ordercast.api.deps import client_address, runtime_of
 from ordercast.api.errors import STORAGE_DETAIL, STORAGE_RETRY_AFTER, storage_down
 from ordercast.dialects.opendining import LOCATION_CHANNEL_PREFIX, ORDER_CHANNEL_PREFIX
 from ordercast.domain.access import (
@@ -122,10 +122,6 @@ async def _user_token(rt: Runtime, token: str) -> UserPrincipal:
     return principal
 
 
-def _address(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown"
-
-
 async def _caller_from_params(
     rt: Runtime, params: Mapping[str, str], address: str | None = None
 ) -> Caller:
@@ -160,7 +156,7 @@ async def _caller_from_headers(rt: Runtime, request: Request, params: Mapping[st
     credentials = parse_authorization(request.headers.get("authorization"))
     if isinstance(credentials, Bearer):
         return await rt.directory.login(
-            _address(request),
+            client_address(request),
             bearer_credential(credentials.token),
             lambda: _headers_caller(rt, request, credentials, params),
         )
@@ -174,7 +170,7 @@ async def _headers_caller(
     if isinstance(credentials, Basic):
         secret = credentials.secret if credentials.has_secret else ""
         return await _caller_from_params(
-            rt, {**params, "key": credentials.key, "secret": secret}, _address(request)
+            rt, {**params, "key": credentials.key, "secret": secret}, client_address(request)
         )
     if isinstance(credentials, Bearer):
         principal = await _user_token(rt, credentials.token)
@@ -284,7 +280,7 @@ async def opendining_auth(request: Request) -> JSONResponse:
     rt = runtime_of(request)
     try:
         params = await _params(request)
-        caller = await _caller_from_params(rt, params, _address(request))
+        caller = await _caller_from_params(rt, params, client_address(request))
         return JSONResponse(await _authorize(rt, caller, params))
     except OrdercastError as exc:
         return _auth_failure(exc)

@@ -2,7 +2,8 @@
 
 Sans-I/O: the caller passes the time. A *credential* is what a login attempt claims to
 be: an app key (HTTP Basic, the Pusher auth endpoints' ``key``, a STOMP ``login`` with a
-passcode), or a bearer token's claim (the signed body of a user access token; any other
+passcode, an OAuth2 client), an account's username (the OAuth2 password grant), or a bearer
+token's claim (the signed body of a user access token; any other
 bearer value is a guess at the admin token, one credential). So a device that keeps
 failing with one app's key from a restaurant's NAT address blocks that key from that
 address only; the other apps (and users) behind the same address keep working.
@@ -37,6 +38,12 @@ def bearer_credential(token: str) -> str:
     if token.count(".") == 2:  # a JWT: header.payload.signature
         return _digest("jwt", token.split(".")[1])
     return _digest("admin", "")
+
+
+def account_credential(tenant_id: str, username: str) -> str:
+    """The credential of a password login (the OAuth2 password grant): the account named,
+    whatever password was tried with it."""
+    return _digest("account", tenant_id + "\x00" + username)
 
 
 def _digest(kind: str, value: str) -> str:

@@ -159,6 +159,10 @@ class AppCache:
         self._keys_by_id.clear()
 
 
+def _unauthorized(exc: Exception) -> bool:
+    return isinstance(exc, Unauthorized)
+
+
 class Directory:
     def __init__(
         self,
@@ -188,11 +192,12 @@ class Directory:
         attempt: Callable[[], Awaitable[P]],
         *,
         record: bool = True,
+        failed: Callable[[Exception], bool] = _unauthorized,
     ) -> P:
         """Run ``attempt`` (an authentication) under the failed-login limit of (``address``,
         ``credential``): refused with RateLimited while that pair is blocked; a failure
-        (Unauthorized) is counted when ``record``. ``address`` None: no limit (in-process
-        callers)."""
+        (an error ``failed`` accepts: Unauthorized unless told otherwise) is counted when
+        ``record``. ``address`` None: no limit (in-process callers)."""
         if address is not None:
             wait = self.logins.retry_after(address, credential, time.monotonic())
             if wait is not None:
@@ -203,8 +208,8 @@ class Directory:
                 )
         try:
             return await attempt()
-        except Unauthorized:
-            if address is not None and record:
+        except Exception as exc:
+            if address is not None and record and failed(exc):
                 self.logins.failed(address, credential, time.monotonic())
             raise
 

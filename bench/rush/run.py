@@ -514,6 +514,9 @@ def main(argv: list[str]) -> None:
     )
     args = p.parse_args(argv)
     rates = [float(x) for x in args.rates.split(",")]
+    if args.profile and not (VENV_BIN / "py-spy").exists():
+        # Checked before the world is built (minutes at full scale), not when the load starts.
+        p.error("--profile needs py-spy, a bench extra: .venv/bin/pip install -e '.[bench]'")
 
     with tempfile.TemporaryDirectory() as tmp, database(args.db, tmp) as db:
         rport, hport, wport = free_port(), free_port(), free_port()
@@ -580,19 +583,24 @@ def main(argv: list[str]) -> None:
                 text=True,
             )
             assert gen_proc.stdout is not None
-            spy = None
-            if args.profile:
+            spy: subprocess.Popen[bytes] | None = None
+
+            def start_profile() -> subprocess.Popen[bytes]:
+                # From the end of the socket connects: the timed steps only (the connects,
+                # each a channel auth and a subscribe, are not the rush's steady state).
                 spy_args = ["record", "--format", "raw", "--rate", "200", "--gil", "--nonblocking"]
                 spy_args += ["-o", args.profile, "--pid", str(server.pid)]
-                spy = subprocess.Popen(
-                    [str(VENV_BIN / "py-spy"), *spy_args],
-                    stdout=subprocess.DEVNULL,
+                return subprocess.Popen(
+                    [str(VENV_BIN / "py-spy"), *spy_args], stdout=subprocess.DEVNULL
                 )
+
             usage: list[dict[str, Any]] = []
             last = (time.time(), cpu_seconds(server.pid), cpu_seconds(gen_proc.pid))
             for line in gen_proc.stdout:
                 ev = json.loads(line)
                 print(line.strip(), flush=True)
+                if args.profile and spy is None and ev.get("ev") == "connected":
+                    spy = start_profile()
                 now = (time.time(), cpu_seconds(server.pid), cpu_seconds(gen_proc.pid))
                 if ev.get("ev") == "step":
                     wall = now[0] - last[0]

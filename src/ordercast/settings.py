@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ordercast.errors import ConfigError
 
+#: The longest a dead node's presence members may stay listed (timeout + one heartbeat).
+MAX_REAP_SECONDS = 30.0
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERCAST_", frozen=True, extra="ignore")
@@ -106,6 +109,12 @@ class Settings(BaseSettings):
         if self.cluster_node_timeout < 2 * self.cluster_heartbeat:
             raise ValueError(
                 "ORDERCAST_CLUSTER_NODE_TIMEOUT must be at least twice ORDERCAST_CLUSTER_HEARTBEAT"
+            )
+        # A dead node's members are removed within timeout + one beat: keep that <= 30 s.
+        if self.cluster_node_timeout + self.cluster_heartbeat > MAX_REAP_SECONDS:
+            raise ValueError(
+                "ORDERCAST_CLUSTER_NODE_TIMEOUT + ORDERCAST_CLUSTER_HEARTBEAT must be at most "
+                f"{MAX_REAP_SECONDS:g} s (a dead node's presence members are removed within it)"
             )
         return self
 

@@ -46,3 +46,12 @@ def test_tls_needs_cert_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_port_fails_fast() -> None:
     with pytest.raises(ConfigError, match="http_port"):
         load_settings(http_port=70000)
+
+
+def test_a_dead_nodes_members_are_reaped_within_30_seconds() -> None:
+    # timeout + one heartbeat is how long a dead node's presence members may stay listed.
+    assert load_settings(cluster_node_timeout=25, cluster_heartbeat=5).cluster_node_timeout == 25
+    with pytest.raises(ConfigError, match="at most 30 s"):
+        load_settings(cluster_node_timeout=28, cluster_heartbeat=5)
+    defaults = load_settings()
+    assert defaults.cluster_node_timeout + defaults.cluster_heartbeat == 12

@@ -1,11 +1,18 @@
 """Finding 6 of issue 12: failed logins are limited per (address, credential), on every
 way in (REST Basic and Bearer, both Pusher auth endpoints, STOMP CONNECT), answered 429
-problem+json with Retry-After; another credential from the same address is not locked out."""
+problem+json with Retry-After; another credential from the same address is not locked out.
+The Doshii Partner API and socket, and the OAuth2 token endpoint
+(tests/integration/test_oauth_accounts.py), are limited the same way."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 from typing import Any
+
+import jwt
+import websockets
 
 from ordercast.settings import Settings
 from security.estate import Estate, basic, bearer, stomp_subscribe
@@ -110,3 +117,47 @@ async def test_stomp_connect(estate: Estate) -> None:
     # The same key over REST from the same address is blocked too (one limiter).
     raw = base64.b64encode(f"{victim.key}:{victim.secret}".encode()).decode()
     _assert_429(await estate.http.get("/v1/orders", headers={"Authorization": f"Basic {raw}"}))
+
+
+def _doshii_jwt(key: str, secret: str) -> str:
+    return jwt.encode({"clientId": key, "timestamp": int(time.time())}, secret, algorithm="HS256")
+
+
+async def _socket_close_reason(estate: Estate, auth: str) -> str | None:
+    """The close reason the Doshii socket gives, or None while it stays open (0.3 s)."""
+    async with websockets.connect(
+        estate.ws_url(f"/app/socket?auth={auth}"), open_timeout=5, ping_interval=None
+    ) as ws:
+        try:
+            await asyncio.wait_for(ws.recv(), 0.3)
+        except TimeoutError:
+            return None
+        except websockets.ConnectionClosed:
+            pass
+        return ws.close_reason
+
+
+async def test_doshii_partner_api_and_socket(estate: Estate) -> None:
+    """Each of the SDK's JWTs differs (its timestamp), so the app key is the credential:
+    forged JWTs for one key block it on /partner/v3 and on /app/socket from this address."""
+    estate.runtime.directory.logins.max_failures = LIMIT
+    http = estate.http
+    victim = estate.app("t1", "l1", "channel")
+    neighbour = estate.app("t1", "l1", "pos")
+    where = {"doshii-location-id": victim.location_id}
+    for _ in range(LIMIT):
+        forged = _doshii_jwt(victim.key, "not-the-secret-of-this-app-0123456789")
+        r = await http.get("/partner/v3/orders", headers={**where, **bearer(forged)})
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized", r.text
+    good = _doshii_jwt(victim.key, victim.secret)
+    r = await http.get("/partner/v3/orders", headers={**where, **bearer(good)})
+    assert r.status_code == 429 and r.json()["code"] == "rate_limited", r.text  # Doshii's shape
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    reason = await _socket_close_reason(estate, good)
+    assert reason is not None and "too many failed logins" in reason
+    # Another app from the same address: REST and socket both work.
+    other = _doshii_jwt(neighbour.key, neighbour.secret)
+    where_n = {"doshii-location-id": neighbour.location_id}
+    r = await http.get("/partner/v3/orders", headers={**where_n, **bearer(other)})
+    assert r.status_code == 200, r.text
+    assert await _socket_close_reason(estate, other) is None

@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError as PydanticValidationError
 
 from ordercast import errors as e
-from ordercast.api.deps import runtime_of
+from ordercast.api.deps import client_address, runtime_of
 from ordercast.api.errors import STORAGE_DETAIL, STORAGE_RETRY_AFTER, status_of, storage_down
 from ordercast.api.schemas import OrderIn
 from ordercast.delivery.doshii import DoshiiWebhooks
@@ -91,7 +91,10 @@ class DoshiiRoute(APIRoute):
             except e.OrdercastError as exc:
                 if isinstance(exc, e.StorageError):
                     raise  # the app's handler: an internal error, logged
-                return doshii_error(_status(exc), exc.code, exc.detail)
+                response = doshii_error(_status(exc), exc.code, exc.detail)
+                if isinstance(exc, e.RateLimited) and "retry_after" in exc.fields:
+                    response.headers["retry-after"] = str(exc.fields["retry_after"])
+                return response
             except RequestValidationError as exc:
                 errors = _field_errors(exc)
                 detail = "; ".join(f"{x['field']}: {x['message']}" for x in errors[:5])
@@ -116,7 +119,7 @@ RtDep = Annotated[Runtime, Depends(_rt)]
 async def _caller(request: Request) -> DoshiiCaller:
     rt = runtime_of(request)
     auth = rt.doshii_auth or DoshiiAuth(rt.directory, rt.clock)
-    return await auth.from_header(request.headers.get("authorization"))
+    return await auth.from_header(request.headers.get("authorization"), client_address(request))
 
 
 CallerDep = Annotated[DoshiiCaller, Depends(_caller)]

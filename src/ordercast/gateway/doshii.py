@@ -36,7 +36,7 @@ from ordercast.domain.order import Order
 from ordercast.errors import TRY_AGAIN_LATER, OrdercastError, ProtocolError
 from ordercast.gateway.fanout import close_transport
 from ordercast.gateway.hub import Hub
-from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
+from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest, peer_address
 from ordercast.ports import BusMessage, Store
 from ordercast.protocols import doshii as wire
 from ordercast.services.doshii import DoshiiAuth, DoshiiCaller
@@ -157,7 +157,8 @@ class DoshiiGateway:
 
     async def authenticate(self, conn: DoshiiConnection) -> None:
         try:
-            caller = await self.auth.from_socket_auth(conn.auth)
+            address = peer_address(conn.transport) if conn.transport is not None else None
+            caller = await self.auth.from_socket_auth(conn.auth, address)
         except TRY_AGAIN_LATER as exc:
             log.warning("doshii socket: storage unavailable: %s", exc)
             conn.close(wire.CLOSE_TRY_AGAIN_LATER, "storage unavailable, reconnect later")

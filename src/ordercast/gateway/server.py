@@ -64,6 +64,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from picows import (
     WSListener,
+    WSTransport,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
@@ -79,6 +80,7 @@ __all__ = [
     "Upgrade",
     "UpgradeRequest",
     "accept",
+    "peer_address",
     "reject",
 ]
 
@@ -128,6 +130,17 @@ class UpgradeRequest:
             if p.strip()
         )
         return cls(unquote(parts.path), query, target, request.headers, offered)
+
+
+def peer_address(transport: WSTransport) -> str:
+    """The client's IP address (the key of the failed-login limits), or "unknown"."""
+    try:
+        peer = transport.underlying_transport.get_extra_info("peername")
+    except Exception:  # pragma: no cover - transport already gone
+        return "unknown"
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "unknown")
 
 
 def accept(

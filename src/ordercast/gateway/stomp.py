@@ -62,7 +62,13 @@ from ordercast.domain.order import Order
 from ordercast.errors import TRY_AGAIN_LATER, Forbidden, OrdercastError, RateLimited
 from ordercast.gateway.fanout import Fanout, SlowConsumers, frame_blob
 from ordercast.gateway.hub import Hub
-from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest, accept
+from ordercast.gateway.server import (
+    GatewayServer,
+    Upgrade,
+    UpgradeRequest,
+    accept,
+    peer_address,
+)
 from ordercast.ports import BusMessage, Clock, Store
 from ordercast.protocols.logins import basic_credential, bearer_credential
 from ordercast.protocols.stomp import (
@@ -541,16 +547,6 @@ def _mark(out: dialect.StompMessage) -> Mark:
     return None if out.seq is None or out.order_id is None else (out.order_id, out.seq)
 
 
-def _peer(transport: WSTransport) -> str:
-    try:
-        peer = transport.underlying_transport.get_extra_info("peername")
-    except Exception:  # pragma: no cover - transport already gone
-        return "unknown"
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer or "unknown")
-
-
 class StompConnection(WSListener):
     """One WebSocket connection: drives a StompSession, writes its output."""
 
@@ -582,7 +578,7 @@ class StompConnection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        self.address = _peer(transport)
+        self.address = peer_address(transport)
         # Writing pauses at the slow-consumer bound at the latest, so the fan-out only
         # looks at the buffer size of paused sockets.
         raw = transport.underlying_transport

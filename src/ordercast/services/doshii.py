@@ -26,6 +26,7 @@ from ordercast.errors import Unauthorized, ValidationError
 from ordercast.ports import App, Clock
 from ordercast.protocols.credentials import Bearer, parse_authorization
 from ordercast.protocols.doshii import client_id_from_auth, looks_like_jwt
+from ordercast.protocols.logins import basic_credential
 from ordercast.services.directory import Directory, app_principal
 
 WINDOW_SECONDS: Final = 300
@@ -44,7 +45,8 @@ class DoshiiAuth:
         self.directory = directory
         self.clock = clock
 
-    async def from_header(self, header: str | None) -> DoshiiCaller:
+    async def from_header(self, header: str | None, address: str | None = None) -> DoshiiCaller:
+        """The REST caller; failed logins are limited per (``address``, clientId)."""
         if not header:
             raise Unauthorized(
                 "missing Authorization header: send 'Bearer <JWT HS256 over {clientId, "
@@ -56,9 +58,9 @@ class DoshiiAuth:
             credentials = None
         if not isinstance(credentials, Bearer):
             raise Unauthorized("use 'Authorization: Bearer <JWT>' (the Doshii SDK's token)")
-        return await self.from_jwt(credentials.token)
+        return await self.from_jwt(credentials.token, address)
 
-    async def from_jwt(self, token: str) -> DoshiiCaller:
+    async def from_jwt(self, token: str, address: str | None = None) -> DoshiiCaller:
         try:
             claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
         except jwt.InvalidTokenError as exc:
@@ -66,6 +68,12 @@ class DoshiiAuth:
         client_id = claims.get("clientId")
         if not isinstance(client_id, str) or not client_id:
             raise Unauthorized("the JWT has no clientId")
+        # Every JWT the SDK makes differs (its timestamp): the app key is the credential.
+        return await self.directory.login(
+            address, basic_credential(client_id), lambda: self._verified(token, client_id)
+        )
+
+    async def _verified(self, token: str, client_id: str) -> DoshiiCaller:
         app = await self.directory.app_by_key(client_id)
         if app is None:
             raise Unauthorized("unknown clientId or wrong signature")
@@ -92,12 +100,13 @@ class DoshiiAuth:
             )
         return DoshiiCaller(app, app_principal(app))
 
-    async def from_socket_auth(self, auth: str | None) -> DoshiiCaller:
-        """The socket's ``auth`` query parameter: a JWT, or (opt-in) ``base64(clientId)``."""
+    async def from_socket_auth(self, auth: str | None, address: str | None = None) -> DoshiiCaller:
+        """The socket's ``auth`` query parameter: a JWT (failed logins limited per
+        (``address``, clientId)), or (opt-in) ``base64(clientId)``, which has no secret."""
         if not auth:
             raise Unauthorized("missing auth: connect to /app/socket?auth=<JWT>")
         if looks_like_jwt(auth):
-            return await self.from_jwt(auth)
+            return await self.from_jwt(auth, address)
         try:
             client_id = client_id_from_auth(auth)
         except ValidationError as exc:

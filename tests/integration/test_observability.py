@@ -201,8 +201,16 @@ async def test_openapi_documents_auth_and_errors(w: World) -> None:
             if path in ("/metrics", "/.well-known/jwks.json"):
                 continue  # no error of their own
             if path == "/auth-oauth2/oauth/token":  # RFC 6749 errors, not problem+json
-                assert {"400", "401"} <= set(op["responses"])
+                assert {"400", "401", "429"} <= set(op["responses"])
                 assert "application/json" in op["responses"]["400"]["content"]
+                continue
+            if path.startswith("/partner/v3"):  # Doshii's error body, not problem+json
+                assert op["security"] == [{"doshiiJwt": []}], (method, path)
+                assert {"400", "401", "404", "429"} <= set(op["responses"]), (method, path)
+                assert "422" not in op["responses"], (method, path)  # Doshii says 400
+                for response in (r for c, r in op["responses"].items() if c[0] in "45"):
+                    shape = response["content"]["application/json"]["schema"]
+                    assert shape["required"] == ["message", "code", "status"], (method, path)
                 continue
             errors = {c: r for c, r in op["responses"].items() if c[0] in "45"}
             assert errors, (method, path)
@@ -211,6 +219,12 @@ async def test_openapi_documents_auth_and_errors(w: World) -> None:
             if op.get("security"):
                 assert {"401", "403"} <= set(errors), (method, path)
     assert "HTTPValidationError" not in doc["components"]["schemas"]
+    # What the Doshii API really answers has the documented shape.
+    shape = doc["paths"]["/partner/v3/orders"]["get"]["responses"]["401"]["content"]
+    r = await w.http.get("/partner/v3/orders")
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/json")
+    properties = shape["application/json"]["schema"]["properties"]
+    assert set(r.json()) <= set(properties) and {"message", "code", "status"} <= set(r.json())
     docs = (await w.http.get("/docs")).text
     redoc = (await w.http.get("/redoc")).text
     for page in (docs, redoc):

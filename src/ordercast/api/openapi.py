@@ -25,6 +25,7 @@ from ordercast.api.deps import get_principal
 BASIC = "appBasic"
 ADMIN = "adminBearer"
 USER = "userBearer"
+DOSHII = "doshiiJwt"
 
 SCHEMES: dict[str, dict[str, Any]] = {
     BASIC: {
@@ -46,6 +47,14 @@ SCHEMES: dict[str, dict[str, Any]] = {
         "bearerFormat": "oct_ access token",
         "description": "A customer's access token from `POST /v1/users/{user_id}/tokens`: "
         "their own orders only.",
+    },
+    DOSHII: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The Doshii Partner API (`/partner/v3`): a JWT, HS256 over "
+        "`{clientId: <app key>, timestamp: <epoch seconds>}` signed with the app's secret, "
+        "as doshii-partner-node-sdk makes it; within 300 s of the server's clock.",
     },
 }
 
@@ -116,6 +125,32 @@ OAUTH_ERROR_SCHEMA: dict[str, Any] = {
         "error_description": {"type": "string"},
     },
 }
+DOSHII_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["message", "code", "status"],
+    "properties": {
+        "message": {"type": "string"},
+        "code": {"type": "string", "description": "ordercast's stable error code"},
+        "status": {"type": "integer"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_DOSHII_PREFIX = "/partner/v3"
+_DOSHII_ERRORS = {
+    "400": "Invalid request, as Doshii answers it (`validation_error`, with `errors`)",
+    "401": "No or wrong JWT (`unauthorized`)",
+    "403": "This app is not granted the location (`forbidden`)",
+    "404": "Not found, or another tenant's (`not_found`)",
+    "409": "Conflicts with the order's current state or version",
+    "429": "Too many failed logins for this app key from this address (see `Retry-After`)",
+    "503": "Storage unreachable (see `Retry-After`)",
+}
 _OAUTH_ERRORS = {
     "400": "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type, ...",
     "401": "RFC 6749 error: invalid_client (wrong or missing client credentials)",
@@ -184,6 +219,17 @@ def document(app: FastAPI) -> dict[str, Any]:
             if method in _COMMANDS and authenticated:
                 codes.append("409")
             responses = operation.setdefault("responses", {})
+            if path.startswith(_DOSHII_PREFIX):
+                # Doshii's error body, not problem+json (api/doshii.py's DoshiiRoute).
+                operation["security"] = [{DOSHII: []}]
+                for key in [c for c in responses if c[0] in "45"]:
+                    del responses[key]  # FastAPI's 422 problem: Doshii answers 400
+                for code, why in _DOSHII_ERRORS.items():
+                    responses[code] = {
+                        "description": why,
+                        "content": {"application/json": {"schema": DOSHII_ERROR_SCHEMA}},
+                    }
+                continue
             if path == "/auth-oauth2/oauth/token":
                 # RFC 6749 section 5.2 error bodies, not problem+json (api/oauth.py).
                 for code, why in _OAUTH_ERRORS.items():

@@ -31,7 +31,8 @@ Entry kinds (``Entry.target``):
 ``own``         the caller's own things only (tokens for itself, public keys): any answer,
                 but nothing of the victim's
 ``static``      mounted static files (no tenant data); not called
-``stream``      a server-sent event stream: not called by the matrix yet (it never ends)
+``stream``      a server-sent event stream (it never ends): test_console_stream opens it on a
+                real HTTP server, as every attacker, on the victim's location and its own
 ``partner_own`` the Doshii Partner API on the caller's own things (its webhooks, unknown
                 paths): any answer, but nothing of the victim's
 """

@@ -15,6 +15,7 @@ searched for every secret marker of the victim's orders.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -25,6 +26,7 @@ from urllib.parse import urlencode
 
 import httpx
 import jwt
+import uvicorn
 import websockets
 
 from ordercast.app import create_app
@@ -493,3 +495,96 @@ async def test_doshii_socket(estate: Estate) -> None:
     finally:
         for ws in sockets:
             await ws.close()
+
+
+# -- the console's live stream (SSE) ------------------------------------------------------
+
+
+async def test_console_stream(estate: Estate) -> None:
+    """``GET /dashboard/api/locations/{id}/stream`` on a real HTTP server (the stream never
+    ends, so not through the in-process transport): every attacker is refused the victim's
+    location with nothing of it in the answer, and an app's stream of its own location
+    carries nothing of the victim's order while that order changes."""
+    streams = [route for route, entry in ROUTES.items() if entry.target == "stream"]
+    assert streams == ["GET /dashboard/api/locations/{location_id}/stream"], (
+        "a new stream route needs its own attack here"
+    )
+    v = await victim(estate)
+    who = await attackers(estate)
+    config = uvicorn.Config(
+        create_app(estate.runtime), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    seen: dict[str, list[str]] = {}
+
+    async def read(http: httpx.AsyncClient, name: str, path: str, headers: dict[str, str]) -> None:
+        async with http.stream("GET", path, headers=headers) as r:
+            seen[name] = [str(r.status_code)]
+            async for line in r.aiter_lines():
+                seen[name].append(line)
+
+    stream = "/dashboard/api/locations/{}/stream"
+    readers = []
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for a in who:
+                readers.append(
+                    asyncio.create_task(
+                        read(
+                            http,
+                            f"{a.name} on the victim's",
+                            stream.format(v.location_id),
+                            a.headers,
+                        )
+                    )
+                )
+                if a.app is not None:
+                    own = stream.format(a.app.location_id)
+                    readers.append(
+                        asyncio.create_task(read(http, f"{a.name} on its own", own, a.headers))
+                    )
+            control = estate.app("t0", "l0", "kds")  # granted the victim's location
+            readers.append(
+                asyncio.create_task(
+                    read(http, "control", stream.format(v.location_id), control.auth)
+                )
+            )
+            await asyncio.sleep(0.5)  # every stream open (or refused)
+            marker = estate.order("t0", "l0", "u0").marker
+            r = await estate.http.post(
+                f"/v1/orders/{v.order_id}/notes", headers=control.auth, json={"text": marker}
+            )
+            assert r.status_code == 200, r.text
+            for _ in range(50):
+                if "event: change" in seen.get("control", []):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the other streams had the same chance
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        server.should_exit = True
+        await serving
+    # The stream works: the control got the victim's change (a card: the note's text is not
+    # on the board, so for the others the order's id is what must not appear either).
+    assert seen["control"][0] == "200", seen["control"]
+    change = seen["control"].index("event: change")
+    assert v.order_id in seen["control"][change + 1], seen["control"][change + 1][:300]
+    for a in who:
+        name = f"{a.name} on the victim's"
+        status, text = seen[name][0], "\n".join(seen[name][1:])
+        expected = "404" if a.scope == "tenant" and a.app is not None else "403"
+        assert status == expected, (name, status, text[:300])
+        _no_leak(estate, name, text, a)
+        assert v.order_id not in text, name
+        if a.app is not None:
+            name = f"{a.name} on its own"
+            status, text = seen[name][0], "\n".join(seen[name][1:])
+            assert status == "200", (name, status, text[:300])
+            _no_leak(estate, name, text, a)
+            assert v.order_id not in text, name

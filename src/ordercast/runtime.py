@@ -105,6 +105,9 @@ class Runtime:
         orders.after_commit.append(count_events)
         hub = Hub(bus, store=store)
         gateway = GatewayServer(hub, settings.host, settings.ws_port)
+        gateway.trusted_proxies = parse_allow_cidrs(
+            settings.trusted_proxies, "ORDERCAST_TRUSTED_PROXIES"
+        )
         runtime = cls(
             settings, store, bus, clock, ids, directory, orders, admin_token, hub, gateway
         )

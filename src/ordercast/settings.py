@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = False
     webhook_allow_cidrs: str = ""
+    # Proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For is believed for the
+    # client's address (the failed-login limits), on both ports. Loopback by default, as
+    # uvicorn does: a balancer on this host (deploy/trial.py) passes the real client on.
+    trusted_proxies: str = "127.0.0.1,::1"
     # Webhook delivery (see docs: durable, signed delivery).
     webhook_timeout: float = Field(15.0, gt=0, le=120)  # seconds per attempt
     webhook_lease_seconds: float = Field(30.0, gt=0, le=3600)  # claim lease, renewed while alive

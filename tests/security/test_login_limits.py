@@ -16,6 +16,7 @@ import websockets
 
 from ordercast.settings import Settings
 from security.estate import Estate, basic, bearer, stomp_subscribe
+from support.stomp import raw_client
 
 LIMIT = 3
 
@@ -161,3 +162,33 @@ async def test_doshii_partner_api_and_socket(estate: Estate) -> None:
     r = await http.get("/partner/v3/orders", headers={**where_n, **bearer(other)})
     assert r.status_code == 200, r.text
     assert await _socket_close_reason(estate, other) is None
+
+
+async def test_behind_a_trusted_proxy_each_client_is_limited_on_its_own(estate: Estate) -> None:
+    """On the gateway port, a trusted proxy's X-Forwarded-For names the client (loopback is
+    trusted by default, as for uvicorn on the HTTP port): one client behind nginx failing
+    with a key does not lock every other client of that key out. Untrusted, it is ignored."""
+    rt = estate.runtime
+    rt.directory.logins.max_failures = LIMIT
+    victim = estate.app("t1", "l0", "kds")
+    url = rt.gateway.url("/ws")
+
+    async def connect(forwarded_for: str | None, secret: str) -> str:
+        headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else None
+        async with raw_client(url, ["v12.stomp"], headers=headers) as client:
+            reply = await client.connect(victim.key, secret)
+            return reply.command if reply.command == "CONNECTED" else reply.headers["message"]
+
+    assert rt.gateway.trusted_proxies  # the default: loopback
+    for _ in range(LIMIT):
+        assert "authentication failed" in await connect("203.0.113.7", "wrong")
+    assert "too many failed logins" in await connect("203.0.113.7", victim.secret)
+    assert await connect("198.51.100.9", victim.secret) == "CONNECTED"
+    assert await connect(None, victim.secret) == "CONNECTED"  # the proxy's own address
+    # A forged left part does not escape the block: the rightmost address is believed.
+    assert "too many failed logins" in await connect("1.2.3.4, 203.0.113.7", victim.secret)
+    # Nothing trusted: the header is ignored and every client is the peer (127.0.0.1).
+    rt.gateway.trusted_proxies = ()
+    for i in range(LIMIT):
+        assert "authentication failed" in await connect(f"192.0.2.{i}", "wrong")
+    assert "too many failed logins" in await connect("198.51.100.9", victim.secret)

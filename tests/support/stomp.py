@@ -103,11 +103,16 @@ class RawClient:
 
 @contextlib.asynccontextmanager
 async def raw_client(
-    url: str, subprotocols: list[str] | None = None, max_queue: int = 16
+    url: str,
+    subprotocols: list[str] | None = None,
+    max_queue: int = 16,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[RawClient]:
     kwargs: dict[str, Any] = {"open_timeout": 10, "ping_interval": None, "max_queue": max_queue}
     if subprotocols:
         kwargs["subprotocols"] = subprotocols
+    if headers:
+        kwargs["additional_headers"] = headers
     async with websockets.connect(url, **kwargs) as ws:
         yield RawClient(ws)
 

@@ -36,7 +36,7 @@ from ordercast.domain.order import Order
 from ordercast.errors import TRY_AGAIN_LATER, OrdercastError, ProtocolError
 from ordercast.gateway.fanout import close_transport
 from ordercast.gateway.hub import Hub
-from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest, peer_address
+from ordercast.gateway.server import GatewayServer, Upgrade, UpgradeRequest
 from ordercast.ports import BusMessage, Store
 from ordercast.protocols import doshii as wire
 from ordercast.services.doshii import DoshiiAuth, DoshiiCaller
@@ -53,9 +53,12 @@ MAX_QUEUED: Final = 16  # frames received before authentication finished
 
 
 class DoshiiConnection(WSListener):
-    def __init__(self, gateway: DoshiiGateway, auth: str | None) -> None:
+    def __init__(
+        self, gateway: DoshiiGateway, auth: str | None, forwarded_for: str | None = None
+    ) -> None:
         self.gateway = gateway
         self.auth = auth
+        self.forwarded_for = forwarded_for
         self.transport: WSTransport | None = None
         self.caller: DoshiiCaller | None = None
         self.queued: list[str] = []
@@ -130,9 +133,11 @@ class DoshiiGateway:
         self.callers: dict[str, DoshiiCaller] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._hub: Hub | None = None
+        self.server: GatewayServer | None = None  # set by install()
         self.emitted = 0
 
     def install(self, server: GatewayServer) -> None:
+        self.server = server
         server.extensions["doshii"] = self
         self._hub = server.hub
         for path in PATHS:
@@ -148,7 +153,7 @@ class DoshiiGateway:
             self._hub.add_consumer(self)
 
     def factory(self, request: UpgradeRequest, _match: Any) -> Upgrade:
-        return DoshiiConnection(self, request.query.get("auth"))
+        return DoshiiConnection(self, request.query.get("auth"), request.header("x-forwarded-for"))
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -157,7 +162,12 @@ class DoshiiGateway:
 
     async def authenticate(self, conn: DoshiiConnection) -> None:
         try:
-            address = peer_address(conn.transport) if conn.transport is not None else None
+            server, transport = self.server, conn.transport
+            address = (
+                server.client_address(transport, conn.forwarded_for)
+                if server is not None and transport is not None
+                else None
+            )
             caller = await self.auth.from_socket_auth(conn.auth, address)
         except TRY_AGAIN_LATER as exc:
             log.warning("doshii socket: storage unavailable: %s", exc)

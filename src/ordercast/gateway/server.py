@@ -72,6 +72,8 @@ from picows import (
 )
 
 from ordercast.gateway.hub import Hub
+from ordercast.protocols.logins import forwarded_client
+from ordercast.protocols.netguard import Network
 
 __all__ = [
     "GatewayServer",
@@ -198,6 +200,13 @@ class GatewayServer:
     extensions: dict[str, Any] = field(default_factory=dict)
     #: TLS (``ordercast run --tls-cert/--tls-key``): the port then serves ``wss://``.
     ssl: ssl.SSLContext | None = None
+    #: Proxies whose ``X-Forwarded-For`` names the client (``ORDERCAST_TRUSTED_PROXIES``).
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def client_address(self, transport: WSTransport, forwarded_for: str | None) -> str:
+        """The client's address of a socket (the key of the failed-login limits): its peer,
+        or what trusted proxies say in the upgrade's ``X-Forwarded-For``."""
+        return forwarded_client(peer_address(transport), forwarded_for, self.trusted_proxies)
 
     def add_route(self, matcher: Matcher, factory: ListenerFactory) -> None:
         """Route upgrade requests whose path matches ``matcher`` to ``factory``."""

@@ -243,6 +243,7 @@ class StompGateway:
         self.directory = directory
         self.clock = clock
         self.hub: Hub | None = None
+        self.server: GatewayServer | None = None  # set by install()
         self._config = config or StompConfig()
         #: Past ``max_buffered_bytes`` in a socket's write buffer: ERROR, then closed.
         self.slow = SlowConsumers(self._config.max_buffered_bytes)
@@ -283,6 +284,7 @@ class StompGateway:
 
     def install(self, server: GatewayServer) -> None:
         """Route ``/ws`` and ``/websocket`` on ``server`` here; consume its hub's messages."""
+        self.server = server
         self.hub = server.hub
         server.extensions["stomp"] = self
         for path in PATHS:
@@ -295,7 +297,8 @@ class StompGateway:
 
     def factory(self, request: UpgradeRequest, match: re.Match[str] | None = None) -> Upgrade:
         subprotocol = select_subprotocol(request.subprotocols)
-        return accept(StompConnection(self), subprotocol=subprotocol)
+        conn = StompConnection(self, request.header("x-forwarded-for"))
+        return accept(conn, subprotocol=subprotocol)
 
     # -- registry ------------------------------------------------------------------------------
 
@@ -550,8 +553,9 @@ def _mark(out: dialect.StompMessage) -> Mark:
 class StompConnection(WSListener):
     """One WebSocket connection: drives a StompSession, writes its output."""
 
-    def __init__(self, gateway: StompGateway) -> None:
+    def __init__(self, gateway: StompGateway, forwarded_for: str | None = None) -> None:
         self.gateway = gateway
+        self.forwarded_for = forwarded_for  # the upgrade's X-Forwarded-For (gateway port)
         self.loop = asyncio.get_running_loop()
         self.transport: WSTransport | None = None
         self.session = StompSession(gateway.config.session, now=self.loop.time())
@@ -578,7 +582,12 @@ class StompConnection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        self.address = peer_address(transport)
+        server = self.gateway.server
+        self.address = (
+            server.client_address(transport, self.forwarded_for)
+            if server is not None
+            else peer_address(transport)
+        )
         # Writing pauses at the slow-consumer bound at the latest, so the fan-out only
         # looks at the buffer size of paused sockets.
         raw = transport.underlying_transport

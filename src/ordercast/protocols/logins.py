@@ -16,11 +16,14 @@ STOMP ERROR) until the oldest failure leaves the window.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Final
 
 from ordercast.protocols.credentials import as_bytes
+from ordercast.protocols.netguard import Network
 
 USER_TOKEN_PREFIX: Final = "oct_"
 
@@ -48,6 +51,35 @@ def account_credential(tenant_id: str, username: str) -> str:
 
 def _digest(kind: str, value: str) -> str:
     return kind + ":" + hashlib.sha256(as_bytes(value)).hexdigest()[:32]
+
+
+def forwarded_client(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The client's address for the login limits. ``peer`` itself, unless it is a trusted
+    proxy (``ORDERCAST_TRUSTED_PROXIES``) that sent ``X-Forwarded-For``: then that header is
+    read from the right (each proxy appends the address it heard from), trusted proxies
+    skipped, and the first other address is the client's. A malformed entry ends the walk at
+    the last address a trusted proxy vouched for. A client can put anything at the left of the
+    header; only what trusted proxies appended is believed."""
+    if not forwarded_for or not trusted or not _within(peer, trusted):
+        return peer
+    address = peer
+    for hop in reversed(forwarded_for.split(",")):
+        try:
+            ip = ipaddress.ip_address(hop.strip())
+        except ValueError:
+            return address
+        address = str(ip)
+        if not _within(address, trusted):
+            return address
+    return address
+
+
+def _within(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 class LoginLimiter:

@@ -184,11 +184,14 @@ def check_address(ip: str, allow_cidrs: Sequence[str | Network] = ()) -> str | N
     return None
 
 
-def parse_allow_cidrs(text: str) -> tuple[Network, ...]:
-    """Parse ``ORDERCAST_WEBHOOK_ALLOW_CIDRS``: comma-separated CIDRs (bare IPs mean /32 or
-    /128). Empty entries are ignored; anything else malformed raises ConfigError."""
+def parse_allow_cidrs(
+    text: str, setting: str = "ORDERCAST_WEBHOOK_ALLOW_CIDRS"
+) -> tuple[Network, ...]:
+    """Parse a list of networks (``ORDERCAST_WEBHOOK_ALLOW_CIDRS``,
+    ``ORDERCAST_TRUSTED_PROXIES``): comma-separated CIDRs (bare IPs mean /32 or /128). Empty
+    entries are ignored; anything else malformed raises ConfigError naming ``setting``."""
     if not isinstance(text, str):
-        raise ConfigError("ORDERCAST_WEBHOOK_ALLOW_CIDRS must be a string")
+        raise ConfigError(f"{setting} must be a string")
     nets: list[Network] = []
     for raw in text.split(","):
         item = raw.strip()
@@ -205,7 +208,7 @@ def parse_allow_cidrs(text: str) -> tuple[Network, ...]:
             else:
                 hint = f" (host bits set; did you mean {loose}?)"
             raise ConfigError(
-                f"ORDERCAST_WEBHOOK_ALLOW_CIDRS: {item!r} is not a valid CIDR{hint}: {exc}",
+                f"{setting}: {item!r} is not a valid CIDR{hint}: {exc}",
                 value=item,
             ) from None
     return tuple(nets)

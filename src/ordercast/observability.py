@@ -32,7 +32,8 @@ class RuntimeMetrics:
         self._outbox: Outbox | None = None
 
     def written(self) -> int:
-        return self.runtime.pusher.out.writes + self.runtime.stomp.delivered
+        rt = self.runtime
+        return rt.pusher.out.writes + rt.stomp.delivered + rt.doshii.emitted
 
     def connection_counts(self) -> Iterable[tuple[str, str, int, int]]:
         for app_id, state in list(self.runtime.pusher.channels.apps.items()):
@@ -47,10 +48,14 @@ class RuntimeMetrics:
             row[1] += len(conn.entries)
         for app_id, (conns, subs) in rows.items():
             yield "stomp", app_id, conns, subs
+        for app_id, sockets in list(self.runtime.doshii.by_app.items()):
+            if sockets:  # each socket follows its app's orders: one subscription
+                yield "doshii", app_id, len(sockets), len(sockets)
 
     def fanout_totals(self) -> Iterable[tuple[str, int]]:
         yield "pusher", self.runtime.pusher.out.writes
         yield "stomp", self.runtime.stomp.delivered
+        yield "doshii", self.runtime.doshii.emitted
 
     async def outbox_depth(self) -> tuple[dict[str, int], float | None]:
         if self._outbox is None:
@@ -137,7 +142,7 @@ class LocalConnections:
         self.node = node
 
     async def connections(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
-        return self.pusher_rows(app_ids) + self.stomp_rows(app_ids)
+        return self.pusher_rows(app_ids) + self.stomp_rows(app_ids) + self.doshii_rows(app_ids)
 
     def pusher_rows(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -201,12 +206,32 @@ class LocalConnections:
             rows.append(row)
         return rows
 
+    def doshii_rows(self, app_ids: frozenset[str] | None) -> list[dict[str, Any]]:
+        """Doshii partner sockets (/app/socket): each follows its app's orders."""
+        rows: list[dict[str, Any]] = []
+        for app_id, sockets in sorted(self.runtime.doshii.by_app.items()):
+            if not sockets or (app_ids is not None and app_id not in app_ids):
+                continue
+            rows.append(
+                {
+                    "protocol": "doshii",
+                    "app_id": app_id,
+                    "node": self.node,
+                    "connections": len(sockets),
+                    "nodes": [{"node": self.node, "connections": len(sockets)}],
+                    "channels": [
+                        {"name": "order updates", "subscribers": len(sockets), "members": None}
+                    ],
+                }
+            )
+        return rows
+
 
 class ClusterConnections:
     """A node of a cluster (Redis bus): Pusher connections per app and node from the nodes'
     beats (other nodes as of their last beat, every ``cluster_heartbeat`` seconds), channels
     with the cluster's subscription counts and presence members from the registry. STOMP
-    keeps no shared state: its rows are this node's."""
+    keeps no shared state, nor do Doshii sockets: their rows are this node's."""
 
     def __init__(self, runtime: Runtime, cluster: PusherCluster) -> None:
         self.cluster = cluster
@@ -237,4 +262,4 @@ class ClusterConnections:
                         "channels": channels,
                     }
                 )
-        return rows + self.local.stomp_rows(app_ids)
+        return rows + self.local.stomp_rows(app_ids) + self.local.doshii_rows(app_ids)

@@ -67,6 +67,7 @@ class Runtime:
     # The protocol gateways installed on it (``_open_gateways``).
     pusher: PusherGateway = field(init=False)
     stomp: StompGateway = field(init=False)
+    doshii: DoshiiGateway = field(init=False)
     # Webhooks: endpoint management, and the delivery worker once ``start_delivery()`` ran.
     webhooks: WebhookService | None = None
     outbox_hook: OutboxHook | None = None
@@ -134,7 +135,8 @@ class Runtime:
         s = self.settings
         assert self.doshii_auth is not None
         # Before Pusher's /app/{key}: /app/socket is the Doshii socket, not a Pusher app.
-        DoshiiGateway(self.store, self.doshii_auth, s.base_url).install(self.gateway)
+        self.doshii = DoshiiGateway(self.store, self.doshii_auth, s.base_url)
+        self.doshii.install(self.gateway)
         # Several nodes (a redis:// bus): counts, presence and relays through Redis.
         registry = open_registry(s.bus_url, s.prefix, new_node_id())
         self.pusher = PusherGateway(

@@ -3,12 +3,16 @@ read, and changing an app: real STOMP sockets, a real webhook receiver on loopba
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import jwt
 import pytest
+import websockets
 from aiohttp import web
 from ulid import ULID
 
@@ -122,6 +126,42 @@ async def test_metrics_follow_sockets_fanout_webhooks_and_logins(
     assert sample(text, "process_cpu_seconds_total") > 0
     assert sample(text, "ordercast_http_requests_total", route="/docs", status="200") >= 1
     assert sample(text, "ordercast_http_requests_total", route="/docs", method="GET") >= 1
+
+
+async def test_doshii_sockets_are_in_the_metrics_and_on_the_console(w: World) -> None:
+    await start_stomp(w.runtime)  # the gateway port, where /app/socket is served
+    token = jwt.encode(
+        {"clientId": w.app["key"], "timestamp": int(time.time())}, w.app["secret"], "HS256"
+    )
+    before = (await w.http.get("/metrics")).text
+    url = w.runtime.gateway.url(f"/app/socket?auth={token}")
+    async with websockets.connect(url, open_timeout=5, ping_interval=None) as ws:
+
+        async def connected() -> bool:
+            text = (await w.http.get("/metrics")).text
+            return sample(text, "ordercast_ws_connections", protocol="doshii", app=w.app["id"]) == 1
+
+        await wait_for(connected, what="the Doshii socket counted")
+        orders = [await w.order() for _ in range(2)]  # the app's own: it is subscribed
+        got = ""
+        while not all(o["id"] in got for o in orders):
+            got += str(await asyncio.wait_for(ws.recv(), 5))
+        text = (await w.http.get("/metrics")).text
+        assert sample(text, "ordercast_ws_subscriptions", protocol="doshii", app=w.app["id"]) == 1
+        fanned = sample(text, "ordercast_fanout_messages_total", protocol="doshii") - sample(
+            before, "ordercast_fanout_messages_total", protocol="doshii"
+        )
+        assert fanned == 2
+        rows = (await w.http.get("/dashboard/api/connections", headers=w.auth)).json()["apps"]
+        [row] = [r for r in rows if r["protocol"] == "doshii"]
+        assert row["app_id"] == w.app["id"] and row["connections"] == 1
+        assert row["channels"] == [{"name": "order updates", "subscribers": 1, "members": None}]
+
+    async def gone() -> bool:
+        text = (await w.http.get("/metrics")).text
+        return sample(text, "ordercast_ws_connections", protocol="doshii", app=w.app["id"]) == 0
+
+    await wait_for(gone, what="the closed Doshii socket no longer counted")
 
 
 async def test_logs_are_structured_and_hold_no_secrets(

@@ -336,7 +336,7 @@ async def connections(
     rt: RuntimeDep,
     app_id: str | None = Query(None, description="only this app (the admin)"),
 ) -> dict[str, Any]:
-    """Pusher and STOMP connections per app, their channels / destinations with
+    """Pusher, STOMP and Doshii socket connections per app, their channels / destinations with
     subscriber counts, and presence members."""
     who = _operator(principal)
     if isinstance(who, Admin):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support.live import Ordercast
+from support.live import Ordercast, running
 
 
 def request(sock: socket.socket, path: str) -> bytes:
@@ -44,12 +44,8 @@ def request(sock: socket.socket, path: str) -> bytes:
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ordercast]:
     env: dict[str, str] = getattr(request, "param", {})
-    node = Ordercast(f"sqlite:///{tmp_path}/keepalive.db", tmp_path / "node.log", **env)
-    node.start()
-    try:
+    with running(tmp_path, "keepalive", **env) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def test_idle_connection_is_still_served_after_six_seconds(server: Ordercast) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.live import ADMIN, Ordercast
+from support.live import ADMIN, Ordercast, running
 
 LIMIT = 3
 
@@ -22,12 +22,8 @@ LIMIT = 3
 @pytest.fixture(params=[{}, {"ORDERCAST_TRUSTED_PROXIES": ""}], ids=["loopback", "none"])
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ordercast]:
     env = {"ORDERCAST_LOGIN_MAX_FAILURES": str(LIMIT), **request.param}
-    node = Ordercast(f"sqlite:///{tmp_path}/proxies.db", tmp_path / "node.log", **env)
-    node.start()
-    try:
+    with running(tmp_path, "proxies", **env) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def test_each_client_behind_the_proxy_is_limited_on_its_own(server: Ordercast) -> None:

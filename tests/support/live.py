@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -71,3 +72,14 @@ class Ordercast:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path, name: str, **env: str) -> Iterator[Ordercast]:
+    """A started node on a SQLite file in ``tmp_path`` (log beside it), stopped afterwards."""
+    node = Ordercast(f"sqlite:///{tmp_path}/{name}.db", tmp_path / f"{name}.log", **env)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()

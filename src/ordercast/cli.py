@@ -249,11 +249,10 @@ async def _serve(settings: Settings) -> None:
             ws_max_size=MAX_FRAME_SIZE,
             ssl_certfile=settings.tls_cert,
             ssl_keyfile=settings.tls_key,
-            # The client's address (login limits) behind these proxies: X-Forwarded-For.
+            # The client's address (login limits) behind the proxies the gateway port trusts
+            # too (ORDERCAST_TRUSTED_PROXIES, parsed once by Runtime.open): X-Forwarded-For.
             proxy_headers=True,
-            forwarded_allow_ips=[
-                item.strip() for item in settings.trusted_proxies.split(",") if item.strip()
-            ],
+            forwarded_allow_ips=[str(net) for net in runtime.gateway.trusted_proxies],
         )
         server = uvicorn.Server(config)
         runtime.gateway.ssl = tls

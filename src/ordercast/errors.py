@@ -98,6 +98,11 @@ class RateLimited(OrdercastError):
     code = "rate_limited"
     title = "Too many requests"
 
+    @property
+    def retry_after(self) -> int:
+        """Seconds to wait before trying again: every edge's ``Retry-After``."""
+        return int(self.fields.get("retry_after", 60))
+
 
 class ProtocolError(OrdercastError):
     code = "protocol_error"

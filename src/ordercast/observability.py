@@ -29,7 +29,7 @@ class RuntimeMetrics:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._outbox: Outbox | None = None
+        self.outbox: Outbox = runtime.store.outbox()  # the queue depth, read at each scrape
 
     def written(self) -> int:
         rt = self.runtime
@@ -58,9 +58,7 @@ class RuntimeMetrics:
         yield "doshii", self.runtime.doshii.emitted
 
     async def outbox_depth(self) -> tuple[dict[str, int], float | None]:
-        if self._outbox is None:
-            self._outbox = self.runtime.store.outbox()
-        return await self._outbox.depth(time.time())
+        return await self.outbox.depth(time.time())
 
     async def timers_pending(self) -> int:
         pos = self.runtime.pos

@@ -92,8 +92,8 @@ class DoshiiRoute(APIRoute):
                 if isinstance(exc, e.StorageError):
                     raise  # the app's handler: an internal error, logged
                 response = doshii_error(_status(exc), exc.code, exc.detail)
-                if isinstance(exc, e.RateLimited) and "retry_after" in exc.fields:
-                    response.headers["retry-after"] = str(exc.fields["retry_after"])
+                if isinstance(exc, e.RateLimited):
+                    response.headers["retry-after"] = str(exc.retry_after)
                 return response
             except RequestValidationError as exc:
                 errors = _field_errors(exc)

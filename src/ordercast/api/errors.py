@@ -125,8 +125,8 @@ def install(app: FastAPI) -> None:
         elif status == 429:
             metrics.RATE_LIMITED.labels("http").inc()
         response = problem(status, exc.code, exc.title, exc.detail, **exc.fields)
-        if isinstance(exc, e.RateLimited) and "retry_after" in exc.fields:
-            response.headers["retry-after"] = str(exc.fields["retry_after"])
+        if isinstance(exc, e.RateLimited):
+            response.headers["retry-after"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)

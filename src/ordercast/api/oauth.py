@@ -135,11 +135,10 @@ async def token(request: Request) -> JSONResponse:
     except RateLimited as exc:
         # RFC 6749 has no code for this; RFC 6585's 429 with Retry-After, in the RFC 6749
         # error shape so OAuth2 clients can show it.
-        wait = exc.fields.get("retry_after", 60)
         return JSONResponse(
             {"error": "temporarily_unavailable", "error_description": exc.detail},
             status_code=429,
-            headers={**_NO_STORE, "Retry-After": str(wait)},
+            headers={**_NO_STORE, "Retry-After": str(exc.retry_after)},
         )
     return JSONResponse(body, headers=_NO_STORE)
 

@@ -258,7 +258,7 @@ def _auth_failure(exc: OrdercastError) -> JSONResponse:
         detail = STORAGE_DETAIL
     elif isinstance(exc, RateLimited):
         status = 429
-        headers = {"retry-after": str(exc.fields.get("retry_after", 60))}
+        headers = {"retry-after": str(exc.retry_after)}
     else:
         status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, AuthError) else 400
     return JSONResponse(

@@ -60,26 +60,30 @@ def forwarded_client(peer: str, forwarded_for: str | None, trusted: Sequence[Net
     skipped, and the first other address is the client's. A malformed entry ends the walk at
     the last address a trusted proxy vouched for. A client can put anything at the left of the
     header; only what trusted proxies appended is believed."""
-    if not forwarded_for or not trusted or not _within(peer, trusted):
+    if not forwarded_for or not trusted or not _within(_ip(peer), trusted):
         return peer
     address = peer
     for hop in reversed(forwarded_for.split(",")):
-        try:
-            ip = ipaddress.ip_address(hop.strip())
-        except ValueError:
+        ip = _ip(hop.strip())
+        if ip is None:
             return address
         address = str(ip)
-        if not _within(address, trusted):
+        if not _within(ip, trusted):
             return address
     return address
 
 
-def _within(address: str, networks: Sequence[Network]) -> bool:
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ip = ipaddress.ip_address(address)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(ip in net for net in networks)
+        return None
+
+
+def _within(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, networks: Sequence[Network]
+) -> bool:
+    return ip is not None and any(ip in net for net in networks)
 
 
 class LoginLimiter:

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordercast.ports import Claimed, EndpointTarget, OutboxMessage, Outcome, Tx
-from ordercast.storage.outbox import message_row
-
-OPEN_STATUSES = ("pending", "delivering")
+from ordercast.storage.outbox import OPEN_STATUSES, message_row
 
 
 @dataclass
@@ -138,7 +136,7 @@ class MemoryOutbox:
         depth: dict[str, int] = {}
         due: float | None = None
         for m in self.messages.values():
-            if m["status"] in ("pending", "delivering"):
+            if m["status"] in OPEN_STATUSES:
                 depth[m["status"]] = depth.get(m["status"], 0) + 1
             endpoint = self.endpoints.get(m["endpoint_id"])
             if m["status"] == "pending" and endpoint is not None and endpoint["enabled"]:

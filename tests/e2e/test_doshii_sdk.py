@@ -26,6 +26,7 @@ import jwt
 import pytest
 import websockets
 
+from support.doshii import doshii_jwt
 from support.live import ADMIN, Ordercast
 from support.paths import NODE_DIR, ROOT
 from support.stomp import raw_client
@@ -39,10 +40,6 @@ def need_sdk() -> None:
         pytest.skip("node is not installed (make test installs the Node clients)")
     if not (NODE_DIR / "node_modules" / "doshii-partner-node-sdk").is_dir():
         pytest.skip("tests/node/node_modules is missing: run `make node`")
-
-
-def sign(key: str, secret: str) -> str:
-    return jwt.encode({"clientId": key, "timestamp": round(time.time())}, secret, "HS256")
 
 
 async def until(check: Callable[[], Any], what: str, within: float = 15.0) -> Any:
@@ -235,7 +232,7 @@ async def test_sdk_rest_webhooks_and_socket_against_a_live_ordercast(
     await hooks.start()
     async with running(tmp_path, database_url) as w:
         p = w.partner
-        sdk = await Sdk.start(**w.sdk_options(p, sign(p["key"], p["secret"])))
+        sdk = await Sdk.start(**w.sdk_options(p, doshii_jwt(p["key"], p["secret"])))
         try:
             loc = w.location_id
             # Webhooks the Doshii way: Basic key:token for one event, Bearer token for the other.
@@ -374,7 +371,7 @@ async def test_doshii_put_reaches_pusher_and_stomp_for_several_orders(tmp_path: 
     need_sdk()
     async with running(tmp_path) as w:
         p = w.partner
-        sdk = await Sdk.start(**w.sdk_options(p, sign(p["key"], p["secret"])))
+        sdk = await Sdk.start(**w.sdk_options(p, doshii_jwt(p["key"], p["secret"])))
         kds = f"/kds/{w.tenant_id}/{w.location_id}"
         try:
             loc = w.location_id
@@ -447,7 +444,7 @@ async def test_socket_auth_opt_in_and_refusals(tmp_path: Path) -> None:
                 assert closed.value.rcvd is not None
                 assert closed.value.rcvd.code == 1008 and reason in closed.value.rcvd.reason
         # Bad input after authentication: a close with a reason, never a Pusher frame.
-        good = sign(p["key"], p["secret"])
+        good = doshii_jwt(p["key"], p["secret"])
         for frame, code in (("hello", 1007), ('{"event":"pusher:ping"}', 1007), (b"\x00", 1003)):
             async with websockets.connect(f"{w.ws}/app/socket?auth={good}") as ws:
                 await ws.send('{"doshii":{"ping":1}}')

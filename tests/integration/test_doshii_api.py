@@ -12,19 +12,14 @@ from typing import Any
 import jwt
 
 from ordercast.dialects.doshii import version_token
+from support.doshii import doshii_jwt
 from support.world import World, make_channel_app
 
 P = "/partner/v3"
 
 
-def token(key: str, secret: str, *, at: float | None = None, **claims: Any) -> str:
-    payload = {"clientId": key, "timestamp": round(at if at is not None else time.time())}
-    payload.update(claims)
-    return jwt.encode(payload, secret, algorithm="HS256")
-
-
 def dh(w: World, location: str | None = None, **kw: Any) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token(w.app['key'], w.app['secret'], **kw)}"}
+    headers = {"Authorization": f"Bearer {doshii_jwt(w.app['key'], w.app['secret'], **kw)}"}
     headers["doshii-location-id"] = location or w.location_id
     return headers
 
@@ -84,10 +79,10 @@ async def test_auth_refusals_in_doshii_shape(world: World) -> None:
     r = await w.http.get(f"{P}/orders", headers={"doshii-location-id": w.location_id})
     doshii_error(r, 401, "unauthorized")
     wrong = {
-        "Authorization": f"Bearer {token(w.app['key'], 'not-the-secret-of-this-app-at-all-0123')}"
+        "Authorization": f"Bearer {doshii_jwt(w.app['key'], 'not-the-secret-of-this-app-at-all-0123')}"
     }
     doshii_error(await w.http.get(f"{P}/orders", headers=wrong), 401, "unauthorized")
-    unknown = {"Authorization": f"Bearer {token('ock_nobody', w.app['secret'])}"}
+    unknown = {"Authorization": f"Bearer {doshii_jwt('ock_nobody', w.app['secret'])}"}
     doshii_error(await w.http.get(f"{P}/orders", headers=unknown), 401, "unauthorized")
     basic = {"Authorization": "Basic eDp5"}
     doshii_error(await w.http.get(f"{P}/orders", headers=basic), 401, "unauthorized")
@@ -328,7 +323,7 @@ async def test_another_tenants_app_sees_nothing(world: World) -> None:
         json={"event": "order_created", "webhookUrl": "https://partner.example/h"},
     )
     other = await make_channel_app(w.runtime, "Other")
-    auth = {"Authorization": f"Bearer {token(other.key, other.secret)}"}
+    auth = {"Authorization": f"Bearer {doshii_jwt(other.key, other.secret)}"}
     for location in (w.location_id, other.location_id):
         h = {**auth, "doshii-location-id": location}
         for method, path in (

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import jwt
 import pytest
 import websockets
 from aiohttp import web
@@ -18,6 +16,7 @@ from ulid import ULID
 
 from ordercast.logs import configure_logging
 from ordercast.runtime import Runtime
+from support.doshii import doshii_jwt
 from support.stomp import raw_client, start_stomp
 from support.webhooks import ADMIN, Receiver, open_runtime, wait_for
 from support.world import World, basic, bearer, make_world
@@ -130,9 +129,7 @@ async def test_metrics_follow_sockets_fanout_webhooks_and_logins(
 
 async def test_doshii_sockets_are_in_the_metrics_and_on_the_console(w: World) -> None:
     await start_stomp(w.runtime)  # the gateway port, where /app/socket is served
-    token = jwt.encode(
-        {"clientId": w.app["key"], "timestamp": int(time.time())}, w.app["secret"], "HS256"
-    )
+    token = doshii_jwt(w.app["key"], w.app["secret"])
     before = (await w.http.get("/metrics")).text
     url = w.runtime.gateway.url(f"/app/socket?auth={token}")
     async with websockets.connect(url, open_timeout=5, ping_interval=None) as ws:

@@ -14,19 +14,18 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 import websockets
 
 from ordercast.protocols.pusher.auth import sign_channel
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
+from support.doshii import doshii_jwt
 from support.proxy import TcpProxy
 from support.stomp import raw_client
 from support.world import World, make_world
@@ -103,9 +102,8 @@ async def test_postgresql_down_answers_503_and_the_retried_write_is_kept(
     assert (r.status_code, r.headers["retry-after"]) == (503, "5"), r.text
     assert r.json()["code"] == "storage_unavailable" and str(proxy.port) not in r.text
     # So does the Doshii Partner API.
-    claims = {"clientId": w.app["key"], "timestamp": round(time.time())}
     doshii = {
-        "Authorization": f"Bearer {jwt.encode(claims, w.app['secret'], algorithm='HS256')}",
+        "Authorization": f"Bearer {doshii_jwt(w.app['key'], w.app['secret'])}",
         "doshii-location-id": w.location_id,
     }
     r = await w.http.get("/partner/v3/orders", headers=doshii)

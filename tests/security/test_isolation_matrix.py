@@ -25,8 +25,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import jwt
-import uvicorn
 import websockets
 
 from ordercast.app import create_app
@@ -51,6 +49,8 @@ from security.matrix import (
     STOMP_SILENT,
     Entry,
 )
+from support.doshii import doshii_jwt
+from support.pusher import serve_http
 
 HINT = "add an entry for it in tests/security/matrix.py (see the kinds in its docstring)"
 
@@ -193,10 +193,7 @@ def _partner_auth(a: Attacker) -> dict[str, str]:
     attacker presents its access token instead."""
     if a.app is None:
         return a.headers
-    token = jwt.encode(
-        {"clientId": a.app.key, "timestamp": int(time.time())}, a.app.secret, algorithm="HS256"
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {doshii_jwt(a.app.key, a.app.secret)}"}
 
 
 def _fill_body(body: Any, v: Victim) -> Any:
@@ -511,14 +508,6 @@ async def test_console_stream(estate: Estate) -> None:
     )
     v = await victim(estate)
     who = await attackers(estate)
-    config = uvicorn.Config(
-        create_app(estate.runtime), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
     seen: dict[str, list[str]] = {}
 
     async def read(http: httpx.AsyncClient, name: str, path: str, headers: dict[str, str]) -> None:
@@ -529,8 +518,11 @@ async def test_console_stream(estate: Estate) -> None:
 
     stream = "/dashboard/api/locations/{}/stream"
     readers = []
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+    async with (
+        serve_http(estate.runtime) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+    ):
+        try:
             for a in who:
                 readers.append(
                     asyncio.create_task(
@@ -564,12 +556,10 @@ async def test_console_stream(estate: Estate) -> None:
                     break
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)  # the other streams had the same chance
-    finally:
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        server.should_exit = True
-        await serving
+        finally:
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
     # The stream works: the control got the victim's change (a card: the note's text is not
     # on the board, so for the others the order's id is what must not appear either).
     assert seen["control"][0] == "200", seen["control"]

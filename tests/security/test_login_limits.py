@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from typing import Any
 
-import jwt
 import websockets
 
 from ordercast.settings import Settings
 from security.estate import Estate, basic, bearer, stomp_subscribe
+from support.doshii import doshii_jwt
 from support.stomp import raw_client
 
 LIMIT = 3
@@ -120,10 +119,6 @@ async def test_stomp_connect(estate: Estate) -> None:
     _assert_429(await estate.http.get("/v1/orders", headers={"Authorization": f"Basic {raw}"}))
 
 
-def _doshii_jwt(key: str, secret: str) -> str:
-    return jwt.encode({"clientId": key, "timestamp": int(time.time())}, secret, algorithm="HS256")
-
-
 async def _socket_close_reason(estate: Estate, auth: str) -> str | None:
     """The close reason the Doshii socket gives, or None while it stays open (0.3 s)."""
     async with websockets.connect(
@@ -147,17 +142,17 @@ async def test_doshii_partner_api_and_socket(estate: Estate) -> None:
     neighbour = estate.app("t1", "l1", "pos")
     where = {"doshii-location-id": victim.location_id}
     for _ in range(LIMIT):
-        forged = _doshii_jwt(victim.key, "not-the-secret-of-this-app-0123456789")
+        forged = doshii_jwt(victim.key, "not-the-secret-of-this-app-0123456789")
         r = await http.get("/partner/v3/orders", headers={**where, **bearer(forged)})
         assert r.status_code == 401 and r.json()["code"] == "unauthorized", r.text
-    good = _doshii_jwt(victim.key, victim.secret)
+    good = doshii_jwt(victim.key, victim.secret)
     r = await http.get("/partner/v3/orders", headers={**where, **bearer(good)})
     assert r.status_code == 429 and r.json()["code"] == "rate_limited", r.text  # Doshii's shape
     assert 1 <= int(r.headers["retry-after"]) <= 60
     reason = await _socket_close_reason(estate, good)
     assert reason is not None and "too many failed logins" in reason
     # Another app from the same address: REST and socket both work.
-    other = _doshii_jwt(neighbour.key, neighbour.secret)
+    other = doshii_jwt(neighbour.key, neighbour.secret)
     where_n = {"doshii-location-id": neighbour.location_id}
     r = await http.get("/partner/v3/orders", headers={**where_n, **bearer(other)})
     assert r.status_code == 200, r.text

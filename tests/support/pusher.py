@@ -4,6 +4,7 @@ test's event loop, plus a tenant, location, staff app (client events on) and hel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -80,56 +81,66 @@ class Live:
         return out
 
 
-async def start_live(
-    runtime: Runtime, location_settings: dict[str, Any] | None = None
-) -> AsyncIterator[Live]:
-    app = create_app(runtime)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+@contextlib.asynccontextmanager
+async def serve_http(runtime: Runtime) -> AsyncIterator[int]:
+    """The runtime's HTTP app under uvicorn on a free loopback port (yielded), for what the
+    in-process transport cannot do (a response that never ends, a real client)."""
+    config = uvicorn.Config(
+        create_app(runtime), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-    http_port = server.servers[0].sockets[0].getsockname()[1]
-    await runtime.gateway.start(host="127.0.0.1", port=0)
-    base = f"http://127.0.0.1:{http_port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            admin = {"Authorization": f"Bearer {runtime.admin_token}"}
-            tenant = (await http.post("/v1/tenants", headers=admin, json={"name": "T"})).json()
-            location = (
-                await http.post(
-                    "/v1/locations",
-                    headers=admin,
-                    json={
-                        "tenant_id": tenant["id"],
-                        "name": "L",
-                        "timezone": "America/New_York",
-                        "settings": location_settings or {},
-                    },
-                )
-            ).json()
-            created = await runtime.directory.create_app(
-                tenant_id=tenant["id"],
-                name="Ordering app",
-                kind="channel",
-                location_ids=[location["id"]],
-                settings={"client_events": True},
-            )
-            app_info = {"id": created.app.id, "key": created.app.key, "secret": created.secret}
-            yield Live(
-                runtime,
-                http,
-                base,
-                http_port,
-                runtime.gateway.bound_port,
-                tenant["id"],
-                location["id"],
-                app_info,
-            )
+        yield server.servers[0].sockets[0].getsockname()[1]
     finally:
-        await runtime.gateway.stop()
         server.should_exit = True
         await task
+
+
+async def start_live(
+    runtime: Runtime, location_settings: dict[str, Any] | None = None
+) -> AsyncIterator[Live]:
+    async with serve_http(runtime) as http_port:
+        await runtime.gateway.start(host="127.0.0.1", port=0)
+        base = f"http://127.0.0.1:{http_port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                admin = {"Authorization": f"Bearer {runtime.admin_token}"}
+                tenant = (await http.post("/v1/tenants", headers=admin, json={"name": "T"})).json()
+                location = (
+                    await http.post(
+                        "/v1/locations",
+                        headers=admin,
+                        json={
+                            "tenant_id": tenant["id"],
+                            "name": "L",
+                            "timezone": "America/New_York",
+                            "settings": location_settings or {},
+                        },
+                    )
+                ).json()
+                created = await runtime.directory.create_app(
+                    tenant_id=tenant["id"],
+                    name="Ordering app",
+                    kind="channel",
+                    location_ids=[location["id"]],
+                    settings={"client_events": True},
+                )
+                app_info = {"id": created.app.id, "key": created.app.key, "secret": created.secret}
+                yield Live(
+                    runtime,
+                    http,
+                    base,
+                    http_port,
+                    runtime.gateway.bound_port,
+                    tenant["id"],
+                    location["id"],
+                    app_info,
+                )
+        finally:
+            await runtime.gateway.stop()
 
 
 class NodeClient:

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ from ordercast.domain.access import APP_KINDS
 from ordercast.protocols.pusher import sign_channel
 from ordercast.runtime import Runtime
 from support.stomp import frame, parse, start_stomp
+
+#: Where the estate lives (tests/security/conftest.py): "sqlite", "postgres" or "two-nodes".
+BACKEND = os.environ.get("ORDERCAST_SECURITY_BACKEND", "sqlite")
 
 TENANTS = ("t0", "t1")
 LOCATIONS = ("l0", "l1")
@@ -84,6 +88,8 @@ class Estate:
     #: of that location.
     tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)
     webhook_endpoints: dict[str, str] = field(default_factory=dict)  # app id -> endpoint id
+    #: The node whose gateway the WebSocket attacks connect to (two nodes: not ``runtime``).
+    sockets: Runtime | None = None
 
     @property
     def admin(self) -> dict[str, str]:
@@ -99,7 +105,7 @@ class Estate:
         return [o.marker for o in self.orders.values()]
 
     def ws_url(self, path: str) -> str:
-        return self.runtime.gateway.url(path)
+        return (self.sockets or self.runtime).gateway.url(path)
 
     async def mint(self, app: App, user: str) -> str:
         r = await self.http.post(f"/v1/users/{user}/tokens", headers=app.auth)

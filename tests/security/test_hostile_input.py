@@ -16,6 +16,7 @@ from ordercast.app import create_app
 from ordercast.runtime import Runtime
 from ordercast.settings import Settings
 from security.estate import Estate, stomp_subscribe
+from support.pusher import serve_http
 
 FAR_FUTURE = "9999-12-31T23:59:59-12:00"  # past year 9999 in UTC
 FAR_PAST = "0001-01-01T00:00:00+01:00"  # before year 1 in UTC
@@ -123,20 +124,9 @@ async def test_non_ascii_credentials_are_refused_not_500(estate: Estate) -> None
 
 
 @pytest.fixture
-async def live_http(runtime: Runtime) -> AsyncIterator[tuple[str, int]]:
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(runtime), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    yield "127.0.0.1", server.servers[0].sockets[0].getsockname()[1]
-    server.should_exit = True
-    await task
+async def live_http(estate: Estate) -> AsyncIterator[tuple[str, int]]:
+    async with serve_http(estate.runtime) as port:
+        yield "127.0.0.1", port
 
 
 async def _exchange(
@@ -152,9 +142,7 @@ async def _exchange(
     return status, headers, body
 
 
-async def test_keep_alive_survives_bad_input(
-    runtime: Runtime, estate: Estate, live_http: tuple[str, int]
-) -> None:
+async def test_keep_alive_survives_bad_input(estate: Estate, live_http: tuple[str, int]) -> None:
     """One TCP connection: each hostile request gets its 4xx and the next request is still
     answered on the same connection (a 500 used to drop it)."""
     host, port = live_http

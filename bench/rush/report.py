@@ -23,18 +23,21 @@ def print_run(r: dict[str, Any]) -> None:
         f"{w['endpoints']} webhook endpoints; client errors {r['errors']}"
     )
     print(
-        "\n| R asked | achieved/s | server cores | RSS MB | Pusher p50/p99/max ms "
-        "| STOMP p50/p99/max | KDS p50/p99/max | webhook p50/p99/max |"
+        "\n| R asked | achieved/s | server cores | worker cores | load generator cores | RSS MB "
+        "| Pusher p50/p99/max ms | STOMP p50/p99/max | KDS p50/p99/max | webhook p50/p99/max |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in r["steps"]:
         cells = [
             f"{ms(s[t]['p50'])} / {ms(s[t]['p99'])} / {ms(s[t]['max'])}"
             for t in ("pusher", "stomp", "stomp-kds", "webhook")
         ]
+        worker = f"{s['worker_cores']:.2f}" if "worker_cores" in s else "—"
         print(
             f"| {s['rate']:,.0f} | {s['achieved']:,.0f} | {s.get('server_cores', 0):.2f} "
-            f"| {s.get('server_rss_mb', 0):,.0f} | " + " | ".join(cells) + " |"
+            f"| {worker} | {s.get('loadgen_cores', 0):.2f} | {s.get('server_rss_mb', 0):,.0f} | "
+            + " | ".join(cells)
+            + " |"
         )
     print(
         "\n| transport | expected | received | missing | duplicates | unexpected | out of order |"

@@ -508,6 +508,12 @@ def main(argv: list[str]) -> None:
     p.add_argument("--src", help="run ordercast from DIR/src (A/B of two versions)")
     p.add_argument("--out", default="rush.jsonl")
     p.add_argument(
+        "--worker",
+        action="store_true",
+        help="webhook delivery in an `ordercast worker` process of its own (the server runs "
+        "with ORDERCAST_WEBHOOK_WORKER=false); its CPU is reported as worker_cores",
+    )
+    p.add_argument(
         "--profile",
         help="py-spy the server during the timed steps into FILE (collapsed stacks; "
         "python -m bench.rush.profile FILE summarizes)",
@@ -531,6 +537,9 @@ def main(argv: list[str]) -> None:
         }
         if args.src:
             env["PYTHONPATH"] = str(Path(args.src) / "src")
+        worker: subprocess.Popen[bytes] | None = None
+        if args.worker:
+            env["ORDERCAST_WEBHOOK_WORKER"] = "false"
         server = subprocess.Popen(
             [
                 str(VENV_BIN / "ordercast"),
@@ -550,6 +559,13 @@ def main(argv: list[str]) -> None:
             wait_port(hport, server)
             wait_port(wport, server)
             wait_port(rport, receiver)
+            if args.worker:  # once the server has migrated the database
+                worker = subprocess.Popen(
+                    [str(VENV_BIN / "ordercast"), "worker", "--database-url", db],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(f"{tmp}/worker.log", "wb"),  # noqa: SIM115
+                )
             api = Api(hport)
             t0 = time.time()
             world = build_world(api, args, rport)
@@ -595,13 +611,27 @@ def main(argv: list[str]) -> None:
                 )
 
             usage: list[dict[str, Any]] = []
-            last = (time.time(), cpu_seconds(server.pid), cpu_seconds(gen_proc.pid))
+
+            def worker_cpu() -> float:
+                return cpu_seconds(worker.pid) if worker is not None else 0.0
+
+            last = (
+                time.time(),
+                cpu_seconds(server.pid),
+                cpu_seconds(gen_proc.pid),
+                worker_cpu(),
+            )
             for line in gen_proc.stdout:
                 ev = json.loads(line)
                 print(line.strip(), flush=True)
                 if args.profile and spy is None and ev.get("ev") == "connected":
                     spy = start_profile()
-                now = (time.time(), cpu_seconds(server.pid), cpu_seconds(gen_proc.pid))
+                now = (
+                    time.time(),
+                    cpu_seconds(server.pid),
+                    cpu_seconds(gen_proc.pid),
+                    worker_cpu(),
+                )
                 if ev.get("ev") == "step":
                     wall = now[0] - last[0]
                     usage.append(
@@ -609,6 +639,11 @@ def main(argv: list[str]) -> None:
                             "step": ev["step"],
                             "server_cores": (now[1] - last[1]) / wall,
                             "loadgen_cores": (now[2] - last[2]) / wall,
+                            **(
+                                {"worker_cores": (now[3] - last[3]) / wall}
+                                if worker is not None
+                                else {}
+                            ),
                             "server_rss_mb": rss_mb(server.pid),
                         }
                     )
@@ -638,6 +673,7 @@ def main(argv: list[str]) -> None:
             result: dict[str, Any] = {
                 "bench": "rush",
                 "db": args.db,
+                "worker_process": args.worker,
                 "at": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "loadavg": os.getloadavg(),
                 "world": {
@@ -657,6 +693,8 @@ def main(argv: list[str]) -> None:
             }
         finally:
             stop(server)
+            if worker is not None:
+                stop(worker)
             stop(receiver)
         if args.limits:
             from bench.rush.bare_writes import bare_write_bound

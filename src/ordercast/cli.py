@@ -1,4 +1,4 @@
-"""The command line: ``ordercast run | migrate | demo | tenants | apps``."""
+"""The command line: ``ordercast run | worker | migrate | demo | tenants | apps``."""
 
 from __future__ import annotations
 
@@ -184,6 +184,77 @@ def run(
     _run(lambda: _serve(settings))
 
 
+@cli.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    bus_url: BusUrl = None,
+    log_json: LogJson = None,
+    log_level: LogLevel = None,
+) -> None:
+    """Deliver webhooks and run POS timers in a process of their own, beside `ordercast run`
+    nodes started with ORDERCAST_WEBHOOK_WORKER=false: no HTTP, no WebSocket. Any number
+    may run on one database (claims are leased). On a redis:// bus it wakes on every order
+    change the nodes publish; on memory:// (SQLite, one box) on its polls."""
+    settings = _settings(
+        database_url=database_url, bus_url=bus_url, log_json=log_json, log_level=log_level
+    )
+    _run(lambda: _work(_worker_defaults(settings)))
+
+
+def _worker_defaults(settings: Settings) -> Settings:
+    """A worker's own defaults where the operator set nothing (docs/benchmarks.md, "Webhook
+    delivery in a process of its own"): on memory:// no wake-up crosses processes, so it
+    polls every 50 ms instead of 500; on SQLite each claim and each batch of outcomes takes
+    the file's one write lock from the serving process, so it claims at most every 100 ms
+    while busy instead of 20."""
+    given = settings.model_fields_set
+    changes: dict[str, float] = {}
+    if settings.bus_url.startswith("memory://") and "webhook_poll_seconds" not in given:
+        changes["webhook_poll_seconds"] = 0.05
+    if settings.database_url.startswith("sqlite") and "webhook_coalesce_seconds" not in given:
+        changes["webhook_coalesce_seconds"] = 0.1
+    return settings.model_copy(update=changes) if changes else settings
+
+
+async def _work(settings: Settings) -> None:
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    try:
+        runtime = await Runtime.open(settings)
+    except OrdercastError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+    try:
+        try:
+            await runtime.start_delivery()
+        except OrdercastError as exc:
+            err.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(2) from exc
+        await runtime.start_timers()
+        shared = not settings.bus_url.startswith("memory://")
+        if shared:
+            runtime.follow_bus()
+        console.print("[bold green]ordercast worker[/bold green]: webhooks and POS timers")
+        console.print(f"  storage      {settings.database_url}")
+        console.print(f"  bus          {settings.bus_url}")
+        if shared:
+            console.print("  wakes        on every order change published on the bus")
+        else:
+            console.print(
+                f"  wakes        every {settings.webhook_poll_seconds:g} s (webhooks) and "
+                f"{settings.pos_timer_poll_seconds:g} s (timers): nothing crosses processes "
+                "on memory://"
+            )
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runtime.close()
+
+
 def _listen(host: str, port: int, what: str, flag: str) -> socket.socket:
     """Bind and listen now, so that a taken port fails before anything is printed or
     started, with one line that says what to do."""
@@ -293,6 +364,11 @@ async def _serve(settings: Settings) -> None:
         console.print(f"  dashboard    {base}/dashboard")
         if runtime.delivery is not None:
             console.print(f"  webhooks     delivering ({base}/v1/apps/{{app_id}}/endpoints)")
+        else:
+            console.print(
+                "  webhooks     queued, not delivered here (ORDERCAST_WEBHOOK_WORKER=false): "
+                "`ordercast worker` delivers them"
+            )
         console.print(f"  WebSocket    {runtime.gateway.url()}")
         console.print(f"  Pusher       {runtime.gateway.url('/app/{app_key}')}")
         console.print(f"  STOMP        {runtime.gateway.url('/ws')}")

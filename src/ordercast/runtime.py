@@ -9,6 +9,7 @@ its collaborators and installed on the one gateway server. ``app.py`` (the HTTP 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from ordercast.gateway.pusher import PusherGateway
 from ordercast.gateway.server import GatewayServer
 from ordercast.gateway.stomp import StompConfig, StompGateway
 from ordercast.metrics import count_events
-from ordercast.ports import Bus, Clock, Ids, Store
+from ordercast.ports import LAGGED, Bus, Clock, Ids, Store
 from ordercast.protocols.logins import LoginLimiter
 from ordercast.protocols.netguard import parse_allow_cidrs
 from ordercast.services.accounts import AccountService, Passwords
@@ -82,6 +83,8 @@ class Runtime:
     doshii_webhooks: DoshiiWebhooks | None = None
     # Password logins (staff, KDS, customers) and the OAuth2 token grants.
     accounts: AccountService = field(init=False)
+    # ``ordercast worker``: wakes delivery and timers on the changes other processes publish.
+    follower: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -213,6 +216,7 @@ class Runtime:
             lease_seconds=s.webhook_lease_seconds,
             poll_seconds=s.webhook_poll_seconds,
             max_in_flight=s.webhook_max_in_flight,
+            coalesce_seconds=s.webhook_coalesce_seconds,
             policy=policy,
         )
         sender = Sender(self.webhooks.allow_cidrs, timeout=s.webhook_timeout)
@@ -231,7 +235,38 @@ class Runtime:
         self.delivery = worker
         return worker
 
+    def follow_bus(self) -> None:
+        """Wake this process's delivery worker and timer runner on every order change another
+        process publishes on a shared bus (``ordercast worker``: it writes no orders itself,
+        so its own after-commit hooks never fire). On ``memory://`` nothing crosses
+        processes and they wake on their polls (ORDERCAST_WEBHOOK_POLL_SECONDS,
+        ORDERCAST_POS_TIMER_POLL_SECONDS)."""
+        if self.follower is not None:
+            return
+        listener = self.bus.listen()
+
+        async def follow() -> None:
+            try:
+                async for message in listener:
+                    if message.kind not in ("order", LAGGED):
+                        continue
+                    if self.delivery is not None:
+                        self.delivery.wake()
+                    order = message.payload.get("order")
+                    pos_flow = isinstance(order, dict) and bool(order.get("pos_flow"))
+                    if self.timers is not None and (pos_flow or message.kind == LAGGED):
+                        self.timers.wake()
+            finally:
+                await listener.close()
+
+        self.follower = asyncio.create_task(follow(), name="worker-follow-bus")
+
     async def close(self) -> None:
+        if self.follower is not None:
+            self.follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.follower
+            self.follower = None
         if self.timers is not None:
             await self.timers.stop()
             self.timers = None

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(15.0, gt=0, le=120)  # seconds per attempt
     webhook_lease_seconds: float = Field(30.0, gt=0, le=3600)  # claim lease, renewed while alive
     webhook_poll_seconds: float = Field(0.5, gt=0, le=60)
+    # While busy, how long the worker lets freed room add up before its next claim (one
+    # larger claim costs the database less than many small ones).
+    webhook_coalesce_seconds: float = Field(0.02, ge=0, le=5)
     webhook_max_in_flight: int = Field(512, ge=1, le=100_000)  # per worker process
     # Retry delays in seconds, comma-separated; empty = Svix's (5s 5m 30m 2h 5h 10h 10h).
     webhook_retry_schedule: str = ""

@@ -89,3 +89,39 @@ async def test_a_caller_cancelled_while_its_batch_runs(tmp_path: Path) -> None:
         loop.set_exception_handler(None)
     assert errors == []
     assert _rows(path) == ["slow", "next"]  # committed: cancelling cannot undo a COMMIT
+
+
+async def test_another_process_holding_the_write_lock_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second connection (as ``ordercast worker`` or a CLI command) holding the lock: the
+    writer's transaction waits for it, the loop keeps running, and once it is released the
+    transaction commits; held past BUSY_TIMEOUT, the batch fails with SQLite's "locked"."""
+    from ordercast.storage import writer as writer_module
+
+    path = tmp_path / "db.sqlite"
+    _setup(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer = SqliteWriter(str(path), asyncio.Lock())
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (v) VALUES ('other')")
+        waiting = asyncio.ensure_future(writer.run(_insert("mine")))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(waiting, 5))[0] == 2
+        assert _rows(path) == ["other", "mine"]
+
+        monkeypatch.setattr(writer_module, "BUSY_TIMEOUT", 0.2)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                await asyncio.wait_for(writer.run(_insert("late")), 5)
+        finally:
+            other.execute("ROLLBACK")
+        assert (await writer.run(_insert("after")))[0] == 3
+        assert _rows(path) == ["other", "mine", "after"]
+    finally:
+        other.close()
+        await writer.close()

@@ -17,7 +17,7 @@ learn their result only after the COMMIT, so nothing is published before it is d
 
 Transactions start with ``BEGIN IMMEDIATE``: the database write lock is taken before the
 first read, so another process cannot change the row between our read and our update
-(``busy_timeout`` makes us wait for it instead of failing at once).
+(``_begin_immediate`` waits for it, in short steps, instead of failing at once).
 
 Checkpoints off the commit path: in WAL mode SQLite copies the log back into the database
 file (a checkpoint, with an fsync of each file) from inside the COMMIT that takes the log
@@ -41,6 +41,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -58,6 +59,10 @@ MAX_BATCH = 128
 #: 4 KiB pages): the safety net for a log the background checkpoints cannot reset, i.e.
 #: under writes that never pause (a fully copied log restarts at the next write otherwise).
 WAL_AUTOCHECKPOINT_PAGES = 10_000
+#: How long a writer waits for another process's write lock (``_begin_immediate``).
+BUSY_TIMEOUT = 5.0
+_FIRST_RETRY = 0.0001
+_LAST_RETRY = 0.001
 #: Commits between two background checkpoints, and the longest wait after a commit.
 CHECKPOINT_EVERY = 64
 CHECKPOINT_INTERVAL = 1.0
@@ -182,7 +187,7 @@ class SqliteWriter:
     def _transaction(self, jobs: list[Job]) -> list[Outcome]:
         try:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            _begin_immediate(conn)
             try:
                 if len(jobs) == 1:  # no other job to protect: no SAVEPOINT
                     try:
@@ -217,6 +222,35 @@ class SqliteWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's write lock (an ``ordercast worker``
+    beside ``ordercast run``, a CLI command) by trying again every 0.1 to 1 ms for up to
+    :data:`BUSY_TIMEOUT` seconds, then failing with SQLite's "database is locked".
+
+    Not SQLite's own busy handler (``busy_timeout``, off on this connection): it sleeps 1,
+    2, 5, 10, 15, 20, 25 ... ms between tries, so a writer that finds the lock taken once
+    loses at least a millisecond, and one whose tries keep landing while the other process
+    writes back to back falls behind it for tens (measured: ``bench rush --worker``,
+    docs/benchmarks.md "Webhook delivery in a process of its own"). In WAL mode the lock is
+    only ever waited for here: a transaction that holds it never waits inside.
+    """
+    delay, deadline = _FIRST_RETRY, 0.0
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + BUSY_TIMEOUT
+            elif now >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _LAST_RETRY)
 
 
 def _answer(future: asyncio.Future[Any], result: Outcome) -> None:
@@ -312,4 +346,5 @@ def writer_connection(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     sqlite_pragmas(conn)
+    conn.execute("PRAGMA busy_timeout=0")  # the lock is waited for by _begin_immediate
     return conn

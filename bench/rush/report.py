@@ -61,6 +61,19 @@ def print_run(r: dict[str, Any]) -> None:
             f"bound {lim['bound_changes_per_s']:,.0f} changes/s"
             + (f"; knee = {lim['knee_fraction']:.0%} of it" if "knee_fraction" in lim else "")
         )
+        if "bound_http" in lim:
+            lh = r["limit_http"]
+            print(
+                f"with the HTTP: bare request {lh['request']['cpu_us_per_request']:,.0f} CPU "
+                f"us, bare signed webhook POST {lh['delivery']['cpu_us_per_delivery']:,.0f} "
+                f"CPU us x {lim['webhooks_per_change']:.2f} per change; bound "
+                f"{lim['bound_http']:,.0f} changes/s"
+                + (
+                    f"; knee = {lim['knee_fraction_http']:.0%} of it"
+                    if "knee_fraction_http" in lim
+                    else ""
+                )
+            )
 
 
 def main(paths: list[str]) -> None:

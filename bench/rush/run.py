@@ -701,6 +701,9 @@ def main(argv: list[str]) -> None:
 
             result["limit_writes"] = bare_write_bound(db, tmp)
             result["limit_sockets"] = picows_cost(tmp)
+            from bench.rush.bare_http import measure as bare_http_cost
+
+            result["limit_http"] = bare_http_cost()
             result["limit"] = machine_limit(result)
     with open(args.out, "a") as fh:
         fh.write(json.dumps(result) + "\n")
@@ -711,8 +714,12 @@ def main(argv: list[str]) -> None:
 
 def machine_limit(result: dict[str, Any]) -> dict[str, Any]:
     """The best R this box could sustain for the same deliveries and writes: 2 cores over
-    (socket messages per change x the bare loop's CPU per message + the bare writer's CPU
-    per change), and no more than the bare writer's own rate."""
+    the bare loops' CPU per change, and no more than the bare writer's own rate.
+
+    ``bound_changes_per_s`` (as first reported): the bare writer's CPU per change plus the
+    socket messages per change at the bare picows loop's CPU per message. ``bound_http``
+    adds the HTTP a change also brings, at the bare HTTP loops' CPU (bench/rush/bare_http.py):
+    the POS's REST request, and each webhook delivery (signed POST, answer parsed)."""
     checks = result["checks"]
     changes = sum(row["changes"] for row in result["steps"]) or 1
     socket_msgs = sum(
@@ -723,13 +730,25 @@ def machine_limit(result: dict[str, Any]) -> dict[str, Any]:
     per_change_us = per_change_sock_us + writes["cpu_us_per_change"]
     cores = os.cpu_count() or 2
     bound = min(cores / (per_change_us / 1e6), writes["changes_per_s"])
-    out = {
+    out: dict[str, Any] = {
         "socket_msgs_per_change": socket_msgs / changes,
         "cpu_us_per_change": per_change_us,
         "bound_changes_per_s": bound,
     }
     if result.get("knee_changes_per_s"):
         out["knee_fraction"] = result["knee_changes_per_s"] / bound
+    http = result.get("limit_http")
+    if http:
+        webhooks = checks.get("webhook", {}).get("expected", 0) / changes
+        http_us = (
+            http["request"]["cpu_us_per_request"]
+            + webhooks * http["delivery"]["cpu_us_per_delivery"]
+        )
+        out["webhooks_per_change"] = webhooks
+        out["cpu_us_per_change_http"] = per_change_us + http_us
+        out["bound_http"] = min(cores / ((per_change_us + http_us) / 1e6), writes["changes_per_s"])
+        if result.get("knee_changes_per_s"):
+            out["knee_fraction_http"] = result["knee_changes_per_s"] / out["bound_http"]
     return out
 
 

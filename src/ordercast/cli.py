@@ -216,43 +216,45 @@ def _worker_defaults(settings: Settings) -> Settings:
     return settings.model_copy(update=changes) if changes else settings
 
 
-async def _work(settings: Settings) -> None:
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+async def _start_delivery(runtime: Runtime) -> None:
     try:
-        runtime = await Runtime.open(settings)
-    except OrdercastError as exc:
+        await runtime.start_delivery()
+    except OrdercastError as exc:  # a bad retry schedule
         err.print(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(2) from exc
-    try:
-        try:
-            await runtime.start_delivery()
-        except OrdercastError as exc:
-            err.print(f"[red]error:[/red] {exc.detail}")
-            raise typer.Exit(2) from exc
-        await runtime.start_timers()
-        shared = not settings.bus_url.startswith("memory://")
-        if shared:
-            runtime.follow_bus()
-        console.print("[bold green]ordercast worker[/bold green]: webhooks and POS timers")
-        console.print(f"  storage      {settings.database_url}")
-        console.print(f"  bus          {settings.bus_url}")
-        if shared:
-            console.print("  wakes        on every order change published on the bus")
-        else:
-            console.print(
-                f"  wakes        every {settings.webhook_poll_seconds:g} s (webhooks) and "
-                f"{settings.pos_timer_poll_seconds:g} s (timers): nothing crosses processes "
-                "on memory://"
-            )
-        sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-    finally:
-        await runtime.close()
+
+
+async def _work(settings: Settings) -> None:
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    await _with_runtime(settings, _deliver)
+
+
+async def _deliver(runtime: Runtime) -> None:
+    """``ordercast worker`` on an opened runtime, until SIGINT or SIGTERM."""
+    settings = runtime.settings
+    await _start_delivery(runtime)
+    await runtime.start_timers()
+    shared = not settings.bus_url.startswith("memory://")
+    if shared:
+        runtime.follow_bus()
+    console.print("[bold green]ordercast worker[/bold green]: webhooks and POS timers")
+    console.print(f"  storage      {settings.database_url}")
+    console.print(f"  bus          {settings.bus_url}")
+    if shared:
+        console.print("  wakes        on every order change published on the bus")
+    else:
+        console.print(
+            f"  wakes        every {settings.webhook_poll_seconds:g} s (webhooks) and "
+            f"{settings.pos_timer_poll_seconds:g} s (timers): nothing crosses processes "
+            "on memory://"
+        )
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def _listen(host: str, port: int, what: str, flag: str) -> socket.socket:
@@ -343,11 +345,7 @@ async def _serve(settings: Settings) -> None:
             )
             raise typer.Exit(2) from exc
         if settings.webhook_worker:
-            try:
-                await runtime.start_delivery()
-            except OrdercastError as exc:
-                err.print(f"[red]error:[/red] {exc.detail}")
-                raise typer.Exit(2) from exc
+            await _start_delivery(runtime)
         await runtime.start_timers()  # POS flow: fire times and callback deadlines
         base = settings.base_url
         console.print(f"[bold green]ordercast[/bold green] is starting ({settings.mode} mode)")

@@ -194,3 +194,18 @@ async def test_postgres_two_workers_share_the_queue_and_wake_on_the_bus(tmp_path
                 stop_worker(w)
             node.stop()
             await receiver.stop()
+
+
+def test_bad_settings_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "ordercast", "worker", "--database-url"]
+    env = {"PATH": "/usr/bin:/bin", "ORDERCAST_WEBHOOK_RETRY_SCHEDULE": "soon"}
+    bad = subprocess.run(
+        [*cmd, f"sqlite:///{tmp_path}/w.db"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2, bad.stderr
+    assert "error: bad ORDERCAST_WEBHOOK_RETRY_SCHEDULE" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
+    url = subprocess.run(
+        [*cmd, "mysql://nope"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+    assert url.returncode == 2 and "error:" in url.stderr and "Traceback" not in url.stderr

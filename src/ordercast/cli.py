@@ -186,6 +186,17 @@ def run(
 
 @cli.command()
 def worker(
+    host: Host = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            envvar=_env("worker_http_port"),
+            show_default="none",
+            help="serve /health and /metrics on this port (the worker's own attempts and "
+            "latencies are counted only here)",
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
     bus_url: BusUrl = None,
     log_json: LogJson = None,
@@ -196,7 +207,12 @@ def worker(
     may run on one database (claims are leased). On a redis:// bus it wakes on every order
     change the nodes publish; on memory:// (SQLite, one box) on its polls."""
     settings = _settings(
-        database_url=database_url, bus_url=bus_url, log_json=log_json, log_level=log_level
+        host=host,
+        worker_http_port=http_port,
+        database_url=database_url,
+        bus_url=bus_url,
+        log_json=log_json,
+        log_level=log_level,
     )
     _run(lambda: _work(_worker_defaults(settings)))
 
@@ -226,11 +242,22 @@ async def _start_delivery(runtime: Runtime) -> None:
 
 async def _work(settings: Settings) -> None:
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    await _with_runtime(settings, _deliver)
+    port = settings.worker_http_port
+    sock = None if port is None else _listen(settings.host, port, "/health", "--http-port")
+    try:
+        await _with_runtime(settings, lambda runtime: _deliver(runtime, sock))
+    finally:
+        if sock is not None:
+            sock.close()
 
 
-async def _deliver(runtime: Runtime) -> None:
-    """``ordercast worker`` on an opened runtime, until SIGINT or SIGTERM."""
+async def _deliver(runtime: Runtime, sock: socket.socket | None) -> None:
+    """``ordercast worker`` on an opened runtime, until SIGINT or SIGTERM; ``sock``: its
+    /health and /metrics port, bound and listening already."""
+    import uvicorn
+
+    from ordercast.api.worker import create_worker_app
+
     settings = runtime.settings
     await _start_delivery(runtime)
     await runtime.start_timers()
@@ -248,13 +275,31 @@ async def _deliver(runtime: Runtime) -> None:
             f"{settings.pos_timer_poll_seconds:g} s (timers): nothing crosses processes "
             "on memory://"
         )
-    sys.stdout.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if sock is None:
+        sys.stdout.flush()
+        await stop.wait()
+        return
+    observability.install(runtime)  # the metrics' storage gauges
+    config = uvicorn.Config(
+        create_worker_app(runtime),
+        http="httptools",
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    host, port = sock.getsockname()[:2]
+    console.print(f"  health       http://{host}:{port}/health   metrics: /metrics")
+    sys.stdout.flush()
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     await stop.wait()
+    server.should_exit = True
+    await serving
 
 
 def _listen(host: str, port: int, what: str, flag: str) -> socket.socket:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # Retry delays in seconds, comma-separated; empty = Svix's (5s 5m 30m 2h 5h 10h 10h).
     webhook_retry_schedule: str = ""
     webhook_worker: bool = True  # `ordercast run` delivers webhooks in-process
+    # `ordercast worker`'s /health and /metrics port (None: no port).
+    worker_http_port: int | None = Field(None, ge=1, le=65535)
     # POS flow (price → commit → fire): how long a POS has to answer each webhook on its
     # callback before the order fails with TIMEOUT, and how often timers are looked for.
     pos_callback_timeout: float = Field(30.0, gt=0, le=24 * 3600)

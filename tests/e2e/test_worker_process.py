@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from support.live import Ordercast
+from support.net import free_port
 from support.services import REDIS_URL, fresh_postgres, need_service
 from support.webhooks import Receiver, wait_for
 
@@ -113,6 +114,15 @@ def check_received(receiver: Receiver, orders: set[str], secret: str) -> None:
     assert len({r.webhook_id for r in receiver.received}) == len(receiver.received)
 
 
+def delivered_total(prometheus_text: str) -> float:
+    """The sum of ``ordercast_webhook_deliveries_total{outcome="delivered",…}`` samples."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in prometheus_text.splitlines()
+        if line.startswith("ordercast_webhook_deliveries_total{") and 'outcome="delivered"' in line
+    )
+
+
 def delivered(receiver: Receiver, n: int) -> bool:
     return len(receiver.received) >= n
 
@@ -133,8 +143,12 @@ async def test_sqlite_server_queues_worker_process_delivers(tmp_path: Path) -> N
         await asyncio.sleep(1.0)
         assert receiver.received == []
         # The worker's own default poll on memory:// (50 ms; the node's 0.1 s left out).
+        metrics_port = free_port()
         worker = start_worker(
-            node, tmp_path / "worker.log", drop=("ORDERCAST_WEBHOOK_POLL_SECONDS",)
+            node,
+            tmp_path / "worker.log",
+            drop=("ORDERCAST_WEBHOOK_POLL_SECONDS",),
+            ORDERCAST_WORKER_HTTP_PORT=str(metrics_port),
         )
         await wait_for(lambda: delivered(receiver, total), 30, f"{total} webhooks")
         check_received(receiver, orders, app["endpoint_secret"])
@@ -142,6 +156,17 @@ async def test_sqlite_server_queues_worker_process_delivers(tmp_path: Path) -> N
         more = await rush(node, app, location_id)
         await wait_for(lambda: delivered(receiver, 2 * total), 30, f"{2 * total} webhooks")
         check_received(receiver, orders | more, app["endpoint_secret"])
+        # Its own port: health, and the attempts it made (the server made none).
+        worker_base = f"http://127.0.0.1:{metrics_port}"
+        async with httpx.AsyncClient(base_url=worker_base, timeout=10) as http:
+            health = await http.get("/health")
+            assert health.json() == {"status": "ok", "role": "worker", "delivering": True}
+            text = (await http.get("/metrics")).text
+        async with httpx.AsyncClient(base_url=node.base, timeout=10) as http:
+            server_text = (await http.get("/metrics")).text
+        assert delivered_total(text) == 2 * total, text
+        assert delivered_total(server_text) == 0
+        assert 'ordercast_outbox_messages{status="pending"} 0.0' in text
         assert stop_worker(worker) == 0
         out = (tmp_path / "worker.log").read_text()
         assert "ordercast worker" in out and "every 0.05 s (webhooks)" in out, out

@@ -136,7 +136,7 @@ function openPusher(sub, order) {
         const body = new URLSearchParams({ key: cfg.channelKeys[order.tenant], access_token: order.token,
           socket_id: socketId, channel_name: channel }).toString();
         try {
-          const r = await request('POST', `${cfg.httpBase}/api/v1/pusher/auth`, body,
+          const r = await request('POST', `${cfg.authBase ?? cfg.httpBase}/api/v1/pusher/auth`, body,
             { 'content-type': 'application/x-www-form-urlencoded' });
           if (r.status !== 200) throw new Error(`auth ${r.status} ${r.text.slice(0, 200)}`);
           ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel, auth: JSON.parse(r.text).auth } }));

@@ -22,19 +22,27 @@ def print_run(r: dict[str, Any]) -> None:
         f"{w['customers']} customer sockets ({w['stomp_share']:.0%} STOMP), {w['kds']} KDS, "
         f"{w['endpoints']} webhook endpoints; client errors {r['errors']}"
     )
+    split = any("gateway_cores" in s for s in r["steps"])
+    server_head = "server cores (REST node + socket node)" if split else "server cores"
     print(
-        "\n| R asked | achieved/s | server cores | worker cores | load generator cores | RSS MB "
-        "| Pusher p50/p99/max ms | STOMP p50/p99/max | KDS p50/p99/max | webhook p50/p99/max |"
+        f"\n| R asked | achieved/s | {server_head} | worker cores | load generator cores | RSS MB "
+        "| REST p50/p99 ms | Pusher p50/p99/max ms | STOMP p50/p99/max | KDS p50/p99/max "
+        "| webhook p50/p99/max |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in r["steps"]:
-        cells = [
+        rest = s.get("rest")  # not in the runs recorded before it was
+        cells = [f"{ms(rest['p50'])} / {ms(rest['p99'])}" if rest else "—"]
+        cells += [
             f"{ms(s[t]['p50'])} / {ms(s[t]['p99'])} / {ms(s[t]['max'])}"
             for t in ("pusher", "stomp", "stomp-kds", "webhook")
         ]
         worker = f"{s['worker_cores']:.2f}" if "worker_cores" in s else "—"
+        server = f"{s.get('server_cores', 0):.2f}"
+        if "gateway_cores" in s:
+            server += f" + {s['gateway_cores']:.2f}"
         print(
-            f"| {s['rate']:,.0f} | {s['achieved']:,.0f} | {s.get('server_cores', 0):.2f} "
+            f"| {s['rate']:,.0f} | {s['achieved']:,.0f} | {server} "
             f"| {worker} | {s.get('loadgen_cores', 0):.2f} | {s.get('server_rss_mb', 0):,.0f} | "
             + " | ".join(cells)
             + " |"

@@ -366,6 +366,8 @@ def summarize(
         cs.sort(key=lambda c: c["tSend"])
     subs = gen["subscribers"]
     lat: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for c in changes:  # the POS's own wait: request sent to response read
+        lat[(c["step"], "rest")].append(c["tResp"] - c["tSend"])
     got: dict[tuple[int, int], list[int]] = defaultdict(list)  # (sub, order) -> seqs in order
     r = gen["receipts"]
     for sub, oi, seq, t in zip(r["sub"], r["order"], r["seq"], r["t"], strict=True):
@@ -420,7 +422,7 @@ def summarize(
     steps = []
     for st in gen["steps"]:
         row: dict[str, Any] = {k: st[k] for k in ("step", "rate", "changes", "achieved")}
-        for transport in ("pusher", "stomp", "stomp-kds", "webhook"):
+        for transport in ("rest", "pusher", "stomp", "stomp-kds", "webhook"):
             v = lat.get((st["step"], transport), [])
             row[transport] = {
                 "n": len(v),
@@ -514,6 +516,14 @@ def main(argv: list[str]) -> None:
         "with ORDERCAST_WEBHOOK_WORKER=false); its CPU is reported as worker_cores",
     )
     p.add_argument(
+        "--gateway-node",
+        action="store_true",
+        help="a second `ordercast run` on the same database holds every socket (Pusher, its "
+        "channel auth, STOMP) while the first serves the POS's REST; both on a Redis bus "
+        "(--bus-url); its CPU is reported as gateway_cores",
+    )
+    p.add_argument("--bus-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument(
         "--profile",
         help="py-spy the server during the timed steps into FILE (collapsed stacks; "
         "python -m bench.rush.profile FILE summarizes)",
@@ -526,6 +536,7 @@ def main(argv: list[str]) -> None:
 
     with tempfile.TemporaryDirectory() as tmp, database(args.db, tmp) as db:
         rport, hport, wport = free_port(), free_port(), free_port()
+        ghport, gwport = (free_port(), free_port()) if args.gateway_node else (hport, wport)
         receiver = subprocess.Popen(["node", str(HERE / "receiver.mjs"), str(rport)])
         env = {
             **os.environ,
@@ -540,6 +551,9 @@ def main(argv: list[str]) -> None:
         worker: subprocess.Popen[bytes] | None = None
         if args.worker:
             env["ORDERCAST_WEBHOOK_WORKER"] = "false"
+        if args.gateway_node:
+            env["ORDERCAST_BUS_URL"] = args.bus_url
+        gateway: subprocess.Popen[bytes] | None = None
         server = subprocess.Popen(
             [
                 str(VENV_BIN / "ordercast"),
@@ -559,6 +573,24 @@ def main(argv: list[str]) -> None:
             wait_port(hport, server)
             wait_port(wport, server)
             wait_port(rport, receiver)
+            if args.gateway_node:  # once the server has migrated the database
+                gateway = subprocess.Popen(
+                    [
+                        str(VENV_BIN / "ordercast"),
+                        "run",
+                        "--http-port",
+                        str(ghport),
+                        "--ws-port",
+                        str(gwport),
+                        "--database-url",
+                        db,
+                    ],
+                    env={**env, "ORDERCAST_WEBHOOK_WORKER": "false"},
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(f"{tmp}/gateway.log", "wb"),  # noqa: SIM115
+                )
+                wait_port(ghport, gateway)
+                wait_port(gwport, gateway)
             if args.worker:  # once the server has migrated the database
                 worker = subprocess.Popen(
                     [str(VENV_BIN / "ordercast"), "worker", "--database-url", db],
@@ -578,8 +610,9 @@ def main(argv: list[str]) -> None:
             cfg = {
                 **world,
                 "httpBase": f"http://127.0.0.1:{hport}",
-                "pusherBase": f"ws://127.0.0.1:{wport}/app/",
-                "stompUrl": f"ws://127.0.0.1:{wport}/ws",
+                "authBase": f"http://127.0.0.1:{ghport}",
+                "pusherBase": f"ws://127.0.0.1:{gwport}/app/",
+                "stompUrl": f"ws://127.0.0.1:{gwport}/ws",
                 "rates": rates,
                 "stepSeconds": args.step_seconds,
                 "settleMs": args.settle * 1000,
@@ -615,11 +648,15 @@ def main(argv: list[str]) -> None:
             def worker_cpu() -> float:
                 return cpu_seconds(worker.pid) if worker is not None else 0.0
 
+            def gateway_cpu() -> float:
+                return cpu_seconds(gateway.pid) if gateway is not None else 0.0
+
             last = (
                 time.time(),
                 cpu_seconds(server.pid),
                 cpu_seconds(gen_proc.pid),
                 worker_cpu(),
+                gateway_cpu(),
             )
             for line in gen_proc.stdout:
                 ev = json.loads(line)
@@ -631,6 +668,7 @@ def main(argv: list[str]) -> None:
                     cpu_seconds(server.pid),
                     cpu_seconds(gen_proc.pid),
                     worker_cpu(),
+                    gateway_cpu(),
                 )
                 if ev.get("ev") == "step":
                     wall = now[0] - last[0]
@@ -642,6 +680,14 @@ def main(argv: list[str]) -> None:
                             **(
                                 {"worker_cores": (now[3] - last[3]) / wall}
                                 if worker is not None
+                                else {}
+                            ),
+                            **(
+                                {
+                                    "gateway_cores": (now[4] - last[4]) / wall,
+                                    "gateway_rss_mb": rss_mb(gateway.pid),
+                                }
+                                if gateway is not None
                                 else {}
                             ),
                             "server_rss_mb": rss_mb(server.pid),
@@ -674,6 +720,7 @@ def main(argv: list[str]) -> None:
                 "bench": "rush",
                 "db": args.db,
                 "worker_process": args.worker,
+                "gateway_node": args.gateway_node,
                 "at": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "loadavg": os.getloadavg(),
                 "world": {
@@ -695,6 +742,8 @@ def main(argv: list[str]) -> None:
             stop(server)
             if worker is not None:
                 stop(worker)
+            if gateway is not None:
+                stop(gateway)
             stop(receiver)
         if args.limits:
             from bench.rush.bare_writes import bare_write_bound

@@ -20,7 +20,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 const require = createRequire(new URL('../../tests/node/package.json', import.meta.url));
 const WebSocket = require('ws');
@@ -30,6 +30,10 @@ const OUT = process.argv[3];
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+// This process's own stalls (its GC, a long callback): a receipt that waited behind one is
+// late by it, so the report shows the longest per step next to the latencies it inflates.
+const stall = monitorEventLoopDelay({ resolution: 5 });
+stall.enable();
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(16, cfg.posClients * 2) });
 function request(method, url, body, headers) {
@@ -236,7 +240,9 @@ async function change(oi, stepNo) {
   const body = step.kind === 'courier' ? { status: step.status } : step.body;
   const rec = { order: oi, step: stepNo, kind: step.kind, tSend: now(), tResp: 0, status: 0, seqs: [] };
   try {
-    const r = await request('POST', cfg.httpBase + path, body, step.auth);
+    // Several REST nodes (run.py --rest-nodes): an order's changes always through the same one.
+    const bases = cfg.httpBases ?? [cfg.httpBase];
+    const r = await request('POST', bases[oi % bases.length] + path, body, step.auth);
     rec.tResp = now();
     rec.status = r.status;
     if (r.status >= 300) {
@@ -262,6 +268,7 @@ async function runStep(stepNo, rate, seconds) {
   const total = Math.round(rate * seconds);
   const interval = 1000 / rate;
   const t0 = now();
+  stall.reset();
   let started = 0;
   let inflight = 0;
   let exhausted = false;
@@ -284,8 +291,9 @@ async function runStep(stepNo, rate, seconds) {
   }
   await Promise.all(running);
   const elapsed = (now() - t0) / 1000;
-  log({ ev: 'step', step: stepNo, rate, changes: started, seconds: elapsed, achieved: started / elapsed, exhausted, errors });
-  return { step: stepNo, rate, changes: started, tStart: t0, tEnd: now(), achieved: started / elapsed, exhausted };
+  const stallMaxMs = stall.max / 1e6;
+  log({ ev: 'step', step: stepNo, rate, changes: started, seconds: elapsed, achieved: started / elapsed, exhausted, errors, stallMaxMs });
+  return { step: stepNo, rate, changes: started, tStart: t0, tEnd: now(), achieved: started / elapsed, exhausted, stallMaxMs };
 }
 
 async function main() {

@@ -23,9 +23,11 @@ def print_run(r: dict[str, Any]) -> None:
         f"{w['endpoints']} webhook endpoints; client errors {r['errors']}"
     )
     split = any("gateway_cores" in s for s in r["steps"])
-    server_head = "server cores (REST node + socket node)" if split else "server cores"
+    rest = "REST node" if r.get("rest_nodes", 1) == 1 else f"{r['rest_nodes']} REST nodes"
+    server_head = f"server cores ({rest} + socket node)" if split else f"server cores ({rest})"
     print(
-        f"\n| R asked | achieved/s | {server_head} | worker cores | load generator cores | RSS MB "
+        f"\n| R asked | achieved/s | {server_head} | worker cores "
+        "| load generator cores (longest stall ms) | RSS MB "
         "| REST p50/p99 ms | Pusher p50/p99/max ms | STOMP p50/p99/max | KDS p50/p99/max "
         "| webhook p50/p99/max |"
     )
@@ -38,14 +40,15 @@ def print_run(r: dict[str, Any]) -> None:
             for t in ("pusher", "stomp", "stomp-kds", "webhook")
         ]
         worker = f"{s['worker_cores']:.2f}" if "worker_cores" in s else "—"
+        gen = f"{s.get('loadgen_cores', 0):.2f}"
+        if "loadgen_stall_ms" in s:
+            gen += f" ({s['loadgen_stall_ms']:,.0f})"
         server = f"{s.get('server_cores', 0):.2f}"
         if "gateway_cores" in s:
             server += f" + {s['gateway_cores']:.2f}"
         print(
             f"| {s['rate']:,.0f} | {s['achieved']:,.0f} | {server} "
-            f"| {worker} | {s.get('loadgen_cores', 0):.2f} | {s.get('server_rss_mb', 0):,.0f} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {worker} | {gen} | {s.get('server_rss_mb', 0):,.0f} | " + " | ".join(cells) + " |"
         )
     print(
         "\n| transport | expected | received | missing | duplicates | unexpected | out of order |"

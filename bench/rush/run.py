@@ -422,6 +422,8 @@ def summarize(
     steps = []
     for st in gen["steps"]:
         row: dict[str, Any] = {k: st[k] for k in ("step", "rate", "changes", "achieved")}
+        if "stallMaxMs" in st:  # the load generator's longest event-loop stall in the step
+            row["loadgen_stall_ms"] = st["stallMaxMs"]
         for transport in ("rest", "pusher", "stomp", "stomp-kds", "webhook"):
             v = lat.get((st["step"], transport), [])
             row[transport] = {
@@ -522,6 +524,14 @@ def main(argv: list[str]) -> None:
         "channel auth, STOMP) while the first serves the POS's REST; both on a Redis bus "
         "(--bus-url); its CPU is reported as gateway_cores",
     )
+    p.add_argument(
+        "--rest-nodes",
+        type=int,
+        default=1,
+        help="`ordercast run` processes serving the POS's REST on the same database and a "
+        "Redis bus (--bus-url), each order's changes always through the same one; their CPU "
+        "is summed in server_cores",
+    )
     p.add_argument("--bus-url", default="redis://127.0.0.1:6379/0")
     p.add_argument(
         "--profile",
@@ -537,6 +547,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp, database(args.db, tmp) as db:
         rport, hport, wport = free_port(), free_port(), free_port()
         ghport, gwport = (free_port(), free_port()) if args.gateway_node else (hport, wport)
+        rest_ports = [hport]
         receiver = subprocess.Popen(["node", str(HERE / "receiver.mjs"), str(rport)])
         env = {
             **os.environ,
@@ -551,46 +562,46 @@ def main(argv: list[str]) -> None:
         worker: subprocess.Popen[bytes] | None = None
         if args.worker:
             env["ORDERCAST_WEBHOOK_WORKER"] = "false"
-        if args.gateway_node:
+        if args.gateway_node or args.rest_nodes > 1:
             env["ORDERCAST_BUS_URL"] = args.bus_url
         gateway: subprocess.Popen[bytes] | None = None
-        server = subprocess.Popen(
-            [
-                str(VENV_BIN / "ordercast"),
-                "run",
-                "--http-port",
-                str(hport),
-                "--ws-port",
-                str(wport),
-                "--database-url",
-                db,
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(f"{tmp}/server.log", "wb"),  # noqa: SIM115
-        )
+        extra: list[subprocess.Popen[bytes]] = []  # REST nodes after the first
+
+        def start_node(name: str, http_port: int, ws_port: int, **more: str) -> Any:
+            node = subprocess.Popen(
+                [
+                    str(VENV_BIN / "ordercast"),
+                    "run",
+                    "--http-port",
+                    str(http_port),
+                    "--ws-port",
+                    str(ws_port),
+                    "--database-url",
+                    db,
+                ],
+                env={**env, **more},
+                stdout=subprocess.DEVNULL,
+                stderr=open(f"{tmp}/{name}.log", "wb"),  # noqa: SIM115
+            )
+            return node
+
+        server = start_node("server", hport, wport)
         try:
             wait_port(hport, server)
             wait_port(wport, server)
             wait_port(rport, receiver)
-            if args.gateway_node:  # once the server has migrated the database
-                gateway = subprocess.Popen(
-                    [
-                        str(VENV_BIN / "ordercast"),
-                        "run",
-                        "--http-port",
-                        str(ghport),
-                        "--ws-port",
-                        str(gwport),
-                        "--database-url",
-                        db,
-                    ],
-                    env={**env, "ORDERCAST_WEBHOOK_WORKER": "false"},
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(f"{tmp}/gateway.log", "wb"),  # noqa: SIM115
-                )
+            # The other nodes once the first has migrated the database; they neither deliver
+            # webhooks nor run the POS timers (the first node or the worker does).
+            quiet = {"ORDERCAST_WEBHOOK_WORKER": "false"}
+            if args.gateway_node:
+                gateway = start_node("gateway", ghport, gwport, **quiet)
                 wait_port(ghport, gateway)
                 wait_port(gwport, gateway)
+            for i in range(args.rest_nodes - 1):
+                ports = free_port(), free_port()
+                extra.append(start_node(f"rest{i + 2}", *ports, **quiet))
+                wait_port(ports[0], extra[-1])
+                rest_ports.append(ports[0])
             if args.worker:  # once the server has migrated the database
                 worker = subprocess.Popen(
                     [str(VENV_BIN / "ordercast"), "worker", "--database-url", db],
@@ -610,6 +621,7 @@ def main(argv: list[str]) -> None:
             cfg = {
                 **world,
                 "httpBase": f"http://127.0.0.1:{hport}",
+                "httpBases": [f"http://127.0.0.1:{port}" for port in rest_ports],
                 "authBase": f"http://127.0.0.1:{ghport}",
                 "pusherBase": f"ws://127.0.0.1:{gwport}/app/",
                 "stompUrl": f"ws://127.0.0.1:{gwport}/ws",
@@ -651,9 +663,12 @@ def main(argv: list[str]) -> None:
             def gateway_cpu() -> float:
                 return cpu_seconds(gateway.pid) if gateway is not None else 0.0
 
+            def server_cpu() -> float:
+                return sum(cpu_seconds(node.pid) for node in (server, *extra))
+
             last = (
                 time.time(),
-                cpu_seconds(server.pid),
+                server_cpu(),
                 cpu_seconds(gen_proc.pid),
                 worker_cpu(),
                 gateway_cpu(),
@@ -665,7 +680,7 @@ def main(argv: list[str]) -> None:
                     spy = start_profile()
                 now = (
                     time.time(),
-                    cpu_seconds(server.pid),
+                    server_cpu(),
                     cpu_seconds(gen_proc.pid),
                     worker_cpu(),
                     gateway_cpu(),
@@ -721,6 +736,7 @@ def main(argv: list[str]) -> None:
                 "db": args.db,
                 "worker_process": args.worker,
                 "gateway_node": args.gateway_node,
+                "rest_nodes": args.rest_nodes,
                 "at": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "loadavg": os.getloadavg(),
                 "world": {
@@ -742,8 +758,9 @@ def main(argv: list[str]) -> None:
             stop(server)
             if worker is not None:
                 stop(worker)
-            if gateway is not None:
-                stop(gateway)
+            for node in (gateway, *extra):
+                if node is not None:
+                    stop(node)
             stop(receiver)
         if args.limits:
             from bench.rush.bare_writes import bare_write_bound

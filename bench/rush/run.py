@@ -48,6 +48,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -533,6 +534,7 @@ def main(argv: list[str]) -> None:
         "is summed in server_cores",
     )
     p.add_argument("--bus-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--keep", help="copy the load generator's raw output and the logs to DIR")
     p.add_argument(
         "--profile",
         help="py-spy the server during the timed steps into FILE (collapsed stacks; "
@@ -714,6 +716,11 @@ def main(argv: list[str]) -> None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
             gen = json.loads(out_path.read_text())
+            if args.keep:  # the raw receipts and the nodes' logs, for a closer look
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                for f in Path(tmp).iterdir():
+                    if f.suffix in (".json", ".log"):
+                        shutil.copy(f, Path(args.keep) / f.name)
             time.sleep(args.settle)
             conn = http.client.HTTPConnection("127.0.0.1", rport, timeout=60)
             conn.request("GET", "/__dump")

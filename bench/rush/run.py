@@ -541,6 +541,8 @@ def main(argv: list[str]) -> None:
         "python -m bench.rush.profile FILE summarizes)",
     )
     args = p.parse_args(argv)
+    if args.rest_nodes < 1:
+        p.error("--rest-nodes must be 1 or more")
     rates = [float(x) for x in args.rates.split(",")]
     if args.profile and not (VENV_BIN / "py-spy").exists():
         # Checked before the world is built (minutes at full scale), not when the load starts.
@@ -569,8 +571,10 @@ def main(argv: list[str]) -> None:
         gateway: subprocess.Popen[bytes] | None = None
         extra: list[subprocess.Popen[bytes]] = []  # REST nodes after the first
 
-        def start_node(name: str, http_port: int, ws_port: int, **more: str) -> Any:
-            node = subprocess.Popen(
+        def start_node(
+            name: str, http_port: int, ws_port: int, **more: str
+        ) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 [
                     str(VENV_BIN / "ordercast"),
                     "run",
@@ -583,9 +587,8 @@ def main(argv: list[str]) -> None:
                 ],
                 env={**env, **more},
                 stdout=subprocess.DEVNULL,
-                stderr=open(f"{tmp}/{name}.log", "wb"),  # noqa: SIM115
+                stderr=open(f"{tmp}/{name}.log", "wb"),
             )
-            return node
 
         server = start_node("server", hport, wport)
         try:

@@ -35,6 +35,9 @@ const log = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const stall = monitorEventLoopDelay({ resolution: 5 });
 stall.enable();
 
+// Several REST nodes (run.py --rest-nodes): an order's changes always through the same one.
+const restBases = cfg.httpBases ?? [cfg.httpBase];
+
 const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(16, cfg.posClients * 2) });
 function request(method, url, body, headers) {
   return new Promise((resolve, reject) => {
@@ -240,9 +243,7 @@ async function change(oi, stepNo) {
   const body = step.kind === 'courier' ? { status: step.status } : step.body;
   const rec = { order: oi, step: stepNo, kind: step.kind, tSend: now(), tResp: 0, status: 0, seqs: [] };
   try {
-    // Several REST nodes (run.py --rest-nodes): an order's changes always through the same one.
-    const bases = cfg.httpBases ?? [cfg.httpBase];
-    const r = await request('POST', bases[oi % bases.length] + path, body, step.auth);
+    const r = await request('POST', restBases[oi % restBases.length] + path, body, step.auth);
     rec.tResp = now();
     rec.status = r.status;
     if (r.status >= 300) {

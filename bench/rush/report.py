@@ -23,8 +23,8 @@ def print_run(r: dict[str, Any]) -> None:
         f"{w['endpoints']} webhook endpoints; client errors {r['errors']}"
     )
     split = any("gateway_cores" in s for s in r["steps"])
-    rest = "REST node" if r.get("rest_nodes", 1) == 1 else f"{r['rest_nodes']} REST nodes"
-    server_head = f"server cores ({rest} + socket node)" if split else f"server cores ({rest})"
+    nodes = "REST node" if r.get("rest_nodes", 1) == 1 else f"{r['rest_nodes']} REST nodes"
+    server_head = f"server cores ({nodes} + socket node)" if split else f"server cores ({nodes})"
     print(
         f"\n| R asked | achieved/s | {server_head} | worker cores "
         "| load generator cores (longest stall ms) | RSS MB "

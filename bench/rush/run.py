@@ -662,11 +662,8 @@ def main(argv: list[str]) -> None:
 
             usage: list[dict[str, Any]] = []
 
-            def worker_cpu() -> float:
-                return cpu_seconds(worker.pid) if worker is not None else 0.0
-
-            def gateway_cpu() -> float:
-                return cpu_seconds(gateway.pid) if gateway is not None else 0.0
+            def cpu_of(proc: subprocess.Popen[bytes] | None) -> float:
+                return cpu_seconds(proc.pid) if proc is not None else 0.0
 
             def server_cpu() -> float:
                 return sum(cpu_seconds(node.pid) for node in (server, *extra))
@@ -675,8 +672,8 @@ def main(argv: list[str]) -> None:
                 time.time(),
                 server_cpu(),
                 cpu_seconds(gen_proc.pid),
-                worker_cpu(),
-                gateway_cpu(),
+                cpu_of(worker),
+                cpu_of(gateway),
             )
             for line in gen_proc.stdout:
                 ev = json.loads(line)
@@ -687,8 +684,8 @@ def main(argv: list[str]) -> None:
                     time.time(),
                     server_cpu(),
                     cpu_seconds(gen_proc.pid),
-                    worker_cpu(),
-                    gateway_cpu(),
+                    cpu_of(worker),
+                    cpu_of(gateway),
                 )
                 if ev.get("ev") == "step":
                     wall = now[0] - last[0]

@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ordercast import metrics
 from ordercast.bus.memory import QueueListener
 from ordercast.errors import ConfigError
+from ordercast.fastjson import dumps
 from ordercast.ports import LAGGED, BusMessage
 
 __all__ = ["RedisBus"]
@@ -166,7 +167,7 @@ class RedisBus:
         await self._redis.ping()
 
     async def publish(self, message: BusMessage) -> None:
-        body = json.dumps({"kind": message.kind, "payload": message.payload}, separators=(",", ":"))
+        body = dumps({"kind": message.kind, "payload": message.payload})
         try:
             if self._unpublished_since is not None:
                 await self._notify_lag()

@@ -2,7 +2,7 @@
 per wire message per matching webhook endpoint.
 
 Rendering happens here, at commit time, through each endpoint's dialect: the body is the
-order as it was at that change, encoded once (``encode_body``) and stored, so every retry
+order as it was at that change, encoded once (``fastjson.encode_body``) and stored, so every retry
 and replay sends the same bytes under the same ``webhook-id``. Endpoints that are disabled
 still get their rows, marked ``skipped``: nothing is dropped silently, and ``replay`` can
 send them later.
@@ -17,8 +17,8 @@ from typing import Any
 from ordercast.dialects import Target, matches, renderer
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
+from ordercast.fastjson import encode_body
 from ordercast.ports import Ids, Outbox, OutboxMessage, Tx
-from ordercast.protocols.webhooks import encode_body
 from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.orders import order_resource
 

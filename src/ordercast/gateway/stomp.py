@@ -60,6 +60,7 @@ from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.domain.order import Order
 from ordercast.errors import TRY_AGAIN_LATER, Forbidden, OrdercastError, RateLimited
+from ordercast.fastjson import dumps_str
 from ordercast.gateway.fanout import Fanout, SlowConsumers, frame_blob
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.server import (
@@ -337,7 +338,7 @@ class StompGateway:
             payload = message.payload
             events = [EventRecord.from_dict(e) for e in payload.get("events", [])]
             rendered = dialect.render_order_change(
-                payload["order"], events, wanted=self.subscribers.__contains__
+                payload["order"], events, wanted=self.subscribers.__contains__, dumps=dumps_str
             )
         elif message.kind == "location":
             rendered = [

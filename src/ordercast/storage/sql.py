@@ -44,6 +44,7 @@ from ordercast.errors import (
     StorageBusy,
     StorageUnavailable,
 )
+from ordercast.fastjson import dumps_str
 from ordercast.ports import (
     Accounts,
     App,
@@ -483,8 +484,8 @@ class SqlStore:
                     "location_id": order.location_id,
                     "occurred_at": rec.occurred_at,
                     "recorded_at": rec.recorded_at,
-                    "actor": json.dumps(rec.actor),
-                    "data": json.dumps(rec.data),
+                    "actor": dumps_str(rec.actor),
+                    "data": dumps_str(rec.data),
                 }
                 for rec in mutation.events
             ],
@@ -633,7 +634,7 @@ def _order_row(order: Order) -> dict[str, Any]:
         "external_order_ref": order.external_order_ref,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
-        "doc": json.dumps(order.as_dict()),  # serialized at once: no need for a deep copy
+        "doc": dumps_str(order.as_dict()),  # serialized at once: no need for a deep copy
     }
 
 

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from ordercast.domain.access import Access, location_access, may_see_order, orde
 from ordercast.domain.events import EventRecord
 from ordercast.domain.isotime import iso
 from ordercast.errors import TRY_AGAIN_LATER
+from ordercast.fastjson import dumps_str
 from ordercast.gateway.pusher.connection import PusherConnection
 from ordercast.gateway.pusher.registry import AppState, ChannelRegistry, Spawn
 from ordercast.ports import BusMessage, Clock, Store
@@ -78,7 +78,7 @@ UNKNOWN_SCOPE: Final = ChannelScope("", "", None)
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return dumps_str(value)
 
 
 class OrderChannels:

@@ -41,19 +41,12 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
     try:
         return orjson.dumps(value, option=_SORTED if sort_keys else None)
     except orjson.JSONEncodeError:
-        return _fallback(value, sort_keys).encode()
+        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode()
 
 
 def dumps_str(value: Any, *, sort_keys: bool = False) -> str:
     """:func:`dumps` as text (a ``str`` column, a socket message's data)."""
-    try:
-        return orjson.dumps(value, option=_SORTED if sort_keys else None).decode()
-    except orjson.JSONEncodeError:
-        return _fallback(value, sort_keys)
-
-
-def _fallback(value: Any, sort_keys: bool) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys)
+    return dumps(value, sort_keys=sort_keys).decode()
 
 
 def encode_body(value: Any) -> bytes:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from ordercast import fastjson
-from ordercast.domain.order import Order, with_totals
 from ordercast.errors import ValidationError
 from ordercast.protocols.webhooks import encode_body as reference_body
+from support.orders import sample_order
 
 TEXTS = [
     "plain",
@@ -27,31 +27,12 @@ NUMBERS = [0, -1, 2**53 + 1, 2**63 - 1, -(2**63), 2**64 - 1, 1.5, -0.25, 100.0, 
 
 
 def order_doc() -> dict[str, Any]:
-    """An order as the store keeps it (``Order.as_dict``), with what a menu and a consumer
-    bring: nested options, Unicode, nulls."""
-    return Order(
-        id="ord_1",
-        tenant_id="ten_1",
-        location_id="loc_1",
-        status="ready",
-        version=7,
-        type="delivery",
-        created_at="2026-01-01T00:00:00.000000Z",
-        updated_at="2026-01-01T00:05:00.000000Z",
-        items=with_totals(
-            [
-                {
-                    "uuid": "i1",
-                    "pos_id": "burger",
-                    "name": "Crème brûlée burger 🍔",
-                    "quantity": 2,
-                    "unit_price": 900,
-                    "options": [{"name": "Extras", "variants": [{"name": "Bacon", "price": 150}]}],
-                }
-            ]
-        ),
-        consumer={"name": 'Zoë "Z" O\'Brien', "address": {"city": "Łódź", "lines": ["1", "2"]}},
-    ).as_dict()
+    """An order as the store keeps it (``Order.as_dict``), with Unicode and quotes where a
+    menu and a consumer bring them."""
+    order = sample_order()
+    order.items[0]["name"] = "Crème brûlée burger 🍔"
+    order.consumer = {"name": 'Zoë "Z" O\'Brien', "address": {"city": "Łódź", "lines": ["1"]}}
+    return order.as_dict()
 
 
 def corpus() -> list[Any]:

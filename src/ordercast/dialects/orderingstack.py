@@ -447,7 +447,7 @@ def render_order_change(
     order: Mapping[str, Any],
     events: Sequence[ev.EventRecord],
     wanted: Callable[[str], bool] | None = None,
-    dumps: Callable[[Any], str] | None = None,
+    dumps: Callable[[Any], str] = _std_dumps,
 ) -> list[StompMessage]:
     """The messages one committed change sends: per event, the order JSON to the order and
     KDS destinations, and notifications to the user's notification destinations.
@@ -457,7 +457,6 @@ def render_order_change(
     ``dumps`` encodes a body (compact JSON text; the standard library's by default: the
     gateway passes a faster encoder of the same output).
     """
-    encode = dumps or _std_dumps
     want = wanted or (lambda _d: True)
     dests = order_destinations(order)
     notify_dests = [d for d in notification_destinations(order) if want(d)]
@@ -473,7 +472,7 @@ def render_order_change(
             kds_visible(_status_before(event, previous)) or kds_visible(event.status)
         )
         if order_dests or show_kds:
-            body = encode(ios_order(order, event))
+            body = dumps(ios_order(order, event))
         for kind, destination in order_dests:
             assert body is not None
             out.append(
@@ -502,7 +501,7 @@ def render_order_change(
         if notify_dests:
             note = notification(event, order)
             if note is not None:
-                note_body = encode(note)
+                note_body = dumps(note)
                 for destination in notify_dests:
                     out.append(
                         StompMessage(

@@ -77,10 +77,6 @@ class ChannelScope:
 UNKNOWN_SCOPE: Final = ChannelScope("", "", None)
 
 
-def _json(value: Any) -> str:
-    return dumps_str(value)
-
-
 class OrderChannels:
     """The owner of the Open Dining channels in the registry, and the hub's order events."""
 
@@ -296,7 +292,7 @@ class OrderChannels:
         apps = self.registry.apps
         put = self.registry.out.put
         for out in opendining.render(record, order, location):
-            frame = encode_event(out.event, out.channel, _json(out.data)).encode()
+            frame = encode_event(out.event, out.channel, dumps_str(out.data)).encode()
             if out.channel.startswith(ORDER_PREFIX):
                 self._remember(out.channel, record.seq, frame)
                 if out.channel in self.registry.by_name:
@@ -348,7 +344,7 @@ class OrderChannels:
         for record in records:
             for out in opendining.render(record, order_dict, location):
                 if out.channel == name:
-                    frame = encode_event(out.event, out.channel, _json(out.data)).encode()
+                    frame = encode_event(out.event, out.channel, dumps_str(out.data)).encode()
                     last = (record.seq, frame)
         delivered = self.sent_seq.get(order_id)
         if last is None:

@@ -92,7 +92,9 @@ class Runtime:
     ) -> Runtime:
         clock = clock or SystemClock()
         ids = ids or SYSTEM_IDS
-        store = open_store(settings.database_url, settings.database_pool_size)
+        store = open_store(
+            settings.database_url, settings.database_pool_size, settings.order_cache_size
+        )
         await store.migrate()
         bus = open_bus(settings.bus_url, settings.prefix)
         await bus.start()

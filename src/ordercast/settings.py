@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # PostgreSQL connections per node for order writes, claims and timers (plus a quarter of
     # that, twice in bursts, for the rest): 15 at most per node by default.
     database_pool_size: int = Field(10, ge=2, le=500)
+    # Orders each node keeps as last committed, so that changing one skips reading back and
+    # parsing its document: size it to the orders open at once (~4 KB each; 0 turns it off).
+    order_cache_size: int = Field(20_000, ge=0, le=10_000_000)
     bus_url: str = "memory://"
     # Namespace of every Redis channel and key of this deployment (default: derived from the
     # Redis database number and the database URL, so the nodes of one deployment share it

@@ -90,7 +90,7 @@ async def test_a_stale_copy_never_decides(two: tuple[Runtime, Runtime]) -> None:
 async def test_bounded() -> None:
     store = SqliteStore("sqlite:///:memory:")
     try:
-        _fill(store)
+        _fill(store, RECENT_ORDERS + 10)
     finally:
         await store.close()  # removes its temporary folder (a ResourceWarning otherwise)
     assert len(store._recent) == RECENT_ORDERS
@@ -98,8 +98,21 @@ async def test_bounded() -> None:
     assert f"o{RECENT_ORDERS + 9}" in store._recent
 
 
-def _fill(store: SqliteStore) -> None:
-    for i in range(RECENT_ORDERS + 10):
+@pytest.mark.parametrize("size", [0, 1, 50])
+async def test_bounded_by_the_setting(database_url: str, size: int) -> None:
+    """``ORDERCAST_ORDER_CACHE_SIZE`` reaches the store; the oldest committed go first."""
+    settings = Settings(database_url=database_url, admin_token="t", order_cache_size=size)
+    rt = await Runtime.open(settings)
+    try:
+        _fill(rt.store, size + 10)  # type: ignore[arg-type]
+        kept = list(rt.store._recent)  # type: ignore[attr-defined]
+    finally:
+        await rt.close()
+    assert kept == [f"o{i}" for i in range(10, size + 10)]
+
+
+def _fill(store: SqliteStore, n: int) -> None:
+    for i in range(n):
         order = Order(
             id=f"o{i}",
             tenant_id="t",

@@ -77,8 +77,13 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MAX_RETRIES = 20
 
-# How many orders a store keeps as last committed (see ``SqlStore._recent``).
-RECENT_ORDERS = 2_000
+# How many orders a store keeps as last committed by default (see ``SqlStore._recent``;
+# ``ORDERCAST_ORDER_CACHE_SIZE``). It must hold the orders that change during a rush: the
+# cache is evicted oldest-first, so a working set larger than it misses on every change (at
+# 200 locations with 19,000 open orders, the old 2,000 made reading back and parsing the
+# document 4-5 % of the serving process: docs/benchmarks.md, session 12). An order with one
+# item costs ~4.2 KB in it (1.35 KB of JSON document).
+RECENT_ORDERS = 20_000
 # How many delivery ids a store remembers the order of (see ``SqlStore._delivery_orders``).
 DELIVERY_ORDERS = 10_000
 
@@ -143,13 +148,16 @@ def _connection_errors(engine: AsyncEngine) -> None:
     sa_event.listen(engine.sync_engine, "do_connect", do_connect)
 
 
-def open_store(url: str, pool_size: int = 10) -> SqlStore:
+def open_store(url: str, pool_size: int = 10, order_cache: int = RECENT_ORDERS) -> SqlStore:
     """``sqlite:///path.db`` (default) or ``postgresql://…``; anything else fails fast.
-    ``pool_size``: PostgreSQL connections of the hot path (see :class:`PostgresStore`)."""
+    ``pool_size``: PostgreSQL connections of the hot path (see :class:`PostgresStore`);
+    ``order_cache``: how many last committed orders it keeps (``SqlStore._recent``)."""
     engine = engine_url(url)
-    if engine.startswith("sqlite"):
-        return SqliteStore(url)
-    return PostgresStore(url, pool_size)
+    store: SqlStore = (
+        SqliteStore(url) if engine.startswith("sqlite") else PostgresStore(url, pool_size)
+    )
+    store.order_cache = order_cache
+    return store
 
 
 class SqlStore:
@@ -171,6 +179,7 @@ class SqlStore:
         # one document; entries are added after the COMMIT only, on the event loop (the
         # writer thread only reads), and Orders are never changed in place (``evolve``).
         self._recent: dict[str, Order] = {}
+        self.order_cache = RECENT_ORDERS  # how many it keeps (0: none)
         # The order of each delivery this process created or looked up: a delivery never
         # moves (its ``deliveries`` row is inserted once, never updated or deleted), so the
         # mapping never goes stale, on any node. A courier update resolves its delivery
@@ -369,7 +378,7 @@ class SqlStore:
         recent = self._recent
         recent.pop(order.id, None)
         recent[order.id] = order
-        if len(recent) > RECENT_ORDERS:
+        while len(recent) > self.order_cache:
             del recent[next(iter(recent))]
         if mutation.new_delivery_id:
             self._remember_delivery(mutation.new_delivery_id, order.id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import re
@@ -97,6 +98,11 @@ class PusherGateway:
         self._prefix = secrets.randbelow(10**9)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        # The sockets' timers: (when, tiebreak, socket id), a heap the sweep pops from. An
+        # entry is a lower bound (a client's activity only moves its deadline later): the
+        # sweep re-reads the session's deadline when the entry comes up and pushes it back.
+        self._timers: list[tuple[float, int, str]] = []
+        self._timer_ids = itertools.count()
         self.out = PusherFanout(config.max_buffer)
         self.channels = ChannelRegistry(
             store,
@@ -222,6 +228,7 @@ class PusherGateway:
         pending, conn.pending = conn.pending or [], None
         for text in pending:
             conn.session.receive_data(text, time.monotonic())
+        self._schedule(conn.socket_id, conn.session.next_deadline(), 0.0)
         self.received(conn)
 
     def disconnected(self, conn: PusherConnection) -> None:
@@ -268,18 +275,34 @@ class PusherGateway:
         conn.flush()
 
     async def _sweep(self) -> None:
-        """Ping idle sockets, close unanswered ones (4201). One timer for all sockets."""
+        """Ping idle sockets, close unanswered ones (4201). One timer for all sockets,
+        once a second: it pops the sockets whose deadline came (a heap: at 9,500 sockets
+        a walk over every one each second was 3 % of the process in a rush)."""
+        timers = self._timers
+        connections = self.channels.connections
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            for conn in list(self.channels.connections.values()):
-                session = conn.session
-                if session is None:
-                    continue
+            while timers and timers[0][0] <= now:
+                _, _, socket_id = heapq.heappop(timers)
+                conn = connections.get(socket_id)
+                session = conn.session if conn is not None else None
+                if conn is None or session is None:
+                    continue  # gone: its entry goes with it
                 deadline = session.next_deadline()
                 if deadline is not None and deadline <= now:
                     session.on_timer(now)
                     conn.flush()
+                    deadline = session.next_deadline()
+                self._schedule(socket_id, deadline, now)
+
+    def _schedule(self, socket_id: str, deadline: float | None, now: float) -> None:
+        if deadline is None:  # closed
+            return
+        # never at or before now: a session whose timer did not move it is looked at again
+        # on the next tick, not in a loop
+        when = deadline if deadline > now else now + 1.0
+        heapq.heappush(self._timers, (when, next(self._timer_ids), socket_id))
 
     # -- the hub's messages ----------------------------------------------------------
 

@@ -481,8 +481,13 @@ async def test_doshii_socket(estate: Estate) -> None:
         )
         assert r.status_code == 200, r.text
         control = Capture()
-        await _drain(sockets[-1], control, 0.5)
-        assert v.order_id in control.text, control.frames  # the owner's socket gets it
+        # the owner's socket gets it: waited for (on two nodes it crosses the bus, and a
+        # loaded CI box once took longer than one 0.5 s quiet window), so that the attackers'
+        # sockets below are read after the change was fanned out everywhere
+        deadline = time.monotonic() + 10
+        while v.order_id not in control.text and time.monotonic() < deadline:
+            await _drain(sockets[-1], control, 0.5)
+        assert v.order_id in control.text, control.frames
         for a, ws in zip(who, sockets[:-1], strict=True):
             seen = Capture()
             await _drain(ws, seen, 0.2)

@@ -470,20 +470,24 @@ async def test_doshii_socket(estate: Estate) -> None:
     sockets = []
     for a in [*who, owner]:
         auth = _partner_auth(a)["Authorization"].removeprefix("Bearer ")
-        sockets.append(
-            await websockets.connect(
-                estate.ws_url(f"/app/socket?auth={auth}"), open_timeout=5, ping_interval=None
-            )
+        ws = await websockets.connect(
+            estate.ws_url(f"/app/socket?auth={auth}"), open_timeout=5, ping_interval=None
         )
+        # The socket authenticates after the handshake (a store read) and only then listens;
+        # a change committed before that is not sent to it (this socket has no resume). A
+        # ping is answered only once that is done: its pong says the socket is listening.
+        await ws.send(json.dumps({"doshii": {"ping": 1}}))
+        pong = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert pong == {"doshii": {"pong": 1}}, (a.name, pong)
+        sockets.append(ws)
     try:
         r = await estate.http.post(
             f"/v1/orders/{v.order_id}/notes", headers=victim_app.auth, json={"text": marker}
         )
         assert r.status_code == 200, r.text
         control = Capture()
-        # the owner's socket gets it: waited for (on two nodes it crosses the bus, and a
-        # loaded CI box once took longer than one 0.5 s quiet window), so that the attackers'
-        # sockets below are read after the change was fanned out everywhere
+        # the owner's socket gets it (waited for: on two nodes it crosses the bus), so that
+        # the attackers' sockets below are read after the change was fanned out everywhere
         deadline = time.monotonic() + 10
         while v.order_id not in control.text and time.monotonic() < deadline:
             await _drain(sockets[-1], control, 0.5)

@@ -59,6 +59,7 @@ from ordercast.ports import (
     Tx,
     TxHook,
 )
+from ordercast.settings import Settings
 from ordercast.storage import queries
 from ordercast.storage import schema as s
 from ordercast.storage.accounts import SqlAccounts
@@ -77,13 +78,14 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MAX_RETRIES = 20
 
-# How many orders a store keeps as last committed by default (see ``SqlStore._recent``;
-# ``ORDERCAST_ORDER_CACHE_SIZE``). It must hold the orders that change during a rush: the
-# cache is evicted oldest-first, so a working set larger than it misses on every change (at
-# 200 locations with 19,000 open orders, the old 2,000 made reading back and parsing the
-# document 4-5 % of the serving process: docs/benchmarks.md, session 12). An order with one
-# item costs ~4.2 KB in it (1.35 KB of JSON document).
-RECENT_ORDERS = 20_000
+# How many orders a store keeps as last committed by default (see ``SqlStore._recent``):
+# ``ORDERCAST_ORDER_CACHE_SIZE``'s default, defined once in settings. It must hold the
+# orders that change during a rush: the cache is evicted oldest-first, so a working set
+# larger than it misses on every change (at 200 locations with 19,000 open orders, the old
+# 2,000 made reading back and parsing the document 4-5 % of the serving process:
+# docs/benchmarks.md, session 12). An order with one item costs ~4.2 KB in it (1.35 KB of
+# JSON document).
+RECENT_ORDERS: int = Settings.model_fields["order_cache_size"].default
 # How many delivery ids a store remembers the order of (see ``SqlStore._delivery_orders``).
 DELIVERY_ORDERS = 10_000
 

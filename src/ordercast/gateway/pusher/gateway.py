@@ -228,7 +228,7 @@ class PusherGateway:
         pending, conn.pending = conn.pending or [], None
         for text in pending:
             conn.session.receive_data(text, time.monotonic())
-        self._schedule(conn.socket_id, conn.session.next_deadline(), 0.0)
+        self._schedule(conn.socket_id, conn.session.next_deadline(), conn.opened_at)
         self.received(conn)
 
     def disconnected(self, conn: PusherConnection) -> None:
@@ -286,9 +286,9 @@ class PusherGateway:
             while timers and timers[0][0] <= now:
                 _, _, socket_id = heapq.heappop(timers)
                 conn = connections.get(socket_id)
-                session = conn.session if conn is not None else None
-                if conn is None or session is None:
+                if conn is None or conn.session is None:
                     continue  # gone: its entry goes with it
+                session = conn.session
                 deadline = session.next_deadline()
                 if deadline is not None and deadline <= now:
                     session.on_timer(now)

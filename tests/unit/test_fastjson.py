@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from ordercast import fastjson
 from ordercast.errors import ValidationError
@@ -49,6 +50,14 @@ def corpus() -> list[Any]:
 
 def std(value: Any, sort_keys: bool = False) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_the_same_bytes_as_pydantic_for_a_command_answer(index: int) -> None:
+    # The command routes answer with fastjson.dumps where FastAPI would use pydantic's
+    # dump_json of a dict[str, Any]: the bytes a client reads must not change.
+    value = corpus()[index]
+    assert fastjson.dumps(value) == TypeAdapter(dict[str, Any]).dump_json(value)
 
 
 @pytest.mark.parametrize("index", range(len(corpus())))

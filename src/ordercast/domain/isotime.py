@@ -18,9 +18,11 @@ LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 def iso(dt: datetime) -> str:
     """``dt`` written in ordercast's form (a naive ``dt`` is taken as UTC)."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime(FORMAT)
+    if dt.tzinfo is not UTC:
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    # isoformat is C and ~2x strftime (every change writes a time); the same text as
+    # strftime(FORMAT) for the years ordercast accepts (1970-9998), "+00:00" -> "Z".
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(value: str) -> datetime:

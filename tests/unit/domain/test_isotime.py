@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ordercast.domain.isotime import iso, iso_from_unix, iso_plus, parse_iso
+from ordercast.domain.isotime import (
+    EARLIEST,
+    FORMAT,
+    LATEST,
+    iso,
+    iso_from_unix,
+    iso_plus,
+    parse_iso,
+)
 
 
 def test_written_form_is_fixed_width_utc_with_microseconds() -> None:
@@ -23,3 +32,16 @@ def test_read_forms_and_arithmetic() -> None:
     assert iso_plus("2026-01-02T23:59:59.500000Z", 0.75) == "2026-01-03T00:00:00.250000Z"
     with pytest.raises(ValueError):
         parse_iso("yesterday")
+
+
+def test_written_form_matches_the_strftime_format_across_the_accepted_range() -> None:
+    # iso() writes with isoformat for speed; FORMAT is the documented form it must equal.
+    rng = random.Random(7)
+    span = int((LATEST - EARLIEST).total_seconds() * 1_000_000)
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
+    for _ in range(2_000):
+        at = EARLIEST + timedelta(microseconds=rng.randrange(span))
+        for dt in (at.astimezone(rng.choice(zones)), at.replace(tzinfo=None)):
+            assert iso(dt) == at.strftime(FORMAT)
+    assert iso(EARLIEST) == "1970-01-01T00:00:00.000000Z"
+    assert iso(LATEST) == "9998-12-31T23:59:59.000000Z"

@@ -519,6 +519,12 @@ def main(argv: list[str]) -> None:
         "with ORDERCAST_WEBHOOK_WORKER=false); its CPU is reported as worker_cores",
     )
     p.add_argument(
+        "--render-in-worker",
+        action="store_true",
+        help="ORDERCAST_OUTBOX_RENDER=worker on every node: an order change's transaction "
+        "keeps one row and the delivery worker renders its webhook messages",
+    )
+    p.add_argument(
         "--gateway-node",
         action="store_true",
         help="a second `ordercast run` on the same database holds every socket (Pusher, its "
@@ -566,6 +572,8 @@ def main(argv: list[str]) -> None:
         worker: subprocess.Popen[bytes] | None = None
         if args.worker:
             env["ORDERCAST_WEBHOOK_WORKER"] = "false"
+        if args.render_in_worker:
+            env["ORDERCAST_OUTBOX_RENDER"] = "worker"
         if args.gateway_node or args.rest_nodes > 1:
             env["ORDERCAST_BUS_URL"] = args.bus_url
         gateway: subprocess.Popen[bytes] | None = None
@@ -743,6 +751,7 @@ def main(argv: list[str]) -> None:
                 "db": args.db,
                 "worker_process": args.worker,
                 "gateway_node": args.gateway_node,
+                "outbox_render": "worker" if args.render_in_worker else "commit",
                 "rest_nodes": args.rest_nodes,
                 "at": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "loadavg": os.getloadavg(),

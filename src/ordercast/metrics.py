@@ -105,6 +105,12 @@ OUTBOX_DEPTH = Gauge(
     ["status"],
     registry=REGISTRY,
 )
+OUTBOX_CHANGES = Gauge(
+    "ordercast_outbox_changes_waiting",
+    "Order changes kept for a delivery worker to render into webhook messages "
+    "(ORDERCAST_OUTBOX_RENDER=worker).",
+    registry=REGISTRY,
+)
 OUTBOX_OLDEST_DUE = Gauge(
     "ordercast_outbox_oldest_due_age_seconds",
     "How long the oldest due webhook message (on an enabled endpoint) has been waiting.",
@@ -355,5 +361,6 @@ async def refresh(source: ScrapeSource) -> None:
     depth, oldest_due = await source.outbox_depth()
     for status in ("pending", "delivering"):
         OUTBOX_DEPTH.labels(status).set(depth.get(status, 0))
+    OUTBOX_CHANGES.set(depth.get("rendering", 0))
     OUTBOX_OLDEST_DUE.set(0.0 if oldest_due is None else max(0.0, time.time() - oldest_due))
     POS_TIMERS_PENDING.set(await source.timers_pending())

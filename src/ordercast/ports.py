@@ -103,6 +103,8 @@ class Tx(Protocol):
 # in here): the transaction, the order after the change and the new events. It may only do
 # I/O through the ``Tx`` (see there for what else it must not do).
 TxHook = Callable[[Tx, Order, list[EventRecord]], Awaitable[None]]
+# Renders a deferred change's webhook messages in a transaction (``OutboxHook.render``).
+ChangeRenderer = Callable[[Tx, Order, list[EventRecord]], Awaitable[object]]
 # What a change means for the POS flow's timers (``domain.pos_flow.plan_timers``, bound to
 # the configured callback timeout).
 TimerPlanner = Callable[[Order, list[EventRecord]], TimerPlan]
@@ -320,6 +322,16 @@ class OutboxMessage:
             event_at=event_at,
             created_at=now,
         )
+
+
+class DeferredChanges(Protocol):
+    """Order changes kept for a delivery worker to render (``ORDERCAST_OUTBOX_RENDER=
+    worker``; the SQL outbox): ``defer`` in the order's transaction, ``expand`` in a worker."""
+
+    async def defer(
+        self, tx: Tx, order: Order, events: Sequence[EventRecord], now: float
+    ) -> None: ...
+    async def expand(self, render: ChangeRenderer, limit: int = ...) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

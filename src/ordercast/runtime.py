@@ -47,6 +47,7 @@ from ordercast.services.tokens import TokenSigner
 from ordercast.services.webhooks import WebhookService
 from ordercast.settings import Settings
 from ordercast.storage import open_store
+from ordercast.storage.outbox import SqlOutbox
 
 DEMO_KEY = "demo"
 
@@ -195,7 +196,12 @@ class Runtime:
         """Register the webhook outbox hook (every process that writes orders enqueues)."""
         allow = parse_allow_cidrs(self.settings.webhook_allow_cidrs)
         outbox = self.store.outbox()
-        self.outbox_hook = OutboxHook(outbox, self.settings.base_url, ids=self.ids)
+        # Deferred changes live in the SQL outbox's table (every Runtime store is SQL).
+        changes = outbox if isinstance(outbox, SqlOutbox) else None
+        defer = self.settings.outbox_render == "worker" and changes is not None
+        self.outbox_hook = OutboxHook(
+            outbox, self.settings.base_url, ids=self.ids, changes=changes, defer=defer
+        )
         self.store.add_tx_hook(self.outbox_hook)
         self.webhooks = WebhookService(self.store, outbox, allow, ids=self.ids)
         self.doshii_webhooks = DoshiiWebhooks(self.webhooks, self.settings.base_url)
@@ -222,8 +228,13 @@ class Runtime:
             policy=policy,
         )
         sender = Sender(self.webhooks.allow_cidrs, timeout=s.webhook_timeout)
-        worker = DeliveryWorker(self.webhooks.outbox, sender, config)
         hook = self.outbox_hook
+        worker = DeliveryWorker(
+            self.webhooks.outbox,
+            sender,
+            config,
+            expand=hook.expand if hook is not None and hook.changes is not None else None,
+        )
 
         def wake_if_queued(order: Order, records: list[EventRecord]) -> None:
             if hook is None or hook.queued(order, records):

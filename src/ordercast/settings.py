@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # Retry delays in seconds, comma-separated; empty = Svix's (5s 5m 30m 2h 5h 10h 10h).
     webhook_retry_schedule: str = ""
     webhook_worker: bool = True  # `ordercast run` delivers webhooks in-process
+    # Where an order change's webhook messages are rendered: "commit" in the order's own
+    # transaction, or "worker": the transaction keeps the change (one row) and a delivery
+    # worker renders it (SQL databases; the same on every node).
+    outbox_render: Literal["commit", "worker"] = "commit"
     # `ordercast worker`'s /health and /metrics port (None: no port).
     worker_http_port: int | None = Field(None, ge=1, le=65535)
     # POS flow (price → commit → fire): how long a POS has to answer each webhook on its

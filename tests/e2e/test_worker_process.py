@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from support.live import Ordercast
 from support.net import free_port
@@ -127,11 +129,21 @@ def delivered(receiver: Receiver, n: int) -> bool:
     return len(receiver.received) >= n
 
 
-async def test_sqlite_server_queues_worker_process_delivers(tmp_path: Path) -> None:
+# ORDERCAST_OUTBOX_RENDER: the server renders the messages in each change's transaction,
+# or keeps the change and the worker process renders them.
+RENDER = pytest.mark.parametrize("render", ["commit", "worker"])
+TABLES = ("webhook_messages", "outbox_changes")
+
+
+@RENDER
+async def test_sqlite_server_queues_worker_process_delivers(tmp_path: Path, render: str) -> None:
     receiver = Receiver()
     await receiver.start()
     node = Ordercast(
-        f"sqlite:///{tmp_path}/w.db", tmp_path / "server.log", ORDERCAST_WEBHOOK_WORKER="false"
+        f"sqlite:///{tmp_path}/w.db",
+        tmp_path / "server.log",
+        ORDERCAST_WEBHOOK_WORKER="false",
+        ORDERCAST_OUTBOX_RENDER=render,
     )
     node.start()
     worker: subprocess.Popen[bytes] | None = None
@@ -142,6 +154,10 @@ async def test_sqlite_server_queues_worker_process_delivers(tmp_path: Path) -> N
         # The server alone delivers nothing: its queue waits (10 of its own polls).
         await asyncio.sleep(1.0)
         assert receiver.received == []
+        # What waits: the messages (commit) or one row per change for the worker to render.
+        with sqlite3.connect(tmp_path / "w.db") as db:
+            kept = [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES]
+        assert kept == ([total, 0] if render == "commit" else [0, total])
         # The worker's own default poll on memory:// (50 ms; the node's 0.1 s left out).
         metrics_port = free_port()
         worker = start_worker(
@@ -178,7 +194,10 @@ async def test_sqlite_server_queues_worker_process_delivers(tmp_path: Path) -> N
         await receiver.stop()
 
 
-async def test_postgres_two_workers_share_the_queue_and_wake_on_the_bus(tmp_path: Path) -> None:
+@RENDER
+async def test_postgres_two_workers_share_the_queue_and_wake_on_the_bus(
+    tmp_path: Path, render: str
+) -> None:
     need_service("Redis", "127.0.0.1", 6379)
     receiver = Receiver(delay=0.01)
     await receiver.start()
@@ -189,6 +208,7 @@ async def test_postgres_two_workers_share_the_queue_and_wake_on_the_bus(tmp_path
             ORDERCAST_WEBHOOK_WORKER="false",
             ORDERCAST_BUS_URL=REDIS_URL,
             ORDERCAST_BUS_PREFIX=f"octest:{secrets.token_hex(4)}:",
+            ORDERCAST_OUTBOX_RENDER=render,
         )
         node.start()
         workers: list[subprocess.Popen[bytes]] = []

@@ -31,9 +31,16 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator
         yield url
 
 
+@pytest.fixture(params=["commit", "worker"])
+def render(request: pytest.FixtureRequest) -> str:
+    """ORDERCAST_OUTBOX_RENDER: in the order's transaction, or by the delivery worker."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture
-async def rt(db_url: str) -> AsyncIterator[Runtime]:
-    async for runtime in open_runtime(db_url):
+async def rt(db_url: str, render: str) -> AsyncIterator[Runtime]:
+    async for runtime in open_runtime(db_url, outbox_render=render):
         await runtime.start_delivery()
         yield runtime
 
@@ -185,10 +192,19 @@ async def test_gone_disables_and_replay_sends_what_was_skipped(
     await wait_for(disabled, what="endpoint disabled by 410")
     view = (await w.http.get(base, headers=w.auth)).json()
     assert "410" in view["disabled_reason"]
-    # While disabled, new events are kept (skipped), not dropped.
+    # While disabled, new events are kept (skipped), not dropped (listed once rendered: at
+    # once in commit mode, by the worker's next round in worker mode).
     await w.move(order["id"], "accepted")
-    msgs = (await w.http.get(f"{base}/messages", headers=w.auth)).json()["messages"]
-    assert sorted(m["status"] for m in msgs) == ["failed", "skipped"]
+
+    async def statuses() -> list[str]:
+        msgs = (await w.http.get(f"{base}/messages", headers=w.auth)).json()["messages"]
+        return sorted(m["status"] for m in msgs)
+
+    async def both_listed() -> bool:
+        return len(await statuses()) == 2
+
+    await wait_for(both_listed, what="both messages listed")
+    assert await statuses() == ["failed", "skipped"]
     # The receiver is back: re-enable and replay the order.
     receiver.responder = None
     r = await w.http.patch(base, headers=w.auth, json={"enabled": True})

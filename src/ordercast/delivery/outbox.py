@@ -6,6 +6,12 @@ order as it was at that change, encoded once (``fastjson.encode_body``) and stor
 and replay sends the same bytes under the same ``webhook-id``. Endpoints that are disabled
 still get their rows, marked ``skipped``: nothing is dropped silently, and ``replay`` can
 send them later.
+
+With ``defer`` (``ORDERCAST_OUTBOX_RENDER=worker``) the transaction keeps one row per
+change instead (the order as committed and its events, for a location with endpoints only),
+and a delivery worker renders it later through :meth:`OutboxHook.render`, the same code, in
+commit order: the same messages, and the rendering's CPU leaves the process that serves the
+order writes (docs/benchmarks.md, session 13).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from ordercast.dialects import Target, matches, renderer
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
 from ordercast.fastjson import encode_body
-from ordercast.ports import Ids, Outbox, OutboxMessage, Tx
+from ordercast.ports import DeferredChanges, Ids, Outbox, OutboxMessage, Tx
 from ordercast.services.common import SYSTEM_IDS
 from ordercast.services.orders import order_resource
 
@@ -35,8 +41,16 @@ class OutboxHook:
         base_url: str,
         clock: Callable[[], float] = time.time,
         ids: Ids = SYSTEM_IDS,
+        changes: DeferredChanges | None = None,
+        defer: bool = False,
     ) -> None:
+        if defer and changes is None:
+            raise ValueError("deferring changes needs where to keep them")
         self.outbox = outbox
+        # Where deferred changes are kept (the SQL outbox): this process's delivery worker
+        # expands them whether or not this process defers (another node may).
+        self.changes = changes
+        self.defer = defer
         self.ids = ids
         self.base_url = base_url
         self.clock = clock
@@ -50,9 +64,32 @@ class OutboxHook:
     async def __call__(self, tx: Tx, order: Order, events: list[EventRecord]) -> None:
         if not events:
             return
+        if not self.defer or self.changes is None:
+            queued = await self.render(tx, order, events)
+        elif await self.outbox.targets(tx, order.tenant_id, order.location_id):
+            await self.changes.defer(tx, order, events, self.clock())
+            queued = True  # a worker renders it; wake the one in this process, if any
+        else:
+            queued = False
+        if queued:
+            if len(self._queued) >= _MAX_QUEUED:  # keys of transactions that rolled back
+                self._queued.clear()
+            self._queued.add((order.id, events[-1].seq))
+
+    async def expand(self, limit: int | None = None) -> int:
+        """A delivery worker's round: render deferred changes into messages (how many)."""
+        if self.changes is None:
+            return 0
+        if limit is None:
+            return await self.changes.expand(self.render)
+        return await self.changes.expand(self.render, limit)
+
+    async def render(self, tx: Tx, order: Order, events: list[EventRecord]) -> bool:
+        """Write the change's messages for every matching endpoint in ``tx``; whether any
+        is to be sent (not only ``skipped`` for a disabled endpoint)."""
         endpoints = await self.outbox.targets(tx, order.tenant_id, order.location_id)
         if not endpoints:
-            return
+            return False
         subscribed: set[str] = set()
         if any(ep.dialect == "doshii" for ep in endpoints):
             subscribed = await self.outbox.subscribers(tx, order.id)
@@ -95,10 +132,7 @@ class OutboxHook:
                     )
                 )
         await self.outbox.add(tx, messages)
-        if any(m.status == "pending" for m in messages):
-            if len(self._queued) >= _MAX_QUEUED:  # keys of transactions that rolled back
-                self._queued.clear()
-            self._queued.add((order.id, events[-1].seq))
+        return any(m.status == "pending" for m in messages)
 
     def queued(self, order: Order, records: list[EventRecord]) -> bool:
         """After a commit: did that change queue messages to send? (True once per change.)"""

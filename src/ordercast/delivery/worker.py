@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ordercast.delivery.observe import delivery_attempt
@@ -103,8 +103,12 @@ class DeliveryWorker:
         *,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        expand: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.outbox = outbox
+        # Renders deferred order changes into messages (ORDERCAST_OUTBOX_RENDER=worker):
+        # ``OutboxHook.expand``, run by its own loop ahead of the claims.
+        self.expand = expand
         self.sender = sender
         self.config = config or WorkerConfig()
         self.clock = clock
@@ -112,6 +116,7 @@ class DeliveryWorker:
         self.worker_id = new_id("wrk_")
         self.stats = _Stats()
         self._wake = asyncio.Event()
+        self._expand_wake = asyncio.Event()
         self._flush_wake = asyncio.Event()
         # Per endpoint: claimed and not yet sent (queued or in the HTTP exchange).
         self._held: dict[str, int] = {}
@@ -131,6 +136,7 @@ class DeliveryWorker:
     def wake(self, *_args: object) -> None:
         """Look for due messages now (called after an order change commits)."""
         self._wake.set()
+        self._expand_wake.set()
 
     async def start(self) -> None:
         await self.outbox.reap(self.clock())
@@ -138,6 +144,11 @@ class DeliveryWorker:
             asyncio.create_task(self._claim_loop(), name="webhooks-claim"),
             asyncio.create_task(self._flush_loop(), name="webhooks-flush"),
             asyncio.create_task(self._lease_loop(), name="webhooks-lease"),
+            *(
+                [asyncio.create_task(self._expand_loop(), name="webhooks-expand")]
+                if self.expand is not None
+                else []
+            ),
         ]
         log.info("webhook delivery worker %s started", self.worker_id)
 
@@ -201,6 +212,23 @@ class DeliveryWorker:
                 # Busy: queued messages keep the sender going meanwhile, and one larger
                 # claim costs the database far less than many small ones.
                 await asyncio.sleep(cfg.coalesce_seconds)
+
+    async def _expand_loop(self) -> None:
+        """Deferred changes into messages, then a claim: on a wake (a change committed in
+        this process, or seen on the bus) and every poll."""
+        assert self.expand is not None
+        while not self._stopping:
+            self._expand_wake.clear()
+            try:
+                expanded = await self.expand()
+            except Exception:
+                log.exception("rendering deferred webhook messages failed; retrying")
+                expanded = 0
+            if expanded:
+                self._wake.set()
+                continue  # until none is left
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._expand_wake.wait(), self.config.poll_seconds)
 
     async def _flush_loop(self) -> None:
         while not self._stopping:

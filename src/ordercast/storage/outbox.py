@@ -23,10 +23,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ordercast.ports import Claimed, EndpointTarget, OutboxMessage, Outcome, Row, Tx
+from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
+from ordercast.fastjson import dumps_str
+from ordercast.ports import (
+    ChangeRenderer,
+    Claimed,
+    EndpointTarget,
+    OutboxMessage,
+    Outcome,
+    Row,
+    Tx,
+)
 from ordercast.storage import schema as s
 from ordercast.storage.connector import Connector, PgConnector
 
+C = s.outbox_changes
 E = s.webhook_endpoints
 M = s.webhook_messages
 A = s.webhook_attempts
@@ -34,6 +46,8 @@ A = s.webhook_attempts
 OPEN_STATUSES = ("pending", "delivering")
 #: Locations whose endpoints one outbox keeps between order changes (see ``targets``).
 TARGETS_CACHED = 4096
+#: Deferred changes one ``expand`` transaction renders at most.
+EXPAND_BATCH = 200
 
 
 def message_row(m: OutboxMessage) -> dict[str, Any]:
@@ -184,6 +198,44 @@ class SqlOutbox:
 
     async def add(self, tx: Tx, messages: Sequence[OutboxMessage]) -> None:
         await tx.execute_many("insert_message", [message_row(m) for m in messages])
+
+    async def defer(self, tx: Tx, order: Order, events: Sequence[EventRecord], now: float) -> None:
+        """Keep the change (the order as committed, its events) for a worker to render
+        (``expand``): one row in the order's transaction instead of its messages."""
+        await tx.execute(
+            "insert_outbox_change",
+            {
+                "order_id": order.id,
+                "doc": dumps_str(order.as_dict()),
+                "events": dumps_str([e.to_dict() for e in events]),
+                "created_at": now,
+            },
+        )
+
+    async def expand(self, render: ChangeRenderer, limit: int = EXPAND_BATCH) -> int:
+        """Turn up to ``limit`` deferred changes, oldest first, into their messages with
+        ``render`` (the outbox hook's renderer) and delete them, in one transaction; how
+        many were expanded. One expander at a time (SQLite: the write lock; PostgreSQL: an
+        advisory lock), so messages are inserted in commit order and FIFO endpoints keep
+        each order's order. Each row is deleted by its own ``pos``: on PostgreSQL a change
+        committed meanwhile with a lower ``pos`` is left for the next round, never lost."""
+        async with self.engine.connect() as conn:  # a read: no write lock while idle
+            if (await conn.execute(sa.select(C.c.pos).limit(1))).first() is None:
+                return 0
+        pg = isinstance(self.connector, PgConnector)
+
+        async def body(tx: Tx) -> int:
+            if pg:
+                await tx.fetch_one("outbox_expand_lock")
+            rows = await tx.fetch_all("outbox_changes_oldest", {"limit": limit})
+            for r in rows:
+                order = Order.from_dict(json.loads(r["doc"]))
+                events = [EventRecord.from_dict(e) for e in json.loads(r["events"])]
+                await render(tx, order, events)
+            await tx.execute_many("delete_outbox_change", [{"pos": r["pos"]} for r in rows])
+            return len(rows)
+
+        return await self.connector.transaction(body)
 
     # -- endpoints -------------------------------------------------------------------
 
@@ -352,9 +404,12 @@ class SqlOutbox:
             .select_from(M.join(E, E.c.id == M.c.endpoint_id))
             .where(M.c.status == "pending", E.c.enabled.is_(True))
         )
+        waiting = sa.select(sa.func.count()).select_from(C)
         async with self.engine.connect() as conn:
             depth = {row[0]: int(row[1]) for row in (await conn.execute(counts)).all()}
             due = (await conn.execute(oldest)).scalar()
+            # Changes kept for a worker to render (ORDERCAST_OUTBOX_RENDER=worker).
+            depth["rendering"] = int((await conn.execute(waiting)).scalar_one())
         # A message is "due" once its next attempt time has passed.
         return depth, float(due) if due is not None and float(due) <= now else None
 

@@ -146,6 +146,20 @@ revisions = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
+# Order changes whose webhook messages a delivery worker renders (ORDERCAST_OUTBOX_RENDER=
+# worker): the order as committed and the change's events, written in the order's
+# transaction; a worker turns each into its ``webhook_messages`` rows and deletes it in one
+# transaction, in ``pos`` order (storage/outbox.py, ``SqlOutbox.expand``).
+outbox_changes = sa.Table(
+    "outbox_changes",
+    metadata,
+    sa.Column("pos", _BIGPK, primary_key=True, autoincrement=True),
+    sa.Column("order_id", sa.String(40), nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),  # Order.as_dict() as JSON
+    sa.Column("events", sa.Text, nullable=False),  # [EventRecord.to_dict()] as JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 # The outbox: one row per wire message per endpoint, written in the order's transaction.
 # ``id`` is the Standard Webhooks ``webhook-id`` (stable across retries and replays).
 webhook_messages = sa.Table(

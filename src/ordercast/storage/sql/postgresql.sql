@@ -82,3 +82,8 @@ WHERE NOT done AND due_at <= :now AND (lease_until IS NULL OR lease_until < :now
 ORDER BY due_at
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
+
+-- name: outbox_expand_lock
+-- One expander at a time across every node, held to the end of the transaction: changes
+-- become messages strictly in commit order, so FIFO endpoints keep each order's order.
+SELECT pg_advisory_xact_lock(7262730002)

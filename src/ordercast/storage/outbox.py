@@ -2,7 +2,10 @@
 
 The outbox rows are inserted by :meth:`SqlOutbox.add` in the order's own write
 transaction (the store's transaction hook: see ``ports.TxHook``), so an order change and
-its webhook messages commit or roll back together.
+its webhook messages commit or roll back together. With ``ORDERCAST_OUTBOX_RENDER=worker``
+the transaction writes the change to ``outbox_changes`` instead (:meth:`SqlOutbox.defer`),
+committed with it just the same, and a worker turns it into its messages later
+(:meth:`SqlOutbox.expand`).
 
 Claiming: a worker takes due ``pending`` rows and marks them ``delivering`` with a lease
 and its id, in one short transaction — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so many

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ordercast.domain.events import EventRecord
 from ordercast.domain.order import Order
+from ordercast.errors import StorageError
 from ordercast.fastjson import dumps_str
 from ordercast.ports import (
     ChangeRenderer,
@@ -204,16 +205,20 @@ class SqlOutbox:
 
     async def defer(self, tx: Tx, order: Order, events: Sequence[EventRecord], now: float) -> None:
         """Keep the change (the order as committed, its events) for a worker to render
-        (``expand``): one row in the order's transaction instead of its messages."""
-        await tx.execute(
+        (``expand``): one row in the order's transaction instead of its messages. The
+        order's document is copied in SQL from its row, which the store wrote earlier in
+        this transaction (``Order.as_dict`` as JSON: what ``expand`` reads back)."""
+        copied = await tx.execute(
             "insert_outbox_change",
             {
                 "order_id": order.id,
-                "doc": dumps_str(order.as_dict()),
                 "events": dumps_str([e.to_dict() for e in events]),
                 "created_at": now,
             },
         )
+        if copied != 1:
+            # The store writes the order's row before its hooks; never drop a change.
+            raise StorageError(f"order {order.id} has no row to defer its change from")
 
     async def expand(self, render: ChangeRenderer, limit: int = EXPAND_BATCH) -> int:
         """Turn up to ``limit`` deferred changes, oldest first, into their messages with

@@ -160,11 +160,6 @@ SELECT id, order_id, kind, due_at, done, outcome, lease_until, attempts, last_er
        created_at, updated_at
 FROM timers WHERE order_id = :order_id ORDER BY created_at, kind
 
--- name: insert_outbox_change
--- An order change whose webhook messages a delivery worker renders (ORDERCAST_OUTBOX_RENDER=worker).
-INSERT INTO outbox_changes (order_id, doc, events, created_at)
-VALUES (:order_id, :doc, :events, :created_at)
-
 -- name: outbox_changes_oldest
 SELECT pos, order_id, doc, events FROM outbox_changes ORDER BY pos LIMIT :limit
 

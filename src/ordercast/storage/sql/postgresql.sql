@@ -87,3 +87,10 @@ FOR UPDATE SKIP LOCKED
 -- One expander at a time across every node, held to the end of the transaction: changes
 -- become messages strictly in commit order, so FIFO endpoints keep each order's order.
 SELECT pg_advisory_xact_lock(7262730002)
+
+-- name: insert_outbox_change
+-- An order change whose webhook messages a delivery worker renders (ORDERCAST_OUTBOX_RENDER=
+-- worker): the order's document copied from its row, written earlier in this transaction,
+-- so it is not serialized a second time.
+INSERT INTO outbox_changes (order_id, doc, events, created_at)
+SELECT id, doc::text, :events, :created_at FROM orders WHERE id = :order_id

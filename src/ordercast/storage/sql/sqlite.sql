@@ -37,3 +37,10 @@ FROM timers
 WHERE NOT done AND due_at <= :now AND (lease_until IS NULL OR lease_until < :now)
 ORDER BY due_at
 LIMIT :limit
+
+-- name: insert_outbox_change
+-- An order change whose webhook messages a delivery worker renders (ORDERCAST_OUTBOX_RENDER=
+-- worker): the order's document copied from its row, written earlier in this transaction,
+-- so it is not serialized a second time.
+INSERT INTO outbox_changes (order_id, doc, events, created_at)
+SELECT id, doc, :events, :created_at FROM orders WHERE id = :order_id

@@ -103,8 +103,9 @@ class Tx(Protocol):
 # in here): the transaction, the order after the change and the new events. It may only do
 # I/O through the ``Tx`` (see there for what else it must not do).
 TxHook = Callable[[Tx, Order, list[EventRecord]], Awaitable[None]]
-# Renders a deferred change's webhook messages in a transaction (``OutboxHook.render``).
-ChangeRenderer = Callable[[Tx, Order, list[EventRecord]], Awaitable[object]]
+# A deferred change's webhook messages, rendered from what ``Tx`` reads (the endpoints, the
+# order's subscribers) and returned, not written (``OutboxHook.messages``).
+ChangeRenderer = Callable[[Tx, Order, list[EventRecord]], Awaitable[Sequence["OutboxMessage"]]]
 # What a change means for the POS flow's timers (``domain.pos_flow.plan_timers``, bound to
 # the configured callback timeout).
 TimerPlanner = Callable[[Order, list[EventRecord]], TimerPlan]

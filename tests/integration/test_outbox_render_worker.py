@@ -8,14 +8,18 @@ renders instead of inserting it). On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from ordercast.delivery.outbox import OutboxHook
-from ordercast.ports import EndpointTarget, OutboxMessage, Tx
+from ordercast.domain.events import EventRecord
+from ordercast.domain.order import Order
+from ordercast.ports import ChangeRenderer, EndpointTarget, OutboxMessage, Tx
 from ordercast.runtime import Runtime
 from ordercast.storage.outbox import SqlOutbox
 from support.webhooks import fresh_database_url, open_runtime
@@ -180,3 +184,121 @@ async def test_the_changes_waiting_are_a_metric(w: World) -> None:
     assert w.runtime.outbox_hook is not None
     assert await w.runtime.outbox_hook.expand() == 4
     assert await waiting() == 0
+
+
+# -- rendering outside the write lock, and what happens when its inputs move meanwhile ------
+
+
+def first_call(hook: OutboxHook, before: Callable[[], Awaitable[None]]) -> ChangeRenderer:
+    """The hook's renderer, running ``before`` once, inside the read snapshot, first."""
+    pending = [before]
+
+    async def render(tx: Tx, order: Order, events: list[EventRecord]) -> list[OutboxMessage]:
+        if pending:
+            await pending.pop()()
+        return await hook.messages(tx, order, events)
+
+    return render
+
+
+def rendezvous(db_url: str, parties: int) -> Callable[[], Awaitable[None]]:
+    """Wait until ``parties`` snapshots are open at once. A SQLite snapshot runs on a thread
+    and its body must not suspend (a thread barrier); a PostgreSQL one on the loop."""
+    if db_url.startswith("sqlite"):
+        barrier = threading.Barrier(parties, timeout=10)
+
+        async def meet() -> None:
+            barrier.wait()
+
+        return meet
+    gate = asyncio.Barrier(parties)
+
+    async def meet_pg() -> None:
+        await asyncio.wait_for(gate.wait(), 10)
+
+    return meet_pg
+
+
+async def messages_of(rt: Runtime) -> list[Any]:
+    return await rows(
+        rt,
+        "SELECT endpoint_id, event_id, part, seq, order_id, body, status FROM webhook_messages "
+        "ORDER BY pos",
+    )
+
+
+async def test_two_expanders_rendering_the_same_changes_write_them_once(
+    w: World, db_url: str
+) -> None:
+    """Two workers open their snapshots at the same moment and render the same oldest rows:
+    the first to write wins, the other finds a row gone, rolls back and renders the next
+    rows under the lock. Nothing twice, nothing lost, each order in seq order."""
+    rt = w.runtime
+    hook = rt.outbox_hook
+    assert hook is not None and isinstance(hook.changes, SqlOutbox)
+    capture = Capture(hook.changes)
+    rt.store.add_tx_hook(OutboxHook(capture, rt.settings.base_url, ids=rt.ids))
+    await endpoint(w, dialect="ordercast")
+    await endpoint(w, dialect="rbi")
+    orders = [(await w.order(notes=f"gate code {i}"))["id"] for i in range(4)]
+    for to in ("accepted", "preparing"):
+        moved = await asyncio.gather(*(w.move(oid, to) for oid in orders))
+        assert all(m.status_code == 200 for m in moved)
+    assert len(await rows(rt, "SELECT pos FROM outbox_changes")) == 12
+
+    async for other in open_runtime(db_url, outbox_render="worker"):
+        assert other.outbox_hook is not None and isinstance(other.outbox_hook.changes, SqlOutbox)
+        meet = rendezvous(db_url, 2)
+        both = await asyncio.gather(
+            hook.changes.expand(first_call(hook, meet), 5),
+            other.outbox_hook.changes.expand(first_call(other.outbox_hook, meet), 5),
+        )
+        # One wrote the five it rendered, the other the next five, under the lock.
+        assert sorted(both) == [5, 5]
+        assert await hook.expand() == 2
+    assert await rows(rt, "SELECT pos FROM outbox_changes") == []
+
+    written = await messages_of(rt)
+    got = [(r.endpoint_id, r.event_id, r.part, r.body, r.status) for r in written]
+    want = [(m.endpoint_id, m.event_id, m.part, m.body, m.status) for m in capture.messages]
+    assert len(got) == len(want) == 12 * 2
+    assert sorted(got) == sorted(want)  # once each, the same bytes
+    seqs: dict[tuple[str, str], list[int]] = {}
+    for r in written:
+        seqs.setdefault((r.endpoint_id, r.order_id), []).append(r.seq)
+    assert len(seqs) == 2 * 4 and all(s == sorted(s) for s in seqs.values())
+
+
+async def test_an_endpoint_changed_while_rendering_is_rendered_again(w: World, db_url: str) -> None:
+    """An endpoint disabled after the snapshot was taken: the round rendered with the old
+    endpoints is rolled back and rendered again inside the write transaction, so the
+    messages follow the endpoints as the write commits them (skipped, not pending)."""
+    rt = w.runtime
+    hook = rt.outbox_hook
+    assert hook is not None and isinstance(hook.changes, SqlOutbox)
+    keep = await endpoint(w, dialect="ordercast")
+    off = await endpoint(w, dialect="ordatic")
+    orders = [(await w.order())["id"] for _ in range(3)]
+    moved = await asyncio.gather(*(w.move(oid, "accepted") for oid in orders))
+    assert all(m.status_code == 200 for m in moved)
+
+    async def disable() -> None:  # another writer, while this round renders
+        sql = "UPDATE webhook_endpoints SET enabled = {} WHERE id = '" + off + "'"
+        if db_url.startswith("sqlite"):
+            conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+            with conn:
+                conn.execute(sql.format(0))
+            conn.close()
+        else:
+            import asyncpg  # type: ignore[import-untyped]
+
+            conn_pg = await asyncpg.connect(db_url)
+            try:
+                await conn_pg.execute(sql.format("false"))
+            finally:
+                await conn_pg.close()
+
+    assert await hook.changes.expand(first_call(hook, disable), 100) == 6
+    written = await messages_of(rt)
+    status = {(r.endpoint_id, r.status) for r in written}
+    assert status == {(keep, "pending"), (off, "skipped")}

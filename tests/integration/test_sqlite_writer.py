@@ -125,3 +125,40 @@ async def test_another_process_holding_the_write_lock_is_waited_for(
     finally:
         other.close()
         await writer.close()
+
+
+async def test_a_read_snapshot_never_takes_the_write_lock_and_cannot_write(
+    tmp_path: Path,
+) -> None:
+    """``read``: what is committed, as of one snapshot, while another connection holds the
+    write lock and writes; a write through it is refused, not queued for the lock."""
+    path = tmp_path / "db.sqlite"
+    _setup(path)
+    writer = SqliteWriter(str(path), asyncio.Lock())
+    try:
+        await writer.run(_insert("committed"))
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock for the whole read
+        other.execute("INSERT INTO t (v) VALUES ('uncommitted')")
+
+        def snapshot(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
+            first = [r[0] for r in conn.execute("SELECT v FROM t ORDER BY id")]
+            other.execute("COMMIT")  # committed after the snapshot began: not seen
+            again = [r[0] for r in conn.execute("SELECT v FROM t ORDER BY id")]
+            return first, again
+
+        assert await writer.read(snapshot) == (["committed"], ["committed"])
+        assert await writer.read(lambda c: [r[0] for r in c.execute("SELECT v FROM t")]) == [
+            "committed",
+            "uncommitted",
+        ]
+        other.close()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t (v) VALUES ('through the snapshot')")
+
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await writer.read(write)
+        assert _rows(path) == ["committed", "uncommitted"]
+    finally:
+        await writer.close()

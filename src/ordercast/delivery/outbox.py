@@ -81,15 +81,26 @@ class OutboxHook:
         if self.changes is None:
             return 0
         if limit is None:
-            return await self.changes.expand(self.render)
-        return await self.changes.expand(self.render, limit)
+            return await self.changes.expand(self.messages)
+        return await self.changes.expand(self.messages, limit)
 
     async def render(self, tx: Tx, order: Order, events: list[EventRecord]) -> bool:
         """Write the change's messages for every matching endpoint in ``tx``; whether any
         is to be sent (not only ``skipped`` for a disabled endpoint)."""
+        messages = await self.messages(tx, order, events)
+        if not messages:
+            return False
+        await self.outbox.add(tx, messages)
+        return any(m.status == "pending" for m in messages)
+
+    async def messages(
+        self, tx: Tx, order: Order, events: list[EventRecord]
+    ) -> list[OutboxMessage]:
+        """The change's messages for every matching endpoint (``skipped`` for a disabled
+        one), rendered from what ``tx`` reads; nothing is written."""
         endpoints = await self.outbox.targets(tx, order.tenant_id, order.location_id)
         if not endpoints:
-            return False
+            return []
         subscribed: set[str] = set()
         if any(ep.dialect == "doshii" for ep in endpoints):
             subscribed = await self.outbox.subscribers(tx, order.id)
@@ -131,8 +142,7 @@ class OutboxHook:
                         seq=event.seq,
                     )
                 )
-        await self.outbox.add(tx, messages)
-        return any(m.status == "pending" for m in messages)
+        return messages
 
     def queued(self, order: Order, records: list[EventRecord]) -> bool:
         """After a commit: did that change queue messages to send? (True once per change.)"""

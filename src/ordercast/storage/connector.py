@@ -1,9 +1,9 @@
 """The one way ordercast runs its hot and batch SQL: named statements through a connector.
 
-A :class:`Connector` has three methods: run a transaction body, or one statement on its
-own (``execute``, ``fetch_all``). The body gets a ``ports.Tx`` (``execute``,
-``execute_many``, ``fetch_all``, ``fetch_one``) that runs the statements of
-``storage/sql/`` by name. Two implementations:
+A :class:`Connector` runs a transaction body (``transaction``; ``snapshot`` for a read-only
+one), or one statement on its own (``execute``, ``fetch_all``). The body gets a
+``ports.Tx`` (``execute``, ``execute_many``, ``fetch_all``, ``fetch_one``) that runs the
+statements of ``storage/sql/`` by name. Two implementations:
 
 * :class:`SqliteConnector`: every transaction runs on the store's writer thread
   (``storage/writer.py``: one plain ``sqlite3`` connection, ``BEGIN IMMEDIATE``, group
@@ -44,6 +44,7 @@ NO_PARAMS: Params = {}
 
 class Connector(Protocol):
     async def transaction(self, body: Callable[[Tx], Awaitable[T]]) -> T: ...
+    async def snapshot(self, body: Callable[[Tx], Awaitable[T]]) -> T: ...
     async def execute(self, query: str, params: Params = NO_PARAMS) -> int: ...
     async def fetch_all(self, query: str, params: Params = NO_PARAMS) -> list[Row]: ...
     async def close(self) -> None: ...
@@ -164,6 +165,19 @@ class SqliteConnector:
         except sqlite3.Error as exc:  # BEGIN or COMMIT
             raise sqlite_error(exc) from exc
 
+    async def snapshot(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """``body`` in a read-only transaction: one snapshot of what is committed, on a
+        connection of its own off the event loop, never holding the write lock."""
+        queries = self.queries
+
+        def job(conn: sqlite3.Connection) -> T:
+            return run_to_completion(body(SqliteTx(conn, queries)))  # type: ignore[arg-type]
+
+        try:
+            return await self.writer.read(job)
+        except sqlite3.Error as exc:  # BEGIN
+            raise sqlite_error(exc) from exc
+
     async def execute(self, query: str, params: Params = NO_PARAMS) -> int:
         async def body(tx: Tx) -> int:
             return await tx.execute(query, params)
@@ -254,6 +268,18 @@ class PgConnector:
             async with pool.acquire() as conn, conn.transaction():
                 return await body(PgTx(conn, self.queries))
         except _PG_ERRORS as exc:  # BEGIN, COMMIT, the pool
+            raise pg_error(exc) from exc
+
+    async def snapshot(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """``body`` in a read-only REPEATABLE READ transaction: one snapshot."""
+        pool = await self._acquire_pool()
+        try:
+            async with (
+                pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return await body(PgTx(conn, self.queries))
+        except _PG_ERRORS as exc:
             raise pg_error(exc) from exc
 
     async def execute(self, query: str, params: Params = NO_PARAMS) -> int:

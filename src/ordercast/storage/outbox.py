@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -144,6 +145,25 @@ _ATTEMPT_COLUMNS = (
 )
 
 
+class _Moved(Exception):
+    """A rendered round's inputs moved before its write: roll it back, render again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """Deferred changes rendered from one snapshot: their ``pos``, the endpoints' revision
+    they were rendered with, and their messages."""
+
+    positions: list[int]
+    revision: int
+    messages: list[OutboxMessage]
+
+
+async def _targets_revision(tx: Tx) -> int:
+    row = await tx.fetch_one("webhook_targets_revision")
+    return int(row[0]) if row is not None else -1
+
+
 class SqlOutbox:
     """``ports.Outbox`` on a SQL store."""
 
@@ -222,28 +242,65 @@ class SqlOutbox:
 
     async def expand(self, render: ChangeRenderer, limit: int = EXPAND_BATCH) -> int:
         """Turn up to ``limit`` deferred changes, oldest first, into their messages with
-        ``render`` (the outbox hook's renderer) and delete them, in one transaction; how
-        many were expanded. One expander at a time (SQLite: the write lock; PostgreSQL: an
-        advisory lock), so messages are inserted in commit order and FIFO endpoints keep
-        each order's order. Each row is deleted by its own ``pos``: on PostgreSQL a change
-        committed meanwhile with a lower ``pos`` is left for the next round, never lost."""
-        async with self.engine.connect() as conn:  # a read: no write lock while idle
-            if (await conn.execute(sa.select(C.c.pos).limit(1))).first() is None:
-                return 0
-        pg = isinstance(self.connector, PgConnector)
+        ``render`` (the outbox hook's renderer) and delete them; how many were expanded.
 
-        async def body(tx: Tx) -> int:
-            if pg:
-                await tx.fetch_one("outbox_expand_lock")
+        The rendering (the CPU) happens in a read-only snapshot, outside any write lock:
+        on SQLite the file has ONE write lock, which the order writes of every node wait
+        for, and rendering a round inside it held that lock for most of a worker's
+        transactions (docs/benchmarks.md, session 14). A short write transaction then
+        deletes the rows by their ``pos`` and inserts the messages, provided nothing it
+        rendered from moved meanwhile: every row is still there (no other expander took
+        it) and the endpoints' revision is the one rendered with. Otherwise it rolls back
+        and this round renders inside the write transaction instead, as one expander at a
+        time (SQLite: the write lock; PostgreSQL: an advisory lock). Either way messages
+        are inserted in commit order and FIFO endpoints keep each order's order. Rows are
+        deleted by their own ``pos``: on PostgreSQL a change committed meanwhile with a
+        lower ``pos`` is left for the next round, never lost."""
+
+        async def rendered(tx: Tx) -> _Round | None:
             rows = await tx.fetch_all("outbox_changes_oldest", {"limit": limit})
+            if not rows:
+                return None
+            revision = await _targets_revision(tx)
+            messages: list[OutboxMessage] = []
             for r in rows:
                 order = Order.from_dict(json.loads(r["doc"]))
                 events = [EventRecord.from_dict(e) for e in json.loads(r["events"])]
-                await render(tx, order, events)
-            await tx.execute_many("delete_outbox_change", [{"pos": r["pos"]} for r in rows])
-            return len(rows)
+                messages.extend(await render(tx, order, events))
+            return _Round([r["pos"] for r in rows], revision, messages)
 
-        return await self.connector.transaction(body)
+        done = await self.connector.snapshot(rendered)
+        if done is None:
+            return 0
+        pg = isinstance(self.connector, PgConnector)
+
+        async def write(tx: Tx) -> int:
+            if pg:
+                await tx.fetch_one("outbox_expand_lock")
+            if await _targets_revision(tx) != done.revision:
+                raise _Moved
+            for pos in done.positions:
+                if await tx.execute("delete_outbox_change", {"pos": pos}) != 1:
+                    raise _Moved  # another expander took it: roll back what this deleted
+            await self.add(tx, done.messages)
+            return len(done.positions)
+
+        try:
+            return await self.connector.transaction(write)
+        except _Moved:
+            pass
+
+        async def locked(tx: Tx) -> int:
+            if pg:
+                await tx.fetch_one("outbox_expand_lock")
+            again = await rendered(tx)
+            if again is None:
+                return 0
+            await tx.execute_many("delete_outbox_change", [{"pos": p} for p in again.positions])
+            await self.add(tx, again.messages)
+            return len(again.positions)
+
+        return await self.connector.transaction(locked)
 
     # -- endpoints -------------------------------------------------------------------
 

@@ -93,6 +93,9 @@ class SqliteWriter:
         self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self._checkpointer = Checkpointer(path)
+        # Read-only snapshots (``read``): their own connection, on the default executor.
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
 
     async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` in a write transaction; its return value once committed."""
@@ -103,11 +106,29 @@ class SqliteWriter:
             self._drainer = loop.create_task(self._drain())
         return await future
 
+    async def read(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` in a read transaction on a connection of its own (``query_only``),
+        off the event loop: one snapshot of what is committed, taken without the write
+        lock, so other processes' writers are never held up by what ``job`` spends."""
+        return await asyncio.to_thread(self._read_sync, job)
+
+    def _read_sync(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = reader_connection(self._path)
+            conn = self._reader
+            conn.execute("BEGIN")
+            try:
+                return job(conn)
+            finally:
+                conn.execute("ROLLBACK")
+
     async def close(self) -> None:
         while self._drainer is not None:
             await asyncio.shield(self._drainer)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._checkpointer.stop)
+        await loop.run_in_executor(None, self._close_reader)
         thread, self._thread = self._thread, None
         if thread is None:
             self._close_sync()
@@ -217,6 +238,12 @@ class SqliteWriter:
             return (False, exc)
         conn.execute("RELEASE job")
         return (True, value)
+
+    def _close_reader(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def _close_sync(self) -> None:
         if self._conn is not None:
@@ -347,4 +374,13 @@ def writer_connection(path: str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     sqlite_pragmas(conn)
     conn.execute("PRAGMA busy_timeout=0")  # the lock is waited for by _begin_immediate
+    return conn
+
+
+def reader_connection(path: str) -> sqlite3.Connection:
+    """A read-only snapshot connection (``SqliteWriter.read``): autocommit mode, ``sqlite3.Row``
+    rows, ``query_only`` (a write through it is an error, never a wait for the lock)."""
+    conn = writer_connection(path)
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA query_only=ON")
     return conn
